@@ -1,0 +1,48 @@
+# Two commands on a fresh machine: `make run` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PY := $(BIN)/python
+# The bootstrap is keyed on the hash of pyproject.toml: a second run costs nothing.
+HASH := $(shell sha256sum pyproject.toml | cut -c1-16)
+STAMP := $(VENV)/.installed-$(HASH)
+CONFIG ?= configs/sim-lab.yaml
+TYPECHECK := $(VENV)/typecheck
+
+.PHONY: run test lint format venv typecheck-tree clean
+
+venv: $(STAMP)
+
+$(STAMP):
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@rm -f $(VENV)/.installed-*
+	@touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/ionpilot up --config $(CONFIG)
+
+# mypy cannot follow setuptools' package-dir mapping, so it reads a tree of links laid out as the
+# installed package (ionpilot/bus -> bus/, ...), rebuilt on every run (cheap, and new files show up).
+typecheck-tree:
+	@rm -rf $(TYPECHECK) && mkdir -p $(TYPECHECK)/ionpilot
+	@for f in ionpilot/*; do ln -s "$(CURDIR)/$$f" $(TYPECHECK)/ionpilot/; done
+	@for d in bus drivers sim servo sequencer gui configs; do ln -s "$(CURDIR)/$$d" $(TYPECHECK)/ionpilot/$$d; done
+
+lint: $(STAMP) typecheck-tree
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	cd $(TYPECHECK) && MYPYPATH=. $(CURDIR)/$(BIN)/mypy --config-file $(CURDIR)/pyproject.toml -p ionpilot
+	MYPYPATH=$(TYPECHECK) $(BIN)/mypy --config-file pyproject.toml --allow-untyped-defs --allow-incomplete-defs bench tests
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+test: lint
+	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info

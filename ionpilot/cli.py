@@ -1,0 +1,44 @@
+"""The `ionpilot` command line: one entry point, subcommands registered per subsystem."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from ionpilot import __version__
+
+# Each module in ionpilot/commands/ adds its subcommands through `register(subparsers)`.
+COMMAND_MODULES: list[str] = ["config"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ionpilot",
+        description="Control and autonomous operation of trapped-ion clocks and processors.",
+    )
+    parser.add_argument("--version", action="version", version=f"ionpilot {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        module = importlib.import_module(f"ionpilot.commands.{name}")
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help()
+        return 2
+    try:
+        code: int = handler(args)
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Subcommands of the `ionpilot` CLI, one module per subsystem, each exposing `register`."""

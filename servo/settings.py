@@ -1,0 +1,132 @@
+"""Settings of the servo daemon: the clock lock, the auxiliary wavemeter locks, health rules and
+recovery policy. Plain frozen dataclasses, read from the lab file's `servo:`, `health:` and
+`recovery:` sections by the config loader."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Annotated, Literal
+
+from ionpilot.bus.units import Quantity
+
+FaultKind = Literal[
+    "ion_loss",
+    "ion_dark",
+    "mode_hop",
+    "cavity_unlock",
+    "rf_trip",
+    "stray_field",
+    "comb_unlock",
+    "wavemeter_invalid",
+    "driver_stale",
+    "unrecognised",
+]
+
+
+@dataclass(frozen=True)
+class ClockLockSettings:
+    """How the clock laser is steered onto the ion's line (REFERENCE.md §1)."""
+
+    pulser: str = "pulser"
+    comb: str = "comb"
+    beat_counter: str = "beat_counter"
+    wavemeter: str = "wavemeter"
+    wavemeter_channel: int = 4
+    cavity_laser: str = "laser_435"
+    interrogation: Literal["rabi", "ramsey"] = "rabi"
+    probe_time: Annotated[float, "s"] = 0.08
+    ramsey_dark_time: Annotated[float, "s"] = 0.3
+    ramsey_pulse_time: Annotated[float, "s"] = 0.005
+    probes_per_side: int = 10
+    cycle_overhead: Annotated[float, "s"] = 0.02
+    gain: float = 0.5
+    drift_gain: float = 0.0625
+    servo_order: Literal["first", "second"] = "second"
+    aom_center: Annotated[float, "Hz"] = 200e6
+    line_search_span: Annotated[float, "Hz"] = 2000.0
+    lock_detect_excitation: float = 0.2
+
+    def __post_init__(self) -> None:
+        if not 0 < self.gain < 2:
+            raise ValueError(f"gain must be in (0, 2), found {self.gain}")
+        if not 0 <= self.drift_gain < self.gain:
+            raise ValueError(
+                f"drift_gain must be in [0, gain={self.gain}), found {self.drift_gain}"
+            )
+        if self.probes_per_side < 1:
+            raise ValueError(f"probes_per_side must be at least 1, found {self.probes_per_side}")
+
+
+@dataclass(frozen=True)
+class AuxLockSettings:
+    """A wavemeter PI lock of one diode laser through its piezo (cooling or repump)."""
+
+    laser: str
+    wavemeter_channel: int
+    target: Annotated[float, "Hz"]
+    wavemeter: str = "wavemeter"
+    proportional_gain: Annotated[float, "V/Hz"] = 2e-9
+    integral_gain: Annotated[float, "V/Hz"] = 1e-9
+    max_step: Annotated[float, "V"] = 0.5
+    capture_range: Annotated[float, "Hz"] = 2e9
+    tolerance: Annotated[float, "Hz"] = 20e6
+    update_period: Annotated[float, "s"] = 0.5
+    relock_timeout: Annotated[float, "s"] = 15.0
+
+
+@dataclass(frozen=True)
+class ServoSettings:
+    """All locks the daemon runs."""
+
+    clock_lock: ClockLockSettings = field(default_factory=ClockLockSettings)
+    aux_locks: dict[str, AuxLockSettings] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class HealthRule:
+    """Alarm bands of one signal, EPICS style: LOLO < LOW < value < HIGH < HIHI, with hysteresis."""
+
+    lolo: Quantity | None = None
+    low: Quantity | None = None
+    high: Quantity | None = None
+    hihi: Quantity | None = None
+    hysteresis: Quantity | None = None
+    max_rate: Quantity | None = None
+    stale_after: Annotated[float, "s"] = 5.0
+    debounce: Annotated[float, "s"] = 0.0
+
+
+@dataclass(frozen=True)
+class HealthSettings:
+    """Rules per signal; signal names are `<instrument>.<parameter>` or `servo.<loop>.<quantity>`."""
+
+    rules: dict[str, HealthRule] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PlaybookSettings:
+    """Bounds of one recovery playbook."""
+
+    enabled: bool = True
+    max_retries: int = 3
+    step_timeout: Annotated[float, "s"] = 60.0
+    total_timeout: Annotated[float, "s"] = 600.0
+
+
+@dataclass(frozen=True)
+class SafeStateSettings:
+    """Where the lab is left when recovery gives up: nothing that can hurt the trap or the ion."""
+
+    oven_off: bool = True
+    keep_rf: bool = True
+    park_lasers: bool = True
+
+
+@dataclass(frozen=True)
+class RecoverySettings:
+    """Recovery policy: one playbook per fault kind, and the safe state."""
+
+    playbooks: dict[str, PlaybookSettings] = field(default_factory=dict)
+    safe_state: SafeStateSettings = field(default_factory=SafeStateSettings)
+    restart_backoff_initial: Annotated[float, "s"] = 1.0
+    restart_backoff_max: Annotated[float, "s"] = 60.0
