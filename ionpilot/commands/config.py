@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
 import yaml
 
 from ionpilot.bus.units import format_quantity
 from ionpilot.config import DEFAULT_CONFIG, ConfigError, LabConfig, load_config_with_marks
+from ionpilot.runtime import report_config_error
 
 
 def register(subparsers: Any) -> None:
@@ -21,15 +21,6 @@ def register(subparsers: Any) -> None:
     show = actions.add_parser("show", help="print the resolved configuration (includes merged)")
     show.add_argument("path", nargs="?", default=str(DEFAULT_CONFIG))
     show.set_defaults(handler=run_show)
-
-
-def report_config_error(path: str, exc: ConfigError) -> None:
-    count = len(exc.issues)
-    print(
-        f"error: {path} is invalid ({count} problem{'s' if count != 1 else ''}):", file=sys.stderr
-    )
-    for issue in exc.issues:
-        print(f"  {issue}", file=sys.stderr)
 
 
 def run_check(args: argparse.Namespace) -> int:

@@ -1,0 +1,60 @@
+"""What every long-running ionpilot process shares: load the lab file or exit 2 with its errors,
+and run until SIGINT/SIGTERM, then stop cleanly (the supervisor relies on a clean SIGTERM)."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from types import FrameType
+
+from ionpilot.config import ConfigError, LabConfig, load_config
+
+
+def load_or_report(path: str | Path) -> LabConfig | None:
+    """The validated lab config, or None after printing every error (the caller exits 2)."""
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        report_config_error(path, exc)
+        return None
+
+
+def report_config_error(path: str | Path, exc: ConfigError) -> None:
+    count = len(exc.issues)
+    print(
+        f"error: {path} is invalid ({count} problem{'s' if count != 1 else ''}):", file=sys.stderr
+    )
+    for issue in exc.issues:
+        print(f"  {issue}", file=sys.stderr)
+
+
+def wait_for_stop_signal(
+    stop: threading.Event | None = None, duration: float | None = None
+) -> None:
+    """Block until SIGINT/SIGTERM (or `stop` is set, or `duration` seconds pass)."""
+    stop = stop or threading.Event()
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        stop.wait(duration)
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def run_service(start: Callable[[], object], stop: Callable[[], object], ready: str) -> int:
+    """Start a service, print its ready line (flushed: the supervisor waits for it), run until
+    signalled, then stop it."""
+    start()
+    try:
+        print(ready, flush=True)
+        wait_for_stop_signal()
+    finally:
+        stop()
+    return 0

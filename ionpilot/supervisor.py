@@ -1,0 +1,259 @@
+"""Supervision of ionpilot's child processes: start them, notice death by exit *and* by silent
+heartbeat, restart with capped exponential back-off (never in a tight loop), and stop them all
+cleanly — SIGTERM to each process group, SIGKILL after a grace period, so no orphan survives.
+
+The restart decisions (`RestartPolicy`) run on an injectable clock and are tested on virtual
+time; `Supervisor` is the thin layer of real processes around them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from ionpilot.bus.backoff import Backoff
+from ionpilot.bus.clock import Clock, SystemClock
+
+log = logging.getLogger(__name__)
+
+PR_SET_PDEATHSIG = 1
+
+
+@dataclass(frozen=True)
+class ChildSpec:
+    """One supervised process: its command line, the line it prints when ready, its heartbeat."""
+
+    name: str
+    argv: tuple[str, ...]
+    ready_prefix: str = "ready"
+    heartbeat: str | None = None  # bus source name whose `hb.<name>` proves it alive
+    startup_grace_s: float = 20.0  # heartbeats are not expected before this
+    restart: bool = True
+
+
+class RestartPolicy:
+    """When to restart a child: capped exponential back-off that resets only after the child has
+    stayed up `stable_after_s`, so a crash loop slows down instead of spinning."""
+
+    def __init__(
+        self,
+        clock: Clock,
+        initial_s: float = 1.0,
+        maximum_s: float = 60.0,
+        stable_after_s: float = 60.0,
+    ) -> None:
+        self._clock = clock
+        self.backoff = Backoff(initial_s, maximum_s)
+        self.stable_after_s = stable_after_s
+        self.started_at: float | None = None
+        self.restart_at: float | None = None
+        self.restarts = 0
+
+    def started(self) -> None:
+        self.started_at = self._clock.now()
+        self.restart_at = None
+
+    def died(self) -> float:
+        """Record a death; returns the delay before the restart."""
+        now = self._clock.now()
+        if self.started_at is not None and now - self.started_at >= self.stable_after_s:
+            self.backoff.reset()
+        delay = self.backoff.next_delay()
+        self.restart_at = now + delay
+        self.started_at = None
+        return delay
+
+    def due(self) -> bool:
+        return self.restart_at is not None and self._clock.now() >= self.restart_at
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    os.setsid()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+@dataclass
+class Child:
+    """A running (or waiting-to-restart) child process and its bookkeeping."""
+
+    spec: ChildSpec
+    policy: RestartPolicy
+    process: subprocess.Popen[str] | None = None
+    state: str = "stopped"  # starting, running, dead, backoff, stopped
+    ready: threading.Event = field(default_factory=threading.Event)
+    last_lines: deque[str] = field(default_factory=lambda: deque(maxlen=50))
+    exit_codes: list[int] = field(default_factory=list)
+    heartbeat_deaths: int = 0
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process is not None else None
+
+
+class Supervisor:
+    """Runs children; `tick()` (called periodically) restarts the dead and the silent."""
+
+    def __init__(
+        self,
+        specs: Sequence[ChildSpec],
+        *,
+        clock: Clock | None = None,
+        heartbeat_age: Callable[[str], float] | None = None,
+        stale_after_s: float = 5.0,
+        backoff_initial_s: float = 1.0,
+        backoff_max_s: float = 60.0,
+        on_line: Callable[[str, str], None] | None = None,
+        on_event: Callable[[str, str], None] | None = None,
+    ) -> None:
+        self._clock = clock or SystemClock()
+        self.children = {
+            s.name: Child(s, RestartPolicy(self._clock, backoff_initial_s, backoff_max_s))
+            for s in specs
+        }
+        self._heartbeat_age = heartbeat_age
+        self.stale_after_s = stale_after_s
+        self._on_line = on_line
+        self._on_event = on_event or (lambda name, message: log.info("%s: %s", name, message))
+        self._lock = threading.Lock()
+        self._stopping = False
+
+    # ------------------------------------------------------------------------ processes
+
+    def start(self, name: str) -> Child:
+        child = self.children[name]
+        child.ready.clear()
+        child.process = subprocess.Popen(
+            child.spec.argv,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            bufsize=1,
+            preexec_fn=_die_with_parent,  # noqa: PLW1509 (setsid + PDEATHSIG; no threads touched)
+        )
+        child.state = "starting"
+        child.policy.started()
+        threading.Thread(
+            target=self._pump, args=(child, child.process), name=f"out-{name}", daemon=True
+        ).start()
+        self._on_event(name, f"started (pid {child.process.pid})")
+        return child
+
+    def _pump(self, child: Child, process: subprocess.Popen[str]) -> None:
+        assert process.stdout is not None
+        for raw in process.stdout:
+            line = raw.rstrip("\n")
+            child.last_lines.append(line)
+            if line.startswith(child.spec.ready_prefix) and process is child.process:
+                child.ready.set()
+                if child.state == "starting":
+                    child.state = "running"
+            if self._on_line is not None:
+                self._on_line(child.spec.name, line)
+
+    def start_all(self, ready_timeout_s: float = 60.0) -> None:
+        """Start the children in order, each one ready before the next (the hub before its users)."""
+        for name, child in self.children.items():
+            self.start(name)
+            if not child.ready.wait(ready_timeout_s):
+                tail = "\n".join(child.last_lines) or "(no output)"
+                raise RuntimeError(
+                    f"{name} did not become ready in {ready_timeout_s:.0f} s:\n{tail}"
+                )
+
+    def tick(self) -> None:
+        """Notice deaths (exit or stale heartbeat) and run due restarts."""
+        with self._lock:
+            if self._stopping:
+                return
+            for name, child in self.children.items():
+                self._check(name, child)
+
+    def _check(self, name: str, child: Child) -> None:
+        process = child.process
+        if child.state in ("starting", "running") and process is not None:
+            code = process.poll()
+            if code is not None:
+                child.exit_codes.append(code)
+                self._dead(child, f"exited with code {code}")
+                return
+            if child.state == "running" and self._silent(child):
+                child.heartbeat_deaths += 1
+                self._kill(process)
+                self._dead(child, "stopped sending heartbeats; killed")
+                return
+        if child.state == "backoff" and child.policy.due():
+            child.policy.restarts += 1
+            self.start(name)
+
+    def _silent(self, child: Child) -> bool:
+        source = child.spec.heartbeat
+        if source is None or self._heartbeat_age is None:
+            return False
+        started = child.policy.started_at
+        if started is None or self._clock.now() - started < child.spec.startup_grace_s:
+            return False
+        return self._heartbeat_age(source) > self.stale_after_s
+
+    def _dead(self, child: Child, reason: str) -> None:
+        child.process = None
+        if not child.spec.restart:
+            child.state = "dead"
+            self._on_event(child.spec.name, f"{reason}; not restarted")
+            return
+        delay = child.policy.died()
+        child.state = "backoff"
+        self._on_event(child.spec.name, f"{reason}; restarting in {delay:.1f} s")
+
+    @staticmethod
+    def _kill(process: subprocess.Popen[str], grace_s: float = 5.0) -> None:
+        """SIGTERM the child's process group, SIGKILL it after `grace_s`."""
+        if process.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(grace_s)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait(grace_s)
+
+    def stop_all(self) -> None:
+        """Stop children in reverse start order; nothing is left behind."""
+        with self._lock:
+            self._stopping = True
+            for child in reversed(list(self.children.values())):
+                if child.process is not None:
+                    self._kill(child.process)
+                    child.process = None
+                child.state = "stopped"
+
+    def status(self) -> dict[str, dict[str, object]]:
+        out: dict[str, dict[str, object]] = {}
+        for name, child in self.children.items():
+            age = None
+            if child.spec.heartbeat and self._heartbeat_age is not None:
+                age = self._heartbeat_age(child.spec.heartbeat)
+            out[name] = {
+                "state": child.state,
+                "pid": child.pid,
+                "restarts": child.policy.restarts,
+                "heartbeat_age_s": age,
+            }
+        return out
+
+
+def ionpilot_argv(*args: str) -> tuple[str, ...]:
+    """The command line of an ionpilot subcommand run by this same interpreter."""
+    return (sys.executable, "-m", "ionpilot.cli", *args)
