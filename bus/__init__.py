@@ -1,0 +1,61 @@
+"""The ZeroMQ bus: telemetry pub/sub through a hub, commands (RPC), heartbeats, one codec.
+
+Qt support lives in `ionpilot.bus.qt` and is imported only by the GUI.
+"""
+
+from ionpilot.bus.client import AsyncCommandClient, ClientCore, CommandClient
+from ionpilot.bus.clock import Clock, ManualClock, SystemClock
+from ionpilot.bus.codec import (
+    ERROR_CODES,
+    IDEMPOTENT_METHODS,
+    METHODS,
+    STATUSES,
+    BusError,
+    Codec,
+    DecodeError,
+    ErrorCode,
+    Event,
+    Heartbeat,
+    Message,
+    Reply,
+    Request,
+    Telemetry,
+)
+from ionpilot.bus.directory import Directory
+from ionpilot.bus.hub import Hub
+from ionpilot.bus.pubsub import GapCounter, HeartbeatPublisher, Liveness, Publisher, Subscriber
+from ionpilot.bus.server import CommandServer
+from ionpilot.bus.settings import BusSettings, ProcessSettings
+
+__all__ = [
+    "ERROR_CODES",
+    "IDEMPOTENT_METHODS",
+    "METHODS",
+    "STATUSES",
+    "AsyncCommandClient",
+    "BusError",
+    "BusSettings",
+    "ClientCore",
+    "Clock",
+    "Codec",
+    "CommandClient",
+    "CommandServer",
+    "DecodeError",
+    "Directory",
+    "ErrorCode",
+    "Event",
+    "GapCounter",
+    "Heartbeat",
+    "HeartbeatPublisher",
+    "Hub",
+    "Liveness",
+    "ManualClock",
+    "Message",
+    "ProcessSettings",
+    "Publisher",
+    "Request",
+    "Reply",
+    "Subscriber",
+    "SystemClock",
+    "Telemetry",
+]

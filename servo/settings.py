@@ -45,6 +45,19 @@ class ClockLockSettings:
     aom_center: Annotated[float, "Hz"] = 200e6
     line_search_span: Annotated[float, "Hz"] = 2000.0
     lock_detect_excitation: float = 0.2
+    # Added by the clock-lock engineer (names above are the lead's and stay).
+    clock_frequency: Annotated[float, "Hz"] = 688_358_979_309_308.0  # ν₀, for fractional figures
+    initial_drift: Annotated[float, "Hz/s"] = 0.0  # clock-laser drift assumed before any estimate
+    acquisition_probe_time: Annotated[float, "s"] = 0.02  # short Rabi π pulse: wide line to find
+    acquisition_threshold: float = 0.5  # excitation that marks a scan point as "on the line"
+    centring_updates: int = 6  # two-sided updates (gain 1/k) per centring stage
+    lock_lost_updates: int = 3  # consecutive updates below lock_detect_excitation = lost
+    holdover_limit: Annotated[float, "s"] = 600.0  # longer pauses re-verify the line on resume
+    persist_period: Annotated[float, "s"] = 10.0  # how often the locked state is written
+    max_state_age: Annotated[float, "s"] = 600.0  # older persisted state is stale: reacquire
+    comb_period: Annotated[float, "s"] = 10.0  # how often the optical frequency is measured
+    ceo_sign: int = 1  # ν = n·f_rep + s₁·f_ceo + s₂·f_beat
+    beat_sign: int = 1
 
     def __post_init__(self) -> None:
         if not 0 < self.gain < 2:
@@ -55,6 +68,10 @@ class ClockLockSettings:
             )
         if self.probes_per_side < 1:
             raise ValueError(f"probes_per_side must be at least 1, found {self.probes_per_side}")
+        if self.probe_time <= 0 or self.acquisition_probe_time <= 0:
+            raise ValueError("probe_time and acquisition_probe_time must be positive")
+        if self.ceo_sign not in (-1, 1) or self.beat_sign not in (-1, 1):
+            raise ValueError("ceo_sign and beat_sign must be +1 or -1")
 
 
 @dataclass(frozen=True)
@@ -72,6 +89,9 @@ class AuxLockSettings:
     tolerance: Annotated[float, "Hz"] = 20e6
     update_period: Annotated[float, "s"] = 0.5
     relock_timeout: Annotated[float, "s"] = 15.0
+    piezo_min: Annotated[float, "V"] = 10.0  # rails: a lock that needs more has railed
+    piezo_max: Annotated[float, "V"] = 130.0
+    invalid_timeout: Annotated[float, "s"] = 5.0  # wavemeter reading invalid this long = alarm
 
 
 @dataclass(frozen=True)

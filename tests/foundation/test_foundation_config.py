@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from ionpilot.bus.units import UnitError, parse_quantity
 
+from ionpilot.bus.units import UnitError, parse_quantity
 from ionpilot.cli import main
 from ionpilot.config import load_config
 
