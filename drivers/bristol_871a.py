@@ -1,0 +1,144 @@
+"""Bristol 871A wavemeter behind a multi-channel fibre switch (SCPI over telnet, port 23).
+
+The wavemeter greets each connection with one banner line, which is read and discarded, and
+serves one client at a time: the host holds a single connection. It reports THz, nm and mW;
+this driver reports Hz, m and W. A reading of 0 (no light, emission off, calibrating) is an
+invalid exposure and is refused as a bad reply, never published as a frequency.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, TypedDict
+
+import pyvisa
+from qcodes.parameters import Parameter
+
+from ionpilot.drivers.base import (
+    GuardedParameter,
+    ScpiVisaDriver,
+    hardware_range,
+    parse_float,
+    parse_int,
+)
+from ionpilot.drivers.errors import InstrumentReplyError
+
+MODEL = "bristol_871a"
+
+
+def _positive(value: float, reply: str) -> float:
+    if value <= 0.0:
+        raise InstrumentReplyError(reply, "invalid exposure (reading is 0)")
+    return value
+
+
+def parse_thz_as_hz(reply: str) -> float:
+    """Frequency reply in THz, as Hz; 0 (invalid exposure) raises."""
+    return _positive(parse_float(reply), reply) * 1e12
+
+
+def parse_nm_as_m(reply: str) -> float:
+    """Vacuum wavelength reply in nm, as m; 0 (invalid exposure) raises."""
+    return _positive(parse_float(reply), reply) * 1e-9
+
+
+def parse_mw_as_w(reply: str) -> float:
+    """Power reply in mW, as W."""
+    value = parse_float(reply)
+    if value < 0.0:
+        raise InstrumentReplyError(reply, "negative power")
+    return value * 1e-3
+
+
+class WavemeterReading(TypedDict):
+    """One `:READ:ALL?` record in SI units."""
+
+    index: int
+    valid: bool
+    wavelength_m: float
+    power_w: float
+
+
+class Bristol871a(ScpiVisaDriver):
+    """871A: frequency (Hz), wavelength (m), power (W) of the fibre-switch channel in use."""
+
+    model_name: ClassVar[str] = MODEL
+    default_terminator = "\r\n"
+    error_query: ClassVar[str] = ":SYST:ERR?"
+    clear_command: ClassVar[str | None] = None
+    bus_methods: ClassVar[tuple[str, ...]] = ("errors", "reset_errors", "calibrate", "read_all")
+
+    def __init__(self, name: str, address: str, *, read_banner: bool = True, **kwargs: Any):
+        kwargs.setdefault("device_clear", False)
+        super().__init__(name, address, **kwargs)
+        if read_banner:
+            try:
+                banner = self.visa_handle.read()
+            except pyvisa.errors.VisaIOError as exc:
+                raise InstrumentReplyError("", "no banner after connect") from exc
+            self.visa_log.debug(f"Banner: {banner!r}")
+
+        self.switch_channel: GuardedParameter = self.add_parameter(
+            "switch_channel",
+            parameter_class=GuardedParameter,
+            hardware=hardware_range(MODEL, "switch_channel"),
+            integer=True,
+            label="Fibre switch channel",
+            get_cmd=":ROUT:CHAN?",
+            get_parser=parse_int,
+            set_cmd=lambda n: self.checked_write(f":ROUT:CHAN {int(n)}"),
+            docstring="Fibre-switch input routed to the wavemeter (1..8).",
+        )
+        """Fibre-switch input routed to the wavemeter (1..8)."""
+
+        self.frequency: Parameter = self.add_parameter(
+            "frequency",
+            label="Optical frequency",
+            unit="Hz",
+            get_cmd=":MEAS:FREQ?",
+            get_parser=parse_thz_as_hz,
+            docstring="Optical frequency (Hz; THz on the wire) of the routed channel.",
+        )
+        """Optical frequency (Hz; THz on the wire) of the routed channel."""
+
+        self.wavelength: Parameter = self.add_parameter(
+            "wavelength",
+            label="Vacuum wavelength",
+            unit="m",
+            get_cmd=":MEAS:WAV?",
+            get_parser=parse_nm_as_m,
+            docstring="Vacuum wavelength (m; nm on the wire) of the routed channel.",
+        )
+        """Vacuum wavelength (m; nm on the wire) of the routed channel."""
+
+        self.power: Parameter = self.add_parameter(
+            "power",
+            label="Optical power",
+            unit="W",
+            get_cmd=":MEAS:POW?",
+            get_parser=parse_mw_as_w,
+            docstring="Optical power at the wavemeter input (W; mW on the wire).",
+        )
+        """Optical power at the wavemeter input (W; mW on the wire)."""
+
+        self.reset_errors()
+        self.connect_message()
+
+    def read_all(self) -> WavemeterReading:
+        """One `:READ:ALL?` record: reading index, validity, wavelength (m), power (W)."""
+        reply = self.ask(":READ:ALL?")
+        fields = reply.split(",")
+        if len(fields) != 4:
+            raise InstrumentReplyError(reply, "expected index,status,wavelength,power")
+        status = parse_int(fields[1])
+        if status not in (0, 1):
+            raise InstrumentReplyError(reply, "status is not 0/1")
+        return {
+            "index": parse_int(fields[0]),
+            "valid": status == 0,
+            "wavelength_m": parse_float(fields[2]) * 1e-9,
+            "power_w": parse_float(fields[3]) * 1e-3,
+        }
+
+    def calibrate(self) -> None:
+        """Start the internal calibration (readings are invalid for about a second)."""
+        self.checked_write(":SENS:CALI")

@@ -1,0 +1,512 @@
+"""The driver host: owns instruments, polls them, publishes telemetry, serves them on the bus.
+
+Each instrument lives in one worker thread that alone touches it (QCoDeS and PyVISA are not
+thread-safe): bus commands reach it through a bounded queue. When an instrument times out,
+disconnects or answers garbage, its signals are published `INVALID`, an event says why, the worker
+closes the resource and reconnects with bounded exponential back-off — and every other instrument
+carries on. Nothing an instrument does can take the host down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
+
+import zmq
+
+from ionpilot.bus.backoff import Backoff
+from ionpilot.bus.clock import Clock, SystemClock
+from ionpilot.bus.codec import BusError, ErrorCode, Request
+from ionpilot.bus.pubsub import HeartbeatPublisher, Publisher
+from ionpilot.bus.server import CommandServer
+from ionpilot.bus.settings import BusSettings
+from ionpilot.drivers.base import IonpilotDriver
+from ionpilot.drivers.errors import DriverError, InstrumentCommandError, OutOfLimitsError
+
+log = logging.getLogger(__name__)
+
+LimitValues = dict[str, tuple[float | None, float | None]]
+Opener = Callable[["InstrumentSpec"], IonpilotDriver]
+COMMAND_QUEUE_DEPTH = 32
+
+
+@dataclass(frozen=True)
+class InstrumentSpec:
+    """What the host needs to know of one instrument (built from the lab config)."""
+
+    name: str
+    model: str
+    address: str
+    timeout_s: float = 2.0
+    limits: LimitValues = field(default_factory=dict)
+    poll: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class Reading:
+    """The last value of one parameter as published: value, unit, wall time (ns), status."""
+
+    value: Any
+    unit: str
+    t_ns: int
+    status: str
+
+
+@dataclass
+class _Command:
+    kind: str  # "get", "set", "call"
+    name: str
+    value: Any = None
+    args: list[Any] = field(default_factory=list)
+    future: Future[Any] = field(default_factory=Future)
+
+
+def _wire(value: Any) -> Any:
+    """A driver's return value as something the bus encodes (numpy scalars, tuples, ...)."""
+    if isinstance(value, bool | int | float | str) or value is None:
+        return value
+    if isinstance(value, list | tuple):
+        return [_wire(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _wire(v) for k, v in value.items()}
+    item = getattr(value, "item", None)
+    if callable(item):
+        return _wire(item())
+    return str(value)
+
+
+class InstrumentWorker:
+    """One instrument, one thread: connect, poll on schedule, run commands, reconnect."""
+
+    def __init__(
+        self,
+        spec: InstrumentSpec,
+        opener: Opener,
+        bus: BusSettings,
+        *,
+        clock: Clock | None = None,
+        context: zmq.Context[zmq.Socket[bytes]] | None = None,
+        backoff: Backoff | None = None,
+    ) -> None:
+        self.spec = spec
+        self._opener = opener
+        self._bus = bus
+        self._clock = clock or SystemClock()
+        self._context = context
+        self.backoff = backoff or Backoff()
+        self.instrument: IonpilotDriver | None = None
+        self.state = "connecting"
+        self.last_error = ""
+        self.next_attempt = 0.0
+        self.readings: dict[str, Reading] = {}
+        self.units: dict[str, str] = {}
+        self.stats = {"polls": 0, "poll_errors": 0, "reconnects": 0, "commands": 0}
+        self._commands: queue.Queue[_Command | None] = queue.Queue(COMMAND_QUEUE_DEPTH)
+        self._due: dict[str, float] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._publisher: Publisher | None = None
+
+    # --------------------------------------------------------------------------- lifecycle
+
+    def start(self) -> InstrumentWorker:
+        self._thread = threading.Thread(
+            target=self._run, name=f"instrument-{self.spec.name}", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        try:
+            self._commands.put_nowait(None)  # wake the worker
+        except queue.Full:
+            pass
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def submit(self, command: _Command) -> Future[Any]:
+        """Queue a command for the worker thread; refused at once when the queue is full."""
+        if self.state != "connected":
+            wait = max(0.0, self.next_attempt - self._clock.now())
+            raise BusError(
+                ErrorCode.INSTRUMENT_ERROR,
+                f"{self.spec.name} is {self.state} ({self.last_error or 'no connection yet'}); "
+                f"next connection attempt in {wait:.1f} s",
+            )
+        try:
+            self._commands.put_nowait(command)
+        except queue.Full:
+            raise BusError(
+                ErrorCode.BUSY, f"{self.spec.name} has {COMMAND_QUEUE_DEPTH} commands waiting"
+            ) from None
+        return command.future
+
+    # ----------------------------------------------------------------------------- thread
+
+    def _run(self) -> None:
+        self._publisher = Publisher(
+            self._bus, self.spec.name, clock=self._clock, context=self._context
+        )
+        try:
+            while not self._stop.is_set():
+                if self.instrument is None:
+                    self._connect_or_wait()
+                else:
+                    self._serve_once()
+        finally:
+            self._disconnect("host stopping", publish=False)
+            self._fail_pending("host stopping")
+            self._publisher.close()
+
+    def _connect_or_wait(self) -> None:
+        wait = self.next_attempt - self._clock.now()
+        if wait > 0:
+            self._refuse_commands_for(wait)
+            return
+        try:
+            instrument = self._opener(self.spec)
+        except Exception as exc:  # an unreachable instrument must not end the worker
+            self._connection_failed(f"cannot connect: {_describe(exc)}")
+            return
+        self.instrument = instrument
+        self.state = "connected"
+        self.last_error = ""
+        self.backoff.reset()
+        now = self._clock.now()
+        self._due = {name: now for name in self.spec.poll}
+        self.units = {}
+        for name in set(self.spec.poll) | set(instrument.telemetry_parameters()):
+            try:
+                self.units[name] = str(instrument.parameter_by_path(name).unit or "")
+            except KeyError:
+                pass
+        self._event("connected", f"{self.spec.name} connected at {self.spec.address}")
+
+    def _refuse_commands_for(self, wait: float) -> None:
+        try:
+            command = self._commands.get(timeout=min(wait, 0.5))
+        except queue.Empty:
+            return
+        if command is not None:
+            command.future.set_exception(
+                BusError(ErrorCode.INSTRUMENT_ERROR, f"{self.spec.name} is {self.state}")
+            )
+
+    def _serve_once(self) -> None:
+        now = self._clock.now()
+        next_due = min(self._due.values(), default=now + 0.5)
+        try:
+            command = self._commands.get(timeout=max(0.0, min(next_due - now, 0.5)))
+        except queue.Empty:
+            command = None
+        if command is not None:
+            self._execute(command)
+        now = self._clock.now()
+        for name, due in list(self._due.items()):
+            if self.instrument is None or self._stop.is_set():
+                return
+            if due <= now:
+                self._due[name] = max(due + self.spec.poll[name], now)
+                self._poll(name)
+
+    def _poll(self, name: str) -> None:
+        assert self.instrument is not None
+        self.stats["polls"] += 1
+        try:
+            value = self.instrument.parameter_by_path(name).get()
+        except InstrumentCommandError as exc:  # the instrument refused: it is alive
+            self.stats["poll_errors"] += 1
+            self._publish(name, None, "INVALID")
+            self._event("instrument_error", f"{self.spec.name}.{name}: {exc}")
+            return
+        except Exception as exc:  # timeout, disconnect, garbage: reconnect from scratch
+            self.stats["poll_errors"] += 1
+            self._connection_failed(f"reading {name} failed: {_describe(exc)}")
+            return
+        self._publish(name, _wire(value), "OK")
+
+    def _execute(self, command: _Command) -> None:
+        self.stats["commands"] += 1
+        instrument = self.instrument
+        if instrument is None:
+            command.future.set_exception(
+                BusError(ErrorCode.INSTRUMENT_ERROR, f"{self.spec.name} is {self.state}")
+            )
+            return
+        try:
+            result = self._apply(instrument, command)
+        except BusError as exc:
+            command.future.set_exception(exc)
+        except OutOfLimitsError as exc:
+            command.future.set_exception(BusError(ErrorCode.OUT_OF_LIMITS, str(exc)))
+        except InstrumentCommandError as exc:
+            command.future.set_exception(BusError(ErrorCode.INSTRUMENT_ERROR, str(exc)))
+        except (TypeError, ValueError) as exc:  # QCoDeS validators: wrong kind of value
+            if isinstance(exc, DriverError):
+                command.future.set_exception(BusError(exc.code, str(exc)))
+            else:
+                command.future.set_exception(BusError(ErrorCode.BAD_REQUEST, str(exc)))
+        except Exception as exc:
+            command.future.set_exception(
+                BusError(ErrorCode.INSTRUMENT_ERROR, f"{self.spec.name}: {_describe(exc)}")
+            )
+            self._connection_failed(f"{command.kind} {command.name} failed: {_describe(exc)}")
+        else:
+            command.future.set_result(result)
+
+    def _apply(self, instrument: IonpilotDriver, command: _Command) -> Any:
+        if command.kind == "call":
+            allowed = type(instrument).bus_methods
+            if command.name not in allowed:
+                raise BusError(
+                    ErrorCode.FORBIDDEN,
+                    f"{self.spec.name} does not serve {command.name!r}; methods: {', '.join(allowed) or 'none'}",
+                )
+            return _wire(getattr(instrument, command.name)(*command.args))
+        try:
+            param = instrument.parameter_by_path(command.name)
+        except KeyError:
+            names = ", ".join(instrument.telemetry_parameters())
+            raise BusError(
+                ErrorCode.BAD_REQUEST,
+                f"{self.spec.name} has no parameter {command.name!r}; parameters: {names}",
+            ) from None
+        if command.kind == "set":
+            if not param.settable:
+                raise BusError(ErrorCode.FORBIDDEN, f"{self.spec.name}.{command.name} is read-only")
+            param.set(command.value)
+        value = _wire(param.get())
+        self._publish(command.name, value, "OK")
+        return {"name": command.name, "value": value, "unit": str(param.unit or "")}
+
+    # ----------------------------------------------------------------------- connection
+
+    def _connection_failed(self, reason: str) -> None:
+        was_connected = self.instrument is not None
+        self._disconnect(reason, publish=True)
+        delay = self.backoff.next_delay()
+        self.next_attempt = self._clock.now() + delay
+        if was_connected:
+            self.stats["reconnects"] += 1
+        self._event(
+            "disconnected", f"{self.spec.name}: {reason}; reconnecting in {delay:.1f} s", "MAJOR"
+        )
+
+    def _disconnect(self, reason: str, *, publish: bool) -> None:
+        self.state = "disconnected"
+        self.last_error = reason
+        instrument, self.instrument = self.instrument, None
+        if instrument is not None:
+            try:
+                instrument.close()
+            except Exception as exc:  # a half-dead resource may fail to close: it is dropped anyway
+                log.warning("%s: close failed: %s", self.spec.name, _describe(exc))
+        if publish:
+            for name in self.spec.poll:
+                self._publish(name, None, "INVALID")
+        self._fail_pending(reason)
+
+    def _fail_pending(self, reason: str) -> None:
+        while True:
+            try:
+                command = self._commands.get_nowait()
+            except queue.Empty:
+                return
+            if command is not None and not command.future.done():
+                command.future.set_exception(
+                    BusError(ErrorCode.INSTRUMENT_ERROR, f"{self.spec.name}: {reason}")
+                )
+
+    # --------------------------------------------------------------------------- publish
+
+    def _publish(self, name: str, value: Any, status: str) -> None:
+        unit = self.units.get(name, "")
+        t_ns = self._clock.wall_ns()
+        self.readings[name] = Reading(value, unit, t_ns, status)
+        if self._publisher is not None:
+            self._publisher.publish(f"tlm.{self.spec.name}.{name}", value, unit, status, t_ns)
+
+    def _event(self, kind: str, message: str, severity: str = "OK") -> None:
+        log.info("%s", message)
+        if self._publisher is not None:
+            self._publisher.publish_event(kind, message, severity)
+
+    # -------------------------------------------------------------------------- describe
+
+    def describe(self) -> dict[str, Any]:
+        """Parameters, units, limits and the last readings; answered from caches, never blocks."""
+        params: dict[str, Any] = {}
+        instrument = self.instrument
+        if instrument is not None:
+            guarded = instrument.guarded_parameters()
+            for name in instrument.telemetry_parameters():
+                entry: dict[str, Any] = {"unit": self.units.get(name, "")}
+                if name in guarded:
+                    lo, hi = guarded[name].allowed_range()
+                    entry["allowed"] = [lo, hi]
+                    entry["settable"] = True
+                if name in self.spec.poll:
+                    entry["poll_s"] = self.spec.poll[name]
+                reading = self.readings.get(name)
+                if reading is not None:
+                    entry["last"] = {
+                        "value": reading.value,
+                        "t": reading.t_ns,
+                        "status": reading.status,
+                    }
+                params[name] = entry
+        return {
+            "name": self.spec.name,
+            "model": self.spec.model,
+            "address": self.spec.address,
+            "state": self.state,
+            "last_error": self.last_error,
+            "parameters": params,
+            "methods": list(type(instrument).bus_methods) if instrument is not None else [],
+            "stats": dict(self.stats),
+        }
+
+
+class DriverHost:
+    """All instruments of one host process, their workers, and the command server for them."""
+
+    def __init__(
+        self,
+        process: str,
+        specs: list[InstrumentSpec],
+        bus: BusSettings,
+        command_endpoint: str,
+        opener: Opener,
+        *,
+        clock: Clock | None = None,
+        context: zmq.Context[zmq.Socket[bytes]] | None = None,
+    ) -> None:
+        self.process = process
+        self._context = context or zmq.Context.instance()
+        self._clock = clock or SystemClock()
+        self.workers = {
+            spec.name: InstrumentWorker(spec, opener, bus, clock=self._clock, context=self._context)
+            for spec in specs
+        }
+        self.server = CommandServer(process, bus, context=self._context, clock=self._clock)
+        self._endpoint = command_endpoint
+        self.heartbeat = HeartbeatPublisher(bus, process, clock=self._clock, context=self._context)
+        self.server.register(process, "describe", self._describe_host, inline=True)
+        self.server.register(process, "status", self._describe_host, inline=True)
+        for name in self.workers:
+            self.server.register(name, "get", self._get)
+            self.server.register(name, "set", self._set)
+            self.server.register(name, "call", self._call)
+            self.server.register(name, "describe", self._describe, inline=True)
+
+    @property
+    def endpoint(self) -> str:
+        return self.server.endpoint
+
+    def start(self) -> DriverHost:
+        self.server.bind(self._endpoint)
+        self.server.start()
+        self.heartbeat.start()
+        for worker in self.workers.values():
+            worker.start()
+        return self
+
+    def stop(self) -> None:
+        for worker in self.workers.values():
+            worker.stop()
+        self.heartbeat.stop()
+        self.server.close()
+
+    def __enter__(self) -> DriverHost:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # --------------------------------------------------------------------------- handlers
+
+    async def _run(self, request: Request, command: _Command) -> Any:
+        worker = self.workers[request.target]
+        future = worker.submit(command)
+        budget = worker.spec.timeout_s * 3 + 1.0  # a ramp or a reconnect-in-progress
+        try:
+            return await asyncio.wait_for(asyncio.wrap_future(future), budget)
+        except TimeoutError:
+            raise BusError(
+                ErrorCode.INSTRUMENT_TIMEOUT,
+                f"{request.target} did not complete {command.kind} within {budget:.1f} s",
+            ) from None
+
+    @staticmethod
+    def _name(request: Request) -> str:
+        name = request.args.get("name")
+        if not isinstance(name, str) or not name:
+            raise BusError(
+                ErrorCode.BAD_REQUEST, "args.name (a parameter or method name) is required"
+            )
+        return name
+
+    async def _get(self, request: Request) -> Any:
+        return await self._run(request, _Command("get", self._name(request)))
+
+    async def _set(self, request: Request) -> Any:
+        if "value" not in request.args:
+            raise BusError(ErrorCode.BAD_REQUEST, "set needs args.value")
+        value = request.args["value"]
+        if not isinstance(value, bool | int | float | str):
+            raise BusError(
+                ErrorCode.BAD_REQUEST,
+                f"value must be a number, boolean or text, not {type(value).__name__}",
+            )
+        return await self._run(request, _Command("set", self._name(request), value=value))
+
+    async def _call(self, request: Request) -> Any:
+        args = request.args.get("args", [])
+        if not isinstance(args, list):
+            raise BusError(ErrorCode.BAD_REQUEST, "args.args must be a list")
+        return await self._run(request, _Command("call", self._name(request), args=args))
+
+    def _describe(self, request: Request) -> Any:
+        return self.workers[request.target].describe()
+
+    def _describe_host(self, request: Request) -> Any:
+        return {
+            "process": self.process,
+            "instruments": {
+                name: {"state": w.state, "last_error": w.last_error, "stats": dict(w.stats)}
+                for name, w in self.workers.items()
+            },
+        }
+
+
+def open_spec(spec: InstrumentSpec) -> IonpilotDriver:
+    """The default opener: the registered driver of the spec's model, limits applied."""
+    from ionpilot.drivers.registry import open_instrument
+
+    return open_instrument(
+        spec.name, spec.model, spec.address, spec.limits, timeout_s=spec.timeout_s
+    )
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return f"{type(exc).__name__}: {text}"[:300]
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.02) -> bool:
+    """Poll `predicate` until true or `timeout` (real) seconds pass; for process/integration code."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return predicate()

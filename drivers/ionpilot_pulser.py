@@ -1,0 +1,261 @@
+"""ionpilot pulse controller: DDS set-points, photon counting and pulse programs.
+
+Protocol (sim/PROTOCOLS.md §9): newline-delimited JSON over TCP, one request per line with an
+`id` and an `op`; replies `{"id", "ok": true, "result"}` or `{"id", "ok": false, "error":
+{code, message}}`. Requests are answered in order; the driver sends one at a time and checks
+the echoed id. A refused request has applied nothing.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import socket
+from typing import Any, ClassVar
+from urllib.parse import urlsplit
+
+from qcodes.instrument import Instrument
+from qcodes.parameters import Parameter
+from qcodes.validators import Numbers
+
+from ionpilot.drivers.base import GuardedParameter, IonpilotDriver, hardware_range
+from ionpilot.drivers.errors import (
+    InstrumentCommandError,
+    InstrumentReplyError,
+    InstrumentTimeoutError,
+)
+
+MODEL = "ionpilot_pulser"
+PROTOCOL_VERSION = 1
+MAX_LINE_BYTES = 1 << 20
+MAX_COUNT_S = 10.0
+
+
+def parse_tcp_address(address: str) -> tuple[str, int]:
+    """`tcp://host:port` -> (host, port)."""
+    parts = urlsplit(address)
+    if parts.scheme != "tcp" or not parts.hostname or parts.port is None:
+        raise ValueError(f"pulser address must be tcp://host:port, not {address!r}")
+    return parts.hostname, parts.port
+
+
+def _number(result: dict[str, Any], key: str) -> float:
+    value = result.get(key)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise InstrumentReplyError(result, f"{key} is not a finite number")
+    return float(value)
+
+
+class PulserCommandError(InstrumentCommandError):
+    """The pulse controller refused a request; `remote_code` is its error code."""
+
+    def __init__(self, message: str, remote_code: str) -> None:
+        super().__init__(message)
+        self.remote_code = remote_code
+
+
+class IonpilotPulser(Instrument, IonpilotDriver):
+    """Pulse controller: one DDS channel's frequency/amplitude/phase, photon counts, `run`."""
+
+    model_name: ClassVar[str] = MODEL
+    bus_methods: ClassVar[tuple[str, ...]] = ("ping", "describe", "run")
+
+    def __init__(
+        self,
+        name: str,
+        address: str,
+        *,
+        dds_channel: str = "clock_aom",
+        timeout_s: float = 5.0,
+        run_timeout_s: float = 660.0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(name, **kwargs)
+        host, port = parse_tcp_address(address)
+        self._timeout_s = timeout_s
+        self._run_timeout_s = run_timeout_s
+        self._ids = itertools.count(1)
+        self._sock: socket.socket | None = None
+        self._buffer = b""
+        try:
+            self._sock = socket.create_connection((host, port), timeout=timeout_s)
+        except OSError as exc:
+            self.close()
+            raise InstrumentTimeoutError(f"{name}: cannot connect to {address}: {exc}") from exc
+        self._dds_channel = dds_channel
+
+        description = self.describe()
+        if description.get("model") != MODEL or description.get("protocol") != PROTOCOL_VERSION:
+            self.close()
+            raise InstrumentReplyError(description, "not an ionpilot_pulser, protocol 1")
+        channels = description.get("dds_channels")
+        if not isinstance(channels, list) or dds_channel not in channels:
+            self.close()
+            raise InstrumentReplyError(description, f"no DDS channel {dds_channel!r}")
+
+        self.dds_frequency: GuardedParameter = self.add_parameter(
+            "dds_frequency",
+            parameter_class=GuardedParameter,
+            hardware=hardware_range(MODEL, "dds_frequency"),
+            label=f"{dds_channel} frequency",
+            get_cmd=lambda: _number(self._get_dds(), "frequency_hz"),
+            set_cmd=lambda hz: self._set_dds(frequency_hz=float(hz)),
+            docstring="DDS output frequency (Hz), e.g. the clock AOM drive.",
+        )
+        """DDS output frequency (Hz), e.g. the clock AOM drive."""
+
+        self.dds_amplitude: GuardedParameter = self.add_parameter(
+            "dds_amplitude",
+            parameter_class=GuardedParameter,
+            hardware=hardware_range(MODEL, "dds_amplitude"),
+            label=f"{dds_channel} amplitude",
+            get_cmd=lambda: _number(self._get_dds(), "amplitude"),
+            set_cmd=lambda a: self._set_dds(amplitude=float(a)),
+            docstring="DDS amplitude, fraction of full scale (0..1).",
+        )
+        """DDS amplitude, fraction of full scale (0..1)."""
+
+        self.dds_phase: Parameter = self.add_parameter(
+            "dds_phase",
+            label=f"{dds_channel} phase",
+            unit="rad",
+            get_cmd=lambda: _number(self._get_dds(), "phase_rad"),
+            set_cmd=lambda rad: self._set_dds(phase_rad=float(rad)),
+            vals=Numbers(-2 * math.pi, 2 * math.pi),
+            docstring="DDS phase offset (rad).",
+        )
+        """DDS phase offset (rad)."""
+
+        self.count_duration: Parameter = self.add_parameter(
+            "count_duration",
+            label="Counting window",
+            unit="s",
+            get_cmd=None,
+            set_cmd=None,
+            initial_value=0.1,
+            vals=Numbers(1e-6, MAX_COUNT_S),
+            docstring="Window used by `counts` (s).",
+        )
+        """Window used by `counts` (s)."""
+
+        self.counts: Parameter = self.add_parameter(
+            "counts",
+            label="Fluorescence counts",
+            get_cmd=self._count,
+            docstring="Photons counted in `count_duration` with the cooling beams on.",
+        )
+        """Photons counted in `count_duration` with the cooling beams on."""
+
+        self.connect_message()
+
+    # --- protocol -----------------------------------------------------------------------------
+
+    def request(self, op: str, *, timeout_s: float | None = None, **fields: Any) -> dict[str, Any]:
+        """Send one request and return its `result`; a refusal raises PulserCommandError."""
+        sock = self._sock
+        if sock is None:
+            raise InstrumentTimeoutError(f"{self.name}: closed")
+        request_id = next(self._ids)
+        line = json.dumps({"id": request_id, "op": op, **fields}, allow_nan=False) + "\n"
+        sock.settimeout(self._timeout_s if timeout_s is None else timeout_s)
+        try:
+            sock.sendall(line.encode("utf-8"))
+            raw = self._read_line(sock)
+        except (TimeoutError, OSError) as exc:
+            self._drop()
+            raise InstrumentTimeoutError(f"{self.name}: {op}: {exc or 'timed out'}") from exc
+        try:
+            reply = json.loads(raw)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise InstrumentReplyError(raw, "not JSON") from exc
+        if not isinstance(reply, dict) or not isinstance(reply.get("ok"), bool):
+            raise InstrumentReplyError(raw, "not a reply object")
+        if reply.get("id") != request_id:
+            self._drop()  # out of step: nothing after this can be trusted
+            raise InstrumentReplyError(raw, f"reply id is not {request_id}")
+        if not reply["ok"]:
+            error = reply.get("error")
+            if not isinstance(error, dict):
+                raise InstrumentReplyError(raw, "failure without an error object")
+            code = str(error.get("code", "unknown"))
+            raise PulserCommandError(
+                f"{self.name}: {op} refused: {code}: {error.get('message')}", code
+            )
+        result = reply.get("result")
+        if not isinstance(result, dict):
+            raise InstrumentReplyError(raw, "result is not an object")
+        return result
+
+    def _read_line(self, sock: socket.socket) -> bytes:
+        while b"\n" not in self._buffer:
+            if len(self._buffer) > MAX_LINE_BYTES:
+                raise OSError("reply line longer than 1 MiB")
+            chunk = sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("connection closed by the pulser")
+            self._buffer += chunk
+        line, _, self._buffer = self._buffer.partition(b"\n")
+        return line
+
+    def _drop(self) -> None:
+        if self._sock is not None:
+            try:
+                self._sock.close()
+            except OSError:
+                pass
+        self._sock = None
+        self._buffer = b""
+
+    # --- operations ----------------------------------------------------------------------------
+
+    def ping(self) -> None:
+        """Round trip with no effect."""
+        self.request("ping")
+
+    def describe(self) -> dict[str, Any]:
+        """Model, protocol, channels and limits as the controller reports them."""
+        return self.request("describe")
+
+    def run(self, shots: int, schedule: list[dict[str, Any]]) -> dict[str, Any]:
+        """Run a pulse schedule `shots` times; returns windows and per-shot counts."""
+        if isinstance(shots, bool) or not isinstance(shots, int) or shots < 1:
+            raise ValueError(f"shots must be a positive int, not {shots!r}")
+        if not isinstance(schedule, list):
+            raise TypeError("schedule must be a list of pulses")
+        result = self.request("run", timeout_s=self._run_timeout_s, shots=shots, schedule=schedule)
+        counts = result.get("counts")
+        if not isinstance(counts, list) or len(counts) != shots:
+            raise InstrumentReplyError(result, f"counts is not a list of {shots} shots")
+        return result
+
+    def _get_dds(self) -> dict[str, Any]:
+        return self.request("get_dds", channel=self._dds_channel)
+
+    def _set_dds(self, **values: float) -> None:
+        result = self.request("set_dds", channel=self._dds_channel, **values)
+        for key, wanted in values.items():
+            if not math.isclose(_number(result, key), wanted, rel_tol=1e-9, abs_tol=1e-12):
+                raise InstrumentReplyError(result, f"{key} reads back {result.get(key)!r}")
+
+    def _count(self) -> int:
+        duration = float(self.count_duration.get())
+        result = self.request("count", timeout_s=self._timeout_s + duration, duration_s=duration)
+        counts = result.get("counts")
+        if isinstance(counts, bool) or not isinstance(counts, int) or counts < 0:
+            raise InstrumentReplyError(result, "counts is not a non-negative integer")
+        return counts
+
+    def get_idn(self) -> dict[str, str | None]:
+        """Model and protocol from `describe` (no serial number)."""
+        return {
+            "vendor": "ionpilot",
+            "model": MODEL,
+            "serial": None,
+            "firmware": f"protocol {PROTOCOL_VERSION}",
+        }
+
+    def close(self) -> None:
+        """Close the TCP connection."""
+        self._drop()
+        super().close()

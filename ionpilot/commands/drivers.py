@@ -1,0 +1,74 @@
+"""`ionpilot drivers --config PATH [--only NAMES]`: the driver host process."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Any
+
+from ionpilot.config import DEFAULT_CONFIG, LabConfig
+from ionpilot.runtime import load_or_report, run_service
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "drivers", help="run a driver host: own instruments, poll them, serve them on the bus"
+    )
+    parser.add_argument("--config", default=str(DEFAULT_CONFIG), help="lab file")
+    parser.add_argument(
+        "--only", default="", help="comma-separated instrument names (default: all of this host)"
+    )
+    parser.add_argument(
+        "--process", default="drivers", help="which host process of the lab file this is"
+    )
+    parser.set_defaults(handler=run)
+
+
+def host_specs(config: LabConfig, process: str, only: list[str]) -> list[Any]:
+    from ionpilot.drivers.host import InstrumentSpec
+
+    unknown = [n for n in only if n not in config.instruments]
+    if unknown:
+        raise ValueError(
+            f"--only names unknown instruments: {', '.join(unknown)}; "
+            f"instruments: {', '.join(config.instruments)}"
+        )
+    return [
+        InstrumentSpec(
+            name=name,
+            model=inst.model,
+            address=inst.address,
+            timeout_s=inst.timeout,
+            limits=inst.limit_values(),
+            poll=dict(inst.poll),
+        )
+        for name, inst in config.instruments.items()
+        if inst.enabled and inst.host == process and (not only or name in only)
+    ]
+
+
+def run(args: argparse.Namespace) -> int:
+    config = load_or_report(args.config)
+    if config is None:
+        return 2
+    if args.process not in config.processes:
+        print(
+            f"error: --process {args.process!r} is not a process of the lab file; "
+            f"processes: {', '.join(config.processes)}",
+            file=sys.stderr,
+        )
+        return 2
+    only = [n.strip() for n in args.only.split(",") if n.strip()]
+    try:
+        specs = host_specs(config, args.process, only)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    from ionpilot.drivers.host import DriverHost, open_spec
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s drivers %(levelname)s %(message)s")
+    port = config.processes[args.process].command_port
+    host = DriverHost(args.process, specs, config.bus, f"tcp://{config.bus.host}:{port}", open_spec)
+    names = ", ".join(s.name for s in specs) or "no instruments"
+    return run_service(host.start, host.stop, f"ready {args.process}: {names}")

@@ -1,0 +1,133 @@
+"""Socket plumbing for the simulated instruments: one asyncio server per instrument on
+127.0.0.1, framing by the protocol's separator, faults (hang, disconnect, garbage) applied here,
+and replies held back until the world's clock has reached the end of a timed measurement."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from .instruments.base import Protocol
+from .world import World
+
+MAX_REQUEST_BYTES = 1 << 20
+HANG_POLL_S = 0.05
+
+
+class InstrumentServer:
+    """Serves one protocol object on one TCP port (0 = any free port)."""
+
+    def __init__(self, protocol: Protocol, world: World, port: int, host: str = "127.0.0.1"):
+        self.protocol = protocol
+        self.world = world
+        self.host = host
+        self.port = port
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._busy = asyncio.Lock()  # one request at a time per instrument, in arrival order
+
+    @property
+    def name(self) -> str:
+        return self.protocol.name
+
+    async def start(self) -> int:
+        self._server = await asyncio.start_server(
+            self._client, self.host, self.port, limit=MAX_REQUEST_BYTES
+        )
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self.port
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        for writer in list(self._writers):
+            writer.close()
+        self._writers.clear()
+
+    async def on_fault(self, kind: str, target: str | None) -> None:
+        if target != self.name:
+            return
+        if kind == "instrument_disconnect":
+            await self.stop()
+        elif kind == "restore" and self._server is None:
+            await self.start()
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        limit = self.protocol.max_clients
+        if limit is not None and len(self._writers) >= limit:
+            writer.close()
+            return
+        self._writers.add(writer)
+        try:
+            if self.protocol.transport == "http":
+                await self._serve_http(reader, writer)
+            else:
+                await self._serve_lines(reader, writer)
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+            pass
+        finally:
+            self._writers.discard(writer)
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+
+    async def _serve_lines(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        banner = self.protocol.banner()
+        if banner:
+            writer.write(banner)
+            await writer.drain()
+        sep = self.protocol.separator
+        while True:
+            try:
+                raw = await reader.readuntil(sep)
+            except asyncio.IncompleteReadError:
+                return
+            line = raw[: -len(sep)].decode("utf-8", errors="replace").rstrip("\r")
+            if sep == b"\r":
+                line = line.lstrip("\n")
+            reply = await self._answer(line)
+            if reply is not None:
+                writer.write(reply)
+                await writer.drain()
+
+    async def _answer(self, request: str) -> bytes | None:
+        """Apply the instrument's fault state, run the request, wait for world time."""
+        async with self._busy:
+            fault = self.world.instrument_fault(self.name)
+            if fault == "hang":
+                return None
+            reply = self.protocol.handle(request)
+            delay = self.world.ready_in()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            if reply is not None and self.world.instrument_fault(self.name) == "garbage":
+                return self.protocol.garbage()
+            if self.world.instrument_fault(self.name) == "hang":
+                return None
+            return reply
+
+    async def _serve_http(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Just enough HTTP/1.1 for xmlrpc.client: POST with Content-Length, then close."""
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = 0
+        for header in head.decode("latin-1").split("\r\n")[1:]:
+            key, _, value = header.partition(":")
+            if key.strip().lower() == "content-length":
+                length = int(value.strip() or 0)
+        if length > MAX_REQUEST_BYTES:
+            return
+        body = await reader.readexactly(length)
+        while self.world.instrument_fault(self.name) == "hang":
+            await asyncio.sleep(HANG_POLL_S)
+        reply = await self._answer(body.decode("utf-8", errors="replace"))
+        if reply is None:
+            return
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/xml\r\nConnection: close\r\n"
+            + f"Content-Length: {len(reply)}\r\n\r\n".encode("ascii")
+            + reply
+        )
+        await writer.drain()

@@ -1,0 +1,187 @@
+"""The driver host against the running simulated lab: telemetry, limits on every path, and
+instruments that hang, disconnect or answer garbage while the others carry on."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pyvisa
+
+from ionpilot.bus.client import CommandClient
+from ionpilot.bus.codec import BusError, Telemetry
+from ionpilot.bus.hub import Hub
+from ionpilot.bus.pubsub import Subscriber
+from ionpilot.bus.settings import BusSettings
+from ionpilot.cli import main as cli_main
+from ionpilot.config import load_config
+from ionpilot.drivers.host import DriverHost, InstrumentSpec, open_spec
+from ionpilot.sim.clock import RealClock
+from ionpilot.sim.lab import Lab
+
+ROOT = Path(__file__).resolve().parents[2]
+NAMES = ("rf_drive", "laser_369", "dc_electrodes", "oven")
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 15.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError(f"condition not met within {timeout} s")
+
+
+@dataclasses.dataclass
+class LiveLab:
+    lab: Lab
+    host: DriverHost
+    bus: BusSettings
+    sub: Subscriber
+    client: CommandClient
+    latest: dict[str, Telemetry]
+
+    def pump(self) -> None:
+        for msg in self.sub.drain():
+            if isinstance(msg, Telemetry):
+                self.latest[msg.topic] = msg
+
+    def fresh(self, topic: str, since_ns: int, status: str = "OK") -> bool:
+        self.pump()
+        msg = self.latest.get(topic)
+        return msg is not None and msg.t > since_ns and msg.status == status
+
+
+@pytest.fixture
+def live() -> Iterator[LiveLab]:
+    config = load_config(ROOT / "configs" / "sim-lab.yaml")
+    instruments = {n: (config.instruments[n].model, config.instruments[n].address) for n in NAMES}
+    lab = Lab(instruments, config.sim, RealClock(1.0), free_ports=True)
+    resources = lab.start()
+    hub = Hub(dataclasses.replace(config.bus, publish_port=0, subscribe_port=0)).start()
+    bus = dataclasses.replace(
+        config.bus,
+        publish_port=int(hub.publish_endpoint.rsplit(":", 1)[1]),
+        subscribe_port=int(hub.subscribe_endpoint.rsplit(":", 1)[1]),
+    )
+    specs = [
+        InstrumentSpec(
+            name=n,
+            model=config.instruments[n].model,
+            address=resources[n],
+            timeout_s=1.0,
+            limits=config.instruments[n].limit_values(),
+            poll={"power": 0.2, "frequency": 0.2}
+            if n == "rf_drive"
+            else {k: 0.2 for k in config.instruments[n].poll},
+        )
+        for n in NAMES
+    ]
+    host = DriverHost("drivers", specs, bus, "tcp://127.0.0.1:0", open_spec)
+    for worker in host.workers.values():
+        worker.backoff.initial = 0.1
+        worker.backoff.maximum = 0.5
+    host.start()
+    sub = Subscriber(bus, prefixes=["tlm.", "evt."])
+    client = CommandClient(bus, host.endpoint)
+    live = LiveLab(lab, host, bus, sub, client, {})
+    try:
+        wait_for(
+            lambda: all(
+                live.fresh(f"tlm.{n}.{p}", 0) for n in NAMES for p in specs[NAMES.index(n)].poll
+            )
+        )
+        yield live
+    finally:
+        client.close()
+        sub.close()
+        host.stop()
+        hub.stop()
+        lab.stop()
+
+
+def sim_rf_power(live: LiveLab) -> float:
+    """Read the RF level straight from the simulated instrument, bypassing ionpilot."""
+    rm = pyvisa.ResourceManager("@py")
+    try:
+        inst = rm.open_resource(live.lab.resources()["rf_drive"], read_termination="\n")
+        inst.timeout = 2000
+        return float(inst.query("SOUR:POW?"))
+    finally:
+        rm.close()
+
+
+def test_every_instrument_publishes_with_units(live: LiveLab) -> None:
+    assert live.latest["tlm.rf_drive.frequency"].unit == "Hz"
+    assert live.latest["tlm.rf_drive.power"].unit == "dBm"
+    assert live.latest["tlm.dc_electrodes.ch01.voltage"].unit == "V"
+    assert 20e6 <= live.latest["tlm.rf_drive.frequency"].value <= 40e6
+
+
+def test_set_beyond_limit_is_refused_on_the_bus_and_changes_nothing(live: LiveLab) -> None:
+    before = sim_rf_power(live)
+    with pytest.raises(BusError) as refused:
+        live.client.call("rf_drive", "set", {"name": "power", "value": 15.0})
+    assert refused.value.code == "out_of_limits"
+    assert "power" in refused.value.message
+    assert sim_rf_power(live) == before
+    # the same refusal through the operator's CLI
+    code = cli_main(
+        ["bus", "call", "rf_drive", "set", "power", "20", "--endpoint", live.host.endpoint]
+    )
+    assert code == 1
+    assert sim_rf_power(live) == before
+
+
+def test_set_within_limit_reaches_the_instrument(live: LiveLab) -> None:
+    reply = live.client.call("rf_drive", "set", {"name": "power", "value": 2.0})
+    assert reply["value"] == pytest.approx(2.0)
+    assert sim_rf_power(live) == pytest.approx(2.0)
+
+
+def test_bad_requests_are_refused_specifically(live: LiveLab) -> None:
+    cases = [
+        ({"name": "write", "args": ["OUTP OFF"]}, "call", "forbidden"),
+        ({"name": "nonexistent"}, "get", "bad_request"),
+        ({"name": "power", "value": "loud"}, "set", "bad_request"),
+        ({"name": "output"}, "set", "bad_request"),
+    ]
+    for args, method, code in cases:
+        with pytest.raises(BusError) as refused:
+            live.client.call("rf_drive", method, args)
+        assert refused.value.code == code, (args, refused.value)
+
+
+def test_describe_gives_units_limits_and_last_values(live: LiveLab) -> None:
+    info = live.client.call("rf_drive", "describe", {})
+    power = info["parameters"]["power"]
+    assert power["unit"] == "dBm"
+    assert power["allowed"] == [-30.0, 10.0]
+    assert power["last"]["status"] == "OK"
+    assert info["state"] == "connected"
+
+
+@pytest.mark.parametrize("fault", ["instrument_disconnect", "instrument_hang", "garbage_reply"])
+def test_faulty_instrument_goes_invalid_and_recovers_while_others_carry_on(
+    live: LiveLab, fault: str
+) -> None:
+    live.lab.inject(fault, "rf_drive")
+    t0 = time.time_ns()
+    wait_for(lambda: live.fresh("tlm.rf_drive.power", t0, status="INVALID"), timeout=5.0)
+    assert live.latest["tlm.rf_drive.power"].value is None  # never a wrong number
+    t1 = time.time_ns()
+    wait_for(lambda: live.fresh("tlm.laser_369.piezo_voltage", t1))  # the others carry on
+    wait_for(lambda: live.fresh("tlm.oven.ch1.measured_current", t1))
+    with pytest.raises(BusError) as refused:
+        live.client.call("rf_drive", "get", {"name": "power"})
+    assert refused.value.code in ("instrument_error", "instrument_timeout")
+    live.lab.restore("rf_drive")
+    t2 = time.time_ns()
+    wait_for(lambda: live.fresh("tlm.rf_drive.power", t2), timeout=10.0)
+    assert live.host.workers["rf_drive"].stats["reconnects"] >= 1
+    assert live.client.call("rf_drive", "get", {"name": "power"})["unit"] == "dBm"
