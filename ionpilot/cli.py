@@ -10,7 +10,16 @@ from collections.abc import Sequence
 from ionpilot import __version__
 
 # Each module in ionpilot/commands/ adds its subcommands through `register(subparsers)`.
-COMMAND_MODULES: list[str] = ["config", "bus", "sim", "drivers", "clock_sim", "sequencer", "up"]
+COMMAND_MODULES: list[str] = [
+    "config",
+    "bus",
+    "sim",
+    "drivers",
+    "daemon",
+    "clock_sim",
+    "sequencer",
+    "up",
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

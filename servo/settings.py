@@ -51,6 +51,7 @@ class ClockLockSettings:
     acquisition_probe_time: Annotated[float, "s"] = 0.02  # short Rabi π pulse: wide line to find
     acquisition_threshold: float = 0.5  # excitation that marks a scan point as "on the line"
     centring_updates: int = 6  # two-sided updates (gain 1/k) per centring stage
+    handover_updates: int = 150  # Ramsey only: Rabi-locked updates that learn the drift first
     lock_lost_updates: int = 3  # consecutive updates below lock_detect_excitation = lost
     holdover_limit: Annotated[float, "s"] = 600.0  # longer pauses re-verify the line on resume
     persist_period: Annotated[float, "s"] = 10.0  # how often the locked state is written
@@ -95,10 +96,24 @@ class AuxLockSettings:
 
 
 @dataclass(frozen=True)
+class PulseCalibration:
+    """How the live daemon turns a probe into pulses on the pulse controller: the clock beam's
+    calibrated Rabi frequency and the detection that tells an excited (dark) ion."""
+
+    clock_rabi_frequency: Annotated[float, "Hz"] = 25.0  # at full amplitude
+    cooling_time: Annotated[float, "s"] = 0.002
+    detection_time: Annotated[float, "s"] = 0.001
+    dark_threshold: int = 2  # counts at or below this in the detection window: excited (dark)
+    presence_count_time: Annotated[float, "s"] = 0.05
+    presence_threshold_rate: Annotated[float, "1/s"] = 3000.0  # cooled counts above: an ion
+
+
+@dataclass(frozen=True)
 class ServoSettings:
     """All locks the daemon runs."""
 
     clock_lock: ClockLockSettings = field(default_factory=ClockLockSettings)
+    pulses: PulseCalibration = field(default_factory=PulseCalibration)
     aux_locks: dict[str, AuxLockSettings] = field(default_factory=dict)
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Mapping
 
-from ionpilot.bus import BusError, CommandServer
+from ionpilot.bus import BusError, CommandServer, HeartbeatPublisher
 from ionpilot.bus.codec import ErrorCode, Request, Value
 from ionpilot.bus.settings import BusSettings
 
@@ -64,6 +64,7 @@ def run_lab(
     the bus, and run until `stop` is set (or forever)."""
     lab = Lab(instruments, settings, RealClock(settings.speed), free_ports=free_ports)
     server: CommandServer | None = None
+    heartbeat: HeartbeatPublisher | None = None
     resources = lab.start()
     try:
         if scenario:
@@ -73,11 +74,14 @@ def run_lab(
             server.register(COMMAND_TARGET, "call", fault_handler(lab))
             server.bind(f"tcp://{bus.host}:{command_port}")
             server.start()
+            heartbeat = HeartbeatPublisher(bus, COMMAND_TARGET).start()
         for name, resource in resources.items():
             out(f"{name} {resource}")
         out("ready")
         (stop or threading.Event()).wait()
     finally:
+        if heartbeat is not None:
+            heartbeat.stop()
         if server is not None:
             server.close()
         lab.stop()

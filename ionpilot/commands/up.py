@@ -39,7 +39,12 @@ def register(subparsers: Any) -> None:
 
 def child_specs(config_path: str, config: LabConfig) -> list[ChildSpec]:
     specs = [
-        ChildSpec("hub", ionpilot_argv("hub", "--config", config_path), heartbeat=None),
+        ChildSpec(
+            "hub",
+            ionpilot_argv("hub", "--config", config_path),
+            ready_prefix="hub:",
+            heartbeat=None,
+        ),
     ]
     for process, command in PROCESS_COMMANDS.items():
         if process in config.processes:

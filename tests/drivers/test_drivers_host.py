@@ -110,6 +110,7 @@ def sim_rf_power(live: LiveLab) -> float:
     rm = pyvisa.ResourceManager("@py")
     try:
         inst = rm.open_resource(live.lab.resources()["rf_drive"], read_termination="\n")
+        assert isinstance(inst, pyvisa.resources.MessageBasedResource)
         inst.timeout = 2000
         return float(inst.query("SOUR:POW?"))
     finally:
@@ -145,7 +146,7 @@ def test_set_within_limit_reaches_the_instrument(live: LiveLab) -> None:
 
 
 def test_bad_requests_are_refused_specifically(live: LiveLab) -> None:
-    cases = [
+    cases: list[tuple[dict[str, Any], str, str]] = [
         ({"name": "write", "args": ["OUTP OFF"]}, "call", "forbidden"),
         ({"name": "nonexistent"}, "get", "bad_request"),
         ({"name": "power", "value": "loud"}, "set", "bad_request"),

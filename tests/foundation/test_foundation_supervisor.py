@@ -12,6 +12,11 @@ from ionpilot.bus.clock import ManualClock
 from ionpilot.supervisor import ChildSpec, RestartPolicy, Supervisor
 
 
+def state_after_tick(sup: Supervisor, name: str) -> str:
+    sup.tick()
+    return sup.children[name].state
+
+
 def wait_for(predicate, timeout: float = 10.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -50,8 +55,8 @@ def test_killed_child_is_restarted_and_stop_leaves_nothing() -> None:
         first = sup.children["a"].pid
         assert first is not None
         os.kill(first, signal.SIGKILL)
-        assert wait_for(lambda: (sup.tick(), sup.children["a"].state)[1] == "backoff")
-        assert wait_for(lambda: (sup.tick(), sup.children["a"].state)[1] == "running")
+        assert wait_for(lambda: state_after_tick(sup, "a") == "backoff")
+        assert wait_for(lambda: state_after_tick(sup, "a") == "running")
         assert sup.children["a"].pid not in (None, first)
         assert sup.children["a"].policy.restarts == 1
         assert sup.children["a"].exit_codes == [-signal.SIGKILL]
@@ -80,7 +85,7 @@ def test_silent_child_is_killed_and_restarted() -> None:
         sup.tick()
         assert sup.children["a"].heartbeat_deaths == 1
         ages["a"] = 0.0
-        assert wait_for(lambda: (sup.tick(), sup.children["a"].state)[1] == "running")
+        assert wait_for(lambda: state_after_tick(sup, "a") == "running")
         assert sup.children["a"].pid != first
         assert first is not None and not _alive(first)
     finally:

@@ -1,0 +1,425 @@
+"""Bus benchmark: ionpilot against raw pyzmq + msgpack, measured in the same run.
+
+(a) raw PUB -> zmq.proxy (XSUB/XPUB) -> SUB with msgpack, (b) ionpilot Publisher -> Hub ->
+Subscriber: delivered messages per second when the publisher sends flat out, and latency
+p50/p99 at 1 kHz and 10 kHz offered load; (c) command round trip, raw REQ/REP against
+ionpilot's CommandClient/CommandServer. Publisher, proxy and server each run in a process of
+their own (as in the lab); rounds alternate raw and ionpilot and the medians are reported.
+
+    python bench/bus.py --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import socket
+import statistics
+import sys
+import time
+from multiprocessing.connection import Connection
+from multiprocessing.synchronize import Event as MpEvent
+from typing import Any
+
+import msgpack
+import zmq
+
+HWM = 10_000
+TOPIC = "tlm.rf_drive.frequency"
+WARM = "tlm.bench.warmup"
+END = "tlm.bench.end"
+SRC = "drivers@labpc-01"
+VALUE = 25_000_000.123456789
+UNIT = "Hz"
+RPC_TARGET = "rf_drive"
+RPC_ARGS = {"name": "frequency"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def sample_bytes() -> int:
+    payload = msgpack.packb(
+        {"seq": 1, "t": time.time_ns(), "src": SRC, "value": VALUE, "unit": UNIT, "status": "OK"}
+    )
+    return len(TOPIC) + len(payload)
+
+
+def settings(pub_port: int, sub_port: int) -> Any:
+    from ionpilot.bus import BusSettings
+
+    return BusSettings(publish_port=pub_port, subscribe_port=sub_port, high_water_mark=HWM)
+
+
+# ----------------------------------------------------------------------------- child processes
+
+
+def raw_proxy(pub_port: int, sub_port: int) -> None:
+    ctx = zmq.Context()
+    xsub = ctx.socket(zmq.XSUB)
+    xpub = ctx.socket(zmq.XPUB)
+    for sock in (xsub, xpub):
+        sock.setsockopt(zmq.SNDHWM, HWM)
+        sock.setsockopt(zmq.RCVHWM, HWM)
+    xsub.bind(f"tcp://127.0.0.1:{pub_port}")
+    xpub.bind(f"tcp://127.0.0.1:{sub_port}")
+    zmq.proxy(xsub, xpub)
+
+
+def ionpilot_hub(pub_port: int, sub_port: int) -> None:
+    from ionpilot.bus import Hub
+
+    Hub(settings(pub_port, sub_port)).start()
+    while True:
+        time.sleep(3600)
+
+
+def pace(period: float, next_t: float) -> float:
+    """Wait until `next_t` (sleeping, so the other processes keep the CPUs); next deadline."""
+    delay = next_t - time.perf_counter()
+    if delay > 0:
+        time.sleep(delay)
+    return next_t + period
+
+
+def publisher(kind: str, pub_port: int, conn: Connection, go: MpEvent, done: MpEvent) -> None:
+    """Serves runs: ("run", n, rate_hz) -> warm up until `go`, send n samples, end markers."""
+    if kind == "raw":
+        ctx = zmq.Context()
+        sock = ctx.socket(zmq.PUB)
+        sock.setsockopt(zmq.SNDHWM, HWM)
+        sock.connect(f"tcp://127.0.0.1:{pub_port}")
+        packb = msgpack.packb
+        time_ns = time.time_ns
+        topic_b, warm_b, end_b = TOPIC.encode(), WARM.encode(), END.encode()
+        sample = {"seq": 0, "t": 0, "src": SRC, "value": VALUE, "unit": UNIT, "status": "OK"}
+
+        def send_raw(n: int, rate: float) -> None:
+            send = sock.send_multipart
+            if rate <= 0:
+                for i in range(1, n + 1):
+                    sample["seq"] = i
+                    sample["t"] = time_ns()
+                    send([topic_b, packb(sample)])
+                return
+            period = 1.0 / rate
+            next_t = time.perf_counter()
+            for i in range(1, n + 1):
+                next_t = pace(period, next_t)
+                sample["seq"] = i
+                sample["t"] = time_ns()
+                send([topic_b, packb(sample)])
+
+        def marker(topic: bytes) -> None:
+            sample["t"] = time_ns()
+            sock.send_multipart([topic, packb(sample)])
+
+        send_run = send_raw
+
+        def warm() -> None:
+            marker(warm_b)
+
+        def end() -> None:
+            marker(end_b)
+    else:
+        from ionpilot.bus import Publisher
+
+        pub = Publisher(settings(pub_port, 0), SRC, send_hwm=HWM)
+
+        def send_ionpilot(n: int, rate: float) -> None:
+            publish = pub.publish
+            if rate <= 0:
+                for _ in range(n):
+                    publish(TOPIC, VALUE, UNIT)
+                return
+            period = 1.0 / rate
+            next_t = time.perf_counter()
+            for _ in range(n):
+                next_t = pace(period, next_t)
+                publish(TOPIC, VALUE, UNIT)
+
+        send_run = send_ionpilot
+
+        def warm() -> None:
+            pub.publish(WARM, 0)
+
+        def end() -> None:
+            pub.publish(END, 0)
+
+    while True:
+        cmd = conn.recv()
+        if cmd[0] == "quit":
+            return
+        _, n, rate = cmd
+        while not go.is_set():
+            warm()
+            go.wait(0.002)
+        send_run(n, rate)
+        while not done.is_set():
+            end()
+            done.wait(0.002)
+        conn.send("ok")
+
+
+def raw_rep_server(port: int) -> None:
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.REP)
+    sock.bind(f"tcp://127.0.0.1:{port}")
+    packb, unpackb = msgpack.packb, msgpack.unpackb
+    while True:
+        request = unpackb(sock.recv())
+        sock.send(packb({"id": request["id"], "ok": True, "value": VALUE}))
+
+
+def ionpilot_server(port: int) -> None:
+    from ionpilot.bus import BusSettings, CommandServer
+
+    server = CommandServer("drivers", BusSettings())
+    server.bind(f"tcp://127.0.0.1:{port}")
+    server.register(RPC_TARGET, "get", lambda request: VALUE, inline=True)
+    server.start()
+    while True:
+        time.sleep(3600)
+
+
+# ---------------------------------------------------------------------------------- parent side
+
+
+class RawSub:
+    def __init__(self, port: int) -> None:
+        self.sock = zmq.Context.instance().socket(zmq.SUB)
+        self.sock.setsockopt(zmq.RCVHWM, HWM)
+        self.sock.connect(f"tcp://127.0.0.1:{port}")
+        self.sock.setsockopt(zmq.SUBSCRIBE, b"tlm.")
+
+    def run(self, go: MpEvent, latency: bool) -> tuple[int, float, list[int]]:
+        recv, unpackb, time_ns = self.sock.recv_multipart, msgpack.unpackb, time.time_ns
+        topic_b, end_b = TOPIC.encode(), END.encode()
+        count, first, last, lat = 0, 0.0, 0.0, []
+        while True:
+            topic, payload = recv()
+            msg = unpackb(payload)
+            if topic == topic_b:
+                if latency:
+                    lat.append(time_ns() - msg["t"])
+                last = time.perf_counter()
+                if not count:
+                    first = last
+                count += 1
+            elif topic == end_b:
+                if count:
+                    return count, last - first, lat
+            else:
+                go.set()
+
+
+class IonpilotSub:
+    def __init__(self, port: int) -> None:
+        from ionpilot.bus import Subscriber
+
+        self.sub = Subscriber(settings(0, port), ["tlm."], recv_hwm=HWM)
+
+    def run(self, go: MpEvent, latency: bool) -> tuple[int, float, list[int]]:
+        recv, time_ns = self.sub.recv, time.time_ns
+        count, first, last, lat = 0, 0.0, 0.0, []
+        while True:
+            msg = recv()
+            assert msg is not None
+            topic = msg.topic
+            if topic == TOPIC:
+                if latency:
+                    lat.append(time_ns() - msg.t)
+                last = time.perf_counter()
+                if not count:
+                    first = last
+                count += 1
+            elif topic == END:
+                if count:
+                    return count, last - first, lat
+            else:
+                go.set()
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def pubsub_run(
+    sub: Any, conn: Connection, go: MpEvent, done: MpEvent, n: int, rate: float
+) -> dict[str, float]:
+    go.clear()
+    done.clear()
+    conn.send(("run", n, rate))
+    count, span, lat = sub.run(go, latency=rate > 0)
+    done.set()
+    conn.recv()
+    out = {"received": count, "lost": n - count, "msgs_per_s": count / span if span else 0.0}
+    if lat:
+        out["p50_us"] = pct(lat, 0.50) / 1e3
+        out["p99_us"] = pct(lat, 0.99) / 1e3
+    return out
+
+
+def rpc_run(kind: str, port: int, n: int) -> dict[str, float]:
+    times: list[float] = []
+    perf = time.perf_counter_ns
+    if kind == "raw":
+        sock = zmq.Context.instance().socket(zmq.REQ)
+        sock.connect(f"tcp://127.0.0.1:{port}")
+        packb, unpackb = msgpack.packb, msgpack.unpackb
+        for i in range(n + 200):
+            t0 = perf()
+            sock.send(
+                packb(
+                    {
+                        "id": i,
+                        "method": "get",
+                        "target": RPC_TARGET,
+                        "args": RPC_ARGS,
+                        "client": "bench",
+                    }
+                )
+            )
+            reply = unpackb(sock.recv())
+            t1 = perf()
+            assert reply["ok"]
+            if i >= 200:
+                times.append(t1 - t0)
+        sock.close()
+    else:
+        from ionpilot.bus import BusSettings, CommandClient
+
+        client = CommandClient(BusSettings(), f"tcp://127.0.0.1:{port}", name="bench")
+        request = client.request
+        for i in range(n + 200):
+            t0 = perf()
+            reply = request(RPC_TARGET, "get", RPC_ARGS)
+            t1 = perf()
+            assert reply.ok, reply
+            if i >= 200:
+                times.append(t1 - t0)
+        client.close()
+    return {"p50_us": pct(times, 0.5) / 1e3, "p99_us": pct(times, 0.99) / 1e3}
+
+
+def med(rounds: list[dict[str, Any]], *path: str) -> float:
+    values = []
+    for r in rounds:
+        v: Any = r
+        for key in path:
+            v = v[key]
+        values.append(float(v))
+    return statistics.median(values)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--burst", type=int, default=100_000, help="messages per throughput run")
+    parser.add_argument("--rpc", type=int, default=3000, help="round trips per RPC run")
+    args = parser.parse_args()
+
+    ctx = mp.get_context("spawn")
+    procs: list[Any] = []
+    kinds = ("raw", "ionpilot")
+    subs: dict[str, Any] = {}
+    pubs: dict[str, tuple[Connection, MpEvent, MpEvent]] = {}
+    rpc_ports: dict[str, int] = {}
+    try:
+        for kind in kinds:
+            pub_port, sub_port, rpc_port = free_port(), free_port(), free_port()
+            proxy = raw_proxy if kind == "raw" else ionpilot_hub
+            server = raw_rep_server if kind == "raw" else ionpilot_server
+            parent_conn, child_conn = ctx.Pipe()
+            go, done = ctx.Event(), ctx.Event()
+            procs.append(ctx.Process(target=proxy, args=(pub_port, sub_port), daemon=True))
+            procs.append(
+                ctx.Process(
+                    target=publisher, args=(kind, pub_port, child_conn, go, done), daemon=True
+                )
+            )
+            procs.append(ctx.Process(target=server, args=(rpc_port,), daemon=True))
+            subs[kind] = RawSub(sub_port) if kind == "raw" else IonpilotSub(sub_port)
+            pubs[kind] = (parent_conn, go, done)
+            rpc_ports[kind] = rpc_port
+        for p in procs:
+            p.start()
+
+        rounds: list[dict[str, Any]] = []
+        for r in range(args.rounds):
+            result: dict[str, Any] = {}
+            order = kinds if r % 2 == 0 else kinds[::-1]
+            for kind in order:
+                conn, go, done = pubs[kind]
+                result[kind] = {
+                    "throughput": pubsub_run(subs[kind], conn, go, done, args.burst, 0),
+                    "lat_1khz": pubsub_run(subs[kind], conn, go, done, 3000, 1000),
+                    "lat_10khz": pubsub_run(subs[kind], conn, go, done, 10_000, 10_000),
+                    "rpc": rpc_run(kind, rpc_ports[kind], args.rpc),
+                }
+            rounds.append(result)
+            if not args.json:
+                print(f"round {r + 1}: {json.dumps(result)}", file=sys.stderr)
+        for kind in kinds:
+            pubs[kind][0].send(("quit",))
+    finally:
+        for p in procs:
+            if p.is_alive():
+                p.terminate()
+        for p in procs:
+            p.join(5)
+
+    def ratio(*path: str) -> float:
+        return statistics.median(
+            [float(_get(r["ionpilot"], *path)) / float(_get(r["raw"], *path)) for r in rounds]
+        )
+
+    summary: dict[str, Any] = {
+        "sample_bytes": sample_bytes(),
+        "rounds": args.rounds,
+        "cpus": os.cpu_count(),
+        "throughput_ratio": ratio("throughput", "msgs_per_s"),
+        "latency_p99_ratio_1khz": ratio("lat_1khz", "p99_us"),
+        "latency_p99_ratio_10khz": ratio("lat_10khz", "p99_us"),
+        "rpc_p99_ratio": ratio("rpc", "p99_us"),
+        "rpc_p50_ratio": ratio("rpc", "p50_us"),
+    }
+    for kind in kinds:
+        summary[kind] = {
+            "msgs_per_s": med(rounds, kind, "throughput", "msgs_per_s"),
+            "lost_of_burst": med(rounds, kind, "throughput", "lost"),
+            "p50_us_1khz": med(rounds, kind, "lat_1khz", "p50_us"),
+            "p99_us_1khz": med(rounds, kind, "lat_1khz", "p99_us"),
+            "p50_us_10khz": med(rounds, kind, "lat_10khz", "p50_us"),
+            "p99_us_10khz": med(rounds, kind, "lat_10khz", "p99_us"),
+            "rpc_p50_us": med(rounds, kind, "rpc", "p50_us"),
+            "rpc_p99_us": med(rounds, kind, "rpc", "p99_us"),
+        }
+    summary["targets_met"] = (
+        summary["throughput_ratio"] >= 0.8
+        and summary["latency_p99_ratio_1khz"] <= 1.5
+        and summary["rpc_p99_ratio"] <= 1.3
+    )
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(json.dumps(summary, indent=2))
+    return 0
+
+
+def _get(d: dict[str, Any], *path: str) -> Any:
+    for key in path:
+        d = d[key]
+    return d
+
+
+if __name__ == "__main__":
+    sys.exit(main())

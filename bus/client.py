@@ -1,0 +1,339 @@
+"""Command clients: one DEALER socket, request ids, per-call timeouts, retries for reads only.
+
+`ClientCore` is the non-blocking part shared by every flavour: scripts and the CLI use the
+blocking `CommandClient`, the daemon `AsyncCommandClient`, the GUI `ionpilot.bus.qt`.
+The socket queues only on live connections (ZMQ_IMMEDIATE) and a timed-out request is taken
+back from the outgoing queue, so a `set` that timed out is never delivered late.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import random
+import socket
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator
+from typing import cast
+
+import zmq
+
+from ionpilot.bus.codec import (
+    IDEMPOTENT_METHODS,
+    BusError,
+    Codec,
+    DecodeError,
+    ErrorCode,
+    Reply,
+    Request,
+    Value,
+)
+from ionpilot.bus.hub import hard_frame_limit
+from ionpilot.bus.settings import BusSettings
+from ionpilot.bus.wire import recv_frames
+
+
+def default_client_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class ClientCore:
+    """The socket side of a client, never blocking: encode, submit, service, cancel."""
+
+    def __init__(
+        self,
+        settings: BusSettings,
+        endpoint: str,
+        *,
+        context: zmq.Context[zmq.Socket[bytes]] | None = None,
+        name: str = "",
+    ) -> None:
+        self.settings = settings
+        self.endpoint = endpoint
+        self.name = name or default_client_name()
+        self._codec = Codec(settings.max_message_bytes)
+        self._decode_reply = self._codec.decode_reply
+        sock = (context or zmq.Context.instance()).socket(zmq.DEALER)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.IMMEDIATE, 1)
+        sock.setsockopt(zmq.SNDHWM, settings.high_water_mark)
+        sock.setsockopt(zmq.RCVHWM, settings.high_water_mark)
+        sock.setsockopt(zmq.MAXMSGSIZE, hard_frame_limit(settings.max_message_bytes))
+        sock.connect(endpoint)
+        self.socket = sock
+        self._ids: Iterator[int] = itertools.count(random.SystemRandom().randrange(1, 2**40))
+        self._outbox: deque[tuple[int, bytes]] = deque()
+        self._rcvtimeo = -1
+        self.bad_replies = 0
+
+    @property
+    def fd(self) -> int:
+        fd = cast(int, self.socket.getsockopt(zmq.FD))
+        return fd
+
+    @property
+    def has_outbox(self) -> bool:
+        return bool(self._outbox)
+
+    def attempts(self, method: str, retries: int | None) -> int:
+        """1 + retries for idempotent reads; exactly 1 for anything that changes state."""
+        if method not in IDEMPOTENT_METHODS:
+            return 1
+        return 1 + max(0, self.settings.request_retries if retries is None else retries)
+
+    def new_request(
+        self, target: str, method: str, args: dict[str, Value] | None
+    ) -> tuple[int, bytes]:
+        """A fresh id and the encoded request; `BusError(bad_request)` for unsendable args."""
+        rid = next(self._ids)
+        try:
+            payload = self._codec.encode_request(
+                Request(rid, method, target, args or {}, self.name)
+            )
+        except DecodeError as exc:
+            raise BusError(ErrorCode.BAD_REQUEST, str(exc)) from None
+        return rid, payload
+
+    def submit(self, rid: int, payload: bytes) -> None:
+        """Send now, or queue until the connection is up (bounded; `busy` when full)."""
+        if not self._outbox:
+            try:
+                self.socket.send(payload, zmq.NOBLOCK)
+                return
+            except zmq.Again:
+                pass
+        if len(self._outbox) >= self.settings.high_water_mark:
+            raise BusError(ErrorCode.BUSY, "too many requests waiting for a connection")
+        self._outbox.append((rid, payload))
+
+    def cancel(self, rid: int) -> None:
+        """Take a request back if it has not left yet."""
+        if any(r == rid for r, _ in self._outbox):
+            self._outbox = deque(item for item in self._outbox if item[0] != rid)
+
+    def service(self) -> list[Reply]:
+        """Flush queued requests and read every reply available, without blocking."""
+        sock = self.socket
+        replies: list[Reply] = []
+        while True:
+            events = cast(int, sock.getsockopt(zmq.EVENTS))
+            progressed = False
+            if events & zmq.POLLOUT and self._outbox:
+                try:
+                    sock.send(self._outbox[0][1], zmq.NOBLOCK)
+                    self._outbox.popleft()
+                    progressed = True
+                except zmq.Again:
+                    pass
+            if events & zmq.POLLIN:
+                reply = self.read_reply()
+                if reply is not None:
+                    replies.append(reply)
+                progressed = True
+            if not progressed:
+                return replies
+
+    def read_reply(self, wait_ms: int = 0) -> Reply | None:
+        """Read one message, waiting up to `wait_ms`; None on timeout or (counted) garbage."""
+        try:
+            if wait_ms <= 0:
+                frames = recv_frames(self.socket, zmq.NOBLOCK)
+            else:
+                if wait_ms != self._rcvtimeo:
+                    self.socket.setsockopt(zmq.RCVTIMEO, wait_ms)
+                    self._rcvtimeo = wait_ms
+                frames = recv_frames(self.socket)
+        except zmq.Again:
+            return None
+        try:
+            return self._decode_reply(frames[-1])
+        except DecodeError:
+            self.bad_replies += 1
+            return None
+
+    def timeout_reply(self, rid: int, timeout: float, attempts: int) -> Reply:
+        return Reply.failure(
+            rid,
+            ErrorCode.TIMEOUT,
+            f"no reply from {self.endpoint} within {timeout:g} s ({attempts} attempt(s))",
+        )
+
+    def close(self) -> None:
+        self.socket.close()
+
+
+class CommandClient:
+    """Blocking client for scripts and the CLI (thread-safe: one call at a time)."""
+
+    def __init__(
+        self,
+        settings: BusSettings,
+        endpoint: str,
+        *,
+        context: zmq.Context[zmq.Socket[bytes]] | None = None,
+        name: str = "",
+    ) -> None:
+        self._core = ClientCore(settings, endpoint, context=context, name=name)
+        self._settings = settings
+        self._lock = threading.Lock()
+
+    @property
+    def bad_replies(self) -> int:
+        return self._core.bad_replies
+
+    def request(
+        self,
+        target: str,
+        method: str,
+        args: dict[str, Value] | None = None,
+        *,
+        timeout: float | None = None,
+        retries: int | None = None,
+    ) -> Reply:
+        """Send one command and wait for its reply; failures come back as a `Reply`."""
+        core = self._core
+        timeout = self._settings.request_timeout if timeout is None else timeout
+        attempts = core.attempts(method, retries)
+        with self._lock:
+            try:
+                rid, payload = core.new_request(target, method, args)
+            except BusError as exc:
+                return Reply.failure(None, exc.code, exc.message)
+            sock = core.socket
+            for _ in range(attempts):
+                try:
+                    core.submit(rid, payload)
+                except BusError as exc:
+                    return Reply.failure(rid, exc.code, exc.message)
+                deadline = time.monotonic() + timeout
+                wait_ms = max(1, int(timeout * 1000 + 0.999))
+                while True:
+                    if core.has_outbox:  # not connected yet: wait for either direction
+                        sock.poll(wait_ms, zmq.POLLIN | zmq.POLLOUT)
+                        for reply in core.service():
+                            if reply.id == rid:
+                                return reply
+                    else:  # a blocking receive with a timeout: cheaper than poll + receive
+                        answer = core.read_reply(wait_ms)
+                        if answer is not None and answer.id == rid:
+                            return answer
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    wait_ms = max(1, int(remaining * 1000 + 0.999))
+                core.cancel(rid)
+            return core.timeout_reply(rid, timeout, attempts)
+
+    def call(
+        self,
+        target: str,
+        method: str,
+        args: dict[str, Value] | None = None,
+        *,
+        timeout: float | None = None,
+        retries: int | None = None,
+    ) -> Value:
+        """Like `request`, but returns the value or raises `BusError`."""
+        return self.request(target, method, args, timeout=timeout, retries=retries).unwrap()
+
+    def close(self) -> None:
+        self._core.close()
+
+    def __enter__(self) -> CommandClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class AsyncCommandClient:
+    """asyncio client: many concurrent calls from many tasks over one socket, never blocking.
+
+    Bound to the loop of its first call; use and close it from that loop only.
+    """
+
+    def __init__(
+        self,
+        settings: BusSettings,
+        endpoint: str,
+        *,
+        context: zmq.Context[zmq.Socket[bytes]] | None = None,
+        name: str = "",
+    ) -> None:
+        self._core = ClientCore(settings, endpoint, context=context, name=name)
+        self._settings = settings
+        self._pending: dict[int, asyncio.Future[Reply]] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def _attach(self) -> asyncio.AbstractEventLoop:
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+            self._loop.add_reader(self._core.fd, self._service)
+        return self._loop
+
+    def _service(self) -> None:
+        for reply in self._core.service():
+            if reply.id is None:
+                continue
+            future = self._pending.get(reply.id)
+            if future is not None and not future.done():
+                future.set_result(reply)
+
+    async def request(
+        self,
+        target: str,
+        method: str,
+        args: dict[str, Value] | None = None,
+        *,
+        timeout: float | None = None,
+        retries: int | None = None,
+    ) -> Reply:
+        """Send one command and await its reply; failures come back as a `Reply`."""
+        loop = self._attach()
+        core = self._core
+        timeout = self._settings.request_timeout if timeout is None else timeout
+        attempts = core.attempts(method, retries)
+        try:
+            rid, payload = core.new_request(target, method, args)
+        except BusError as exc:
+            return Reply.failure(None, exc.code, exc.message)
+        future: asyncio.Future[Reply] = loop.create_future()
+        self._pending[rid] = future
+        try:
+            for _ in range(attempts):
+                try:
+                    core.submit(rid, payload)
+                except BusError as exc:
+                    return Reply.failure(rid, exc.code, exc.message)
+                self._service()  # edge-triggered FD: look now, a send may hide a signal
+                try:
+                    async with asyncio.timeout(timeout):
+                        return await asyncio.shield(future)
+                except TimeoutError:
+                    core.cancel(rid)
+            return core.timeout_reply(rid, timeout, attempts)
+        finally:
+            self._pending.pop(rid, None)
+
+    async def call(
+        self,
+        target: str,
+        method: str,
+        args: dict[str, Value] | None = None,
+        *,
+        timeout: float | None = None,
+        retries: int | None = None,
+    ) -> Value:
+        """Like `request`, but returns the value or raises `BusError`."""
+        reply = await self.request(target, method, args, timeout=timeout, retries=retries)
+        return reply.unwrap()
+
+    def close(self) -> None:
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.remove_reader(self._core.fd)
+        for future in self._pending.values():
+            future.cancel()
+        self._core.close()

@@ -1,0 +1,412 @@
+"""Telemetry publishing and subscribing through the hub, with loss accounting and liveness.
+
+Sequence numbers count per topic at the publisher (a per-process counter would show false
+gaps to a subscriber that listens to a prefix only). The subscriber keeps the last number per
+(source, topic): a jump is a gap of exactly the missing count, a step backwards is a restart.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable
+from typing import cast
+
+import zmq
+
+from ionpilot.bus.clock import Clock, SystemClock
+from ionpilot.bus.codec import (
+    SCALAR_TYPES,
+    Codec,
+    DecodeError,
+    Event,
+    Heartbeat,
+    Message,
+    Value,
+    check_topic,
+    check_value,
+)
+from ionpilot.bus.hub import endpoint, hard_frame_limit
+from ionpilot.bus.settings import BusSettings
+from ionpilot.bus.wire import recv_frames
+
+Context = zmq.Context[zmq.Socket[bytes]]
+_MORE_NOBLOCK = zmq.SNDMORE | zmq.NOBLOCK
+
+
+def _hwm(value: int) -> int:
+    if value <= 0:
+        raise ValueError("high-water marks must be positive (0 would mean unbounded queues)")
+    return value
+
+
+class Publisher:
+    """Publishes telemetry, events and heartbeats of one source `src` to the hub.
+
+    Never blocks: the socket is a PUB with a bounded queue, so when a peer is slow messages
+    are dropped there and subscribers see the gap. One publisher belongs to one thread.
+    """
+
+    def __init__(
+        self,
+        settings: BusSettings,
+        src: str,
+        *,
+        clock: Clock | None = None,
+        context: Context | None = None,
+        connect: str | None = None,
+        send_hwm: int | None = None,
+    ) -> None:
+        if not src or len(src) > 128:
+            raise ValueError("src must be a short non-empty name")
+        self.src = src
+        self._clock = clock or SystemClock()
+        self._wall_ns = self._clock.wall_ns
+        self._codec = Codec(settings.max_message_bytes)
+        self._pack = self._codec.pack
+        self._sock = (context or zmq.Context.instance()).socket(zmq.PUB)
+        self._sock.setsockopt(zmq.LINGER, 0)
+        self._sock.setsockopt(zmq.SNDHWM, _hwm(send_hwm or settings.high_water_mark))
+        self._sock.connect(connect or endpoint(settings.host, settings.publish_port))
+        self._send = self._sock.send
+        self._seq: dict[str, int] = {}
+        self._topics: dict[str, bytes] = {}
+        self.dropped = 0  # messages the socket refused (EAGAIN); PUB normally drops silently
+
+    def _next(self, topic: str) -> tuple[bytes, int]:
+        raw = self._topics.get(topic)
+        if raw is None:
+            raw = self._topics[topic] = check_topic(topic)
+        seq = self._seq.get(topic, 0) + 1
+        self._seq[topic] = seq
+        return raw, seq
+
+    def _emit(self, raw_topic: bytes, payload: bytes) -> bool:
+        try:
+            self._send(raw_topic, _MORE_NOBLOCK)
+        except zmq.Again:
+            self.dropped += 1
+            return False
+        self._send(payload, zmq.NOBLOCK)  # parts after the first are never refused
+        return True
+
+    def publish(
+        self, topic: str, value: Value, unit: str = "", status: str = "OK", t: int | None = None
+    ) -> bool:
+        """Publish one reading on `topic` (e.g. `tlm.rf_drive.frequency`); False if dropped."""
+        if type(value) not in SCALAR_TYPES:
+            check_value(value)
+        raw = self._topics.get(topic)
+        if raw is None:
+            raw = self._topics[topic] = check_topic(topic)
+        seq = self._seq.get(topic, 0) + 1
+        self._seq[topic] = seq
+        payload = self._pack(
+            {
+                "seq": seq,
+                "t": self._wall_ns() if t is None else t,
+                "src": self.src,
+                "value": value,
+                "unit": unit,
+                "status": status,
+            }
+        )
+        try:
+            self._send(raw, _MORE_NOBLOCK)
+        except zmq.Again:
+            self.dropped += 1
+            return False
+        self._send(payload, zmq.NOBLOCK)
+        return True
+
+    def publish_event(
+        self,
+        kind: str,
+        message: str = "",
+        severity: str = "OK",
+        data: dict[str, Value] | None = None,
+        topic: str | None = None,
+    ) -> bool:
+        """Publish an event on `evt.<src>.<kind>` (or the given topic)."""
+        raw, seq = self._next(topic or f"evt.{self.src}.{kind}")
+        event = Event(seq, self._wall_ns(), self.src, kind, message, severity, data or {})
+        return self._emit(raw, self._codec.encode_event(event))
+
+    def publish_heartbeat(self, period: float, status: str = "OK") -> bool:
+        """Publish `hb.<src>`: this source is alive and promises to say so every `period` s."""
+        raw, seq = self._next(f"hb.{self.src}")
+        beat = Heartbeat(seq, self._wall_ns(), self.src, period, status)
+        return self._emit(raw, self._codec.encode_heartbeat(beat))
+
+    def close(self) -> None:
+        self._sock.close()
+
+    def __enter__(self) -> Publisher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class GapCounter:
+    """Loss accounting per (source, topic): exact gaps, restarts, last sequence number seen.
+
+    `restarts[src]` counts topic streams of `src` that started again from a lower number (a
+    restarted publisher shows one per topic it publishes); those are not counted as loss.
+    """
+
+    def __init__(self) -> None:
+        self._last: dict[tuple[str, str], int] = {}
+        self.gaps: dict[str, int] = {}  # per source
+        self.restarts: dict[str, int] = {}  # per source
+        self.received: dict[str, int] = {}  # per source
+        self.total_gaps = 0
+
+    def observe(self, src: str, topic: str, seq: int) -> int:
+        """Record one message; returns the number of messages missed just before it."""
+        key = (src, topic)
+        last = self._last.get(key)
+        self._last[key] = seq
+        received = self.received
+        received[src] = received.get(src, 0) + 1
+        if last is None:
+            return 0
+        missed = seq - last - 1
+        if missed > 0:
+            self.gaps[src] = self.gaps.get(src, 0) + missed
+            self.total_gaps += missed
+            return missed
+        if missed < 0:  # the publisher restarted and counts from 1 again
+            self.restarts[src] = self.restarts.get(src, 0) + 1
+        return 0
+
+    def gaps_of(self, src: str) -> int:
+        return self.gaps.get(src, 0)
+
+
+class Liveness:
+    """Heartbeat bookkeeping: a source is stale when its last beat is older than the bound."""
+
+    def __init__(self, stale_after: float, clock: Clock | None = None) -> None:
+        if stale_after <= 0:
+            raise ValueError("stale_after must be positive")
+        self.stale_after = stale_after
+        self._clock = clock or SystemClock()
+        self._last: dict[str, float] = {}
+
+    def expect(self, *sources: str) -> None:
+        """Sources that must beat: stale until their first heartbeat arrives."""
+        for src in sources:
+            self._last.setdefault(src, float("-inf"))
+
+    def beat(self, src: str, at: float | None = None) -> None:
+        self._last[src] = self._clock.now() if at is None else at
+
+    def age(self, src: str) -> float:
+        """Seconds since the last heartbeat of `src` (inf if never seen)."""
+        last = self._last.get(src)
+        return float("inf") if last is None else self._clock.now() - last
+
+    def is_stale(self, src: str) -> bool:
+        return self.age(src) > self.stale_after
+
+    def stale(self) -> list[str]:
+        """Every known source whose heartbeat is too old, sorted."""
+        now = self._clock.now()
+        return sorted(s for s, last in self._last.items() if now - last > self.stale_after)
+
+    def sources(self) -> list[str]:
+        return sorted(self._last)
+
+
+class Subscriber:
+    """Receives messages under topic prefixes from the hub; counts gaps, drops and heartbeats.
+
+    Bad frames are counted in `bad_frames` and skipped, never raised. For event loops, watch
+    `fd` and call `drain()` whenever it signals (ZeroMQ's FD is edge-triggered: `drain` reads
+    until the socket reports no more input).
+    """
+
+    def __init__(
+        self,
+        settings: BusSettings,
+        prefixes: Iterable[str] = ("",),
+        *,
+        clock: Clock | None = None,
+        context: Context | None = None,
+        connect: str | None = None,
+        recv_hwm: int | None = None,
+    ) -> None:
+        self._clock = clock or SystemClock()
+        self._codec = Codec(settings.max_message_bytes)
+        self._decode = self._codec.decode_message
+        self._sock = (context or zmq.Context.instance()).socket(zmq.SUB)
+        self._sock.setsockopt(zmq.LINGER, 0)
+        self._sock.setsockopt(zmq.RCVHWM, _hwm(recv_hwm or settings.high_water_mark))
+        self._sock.setsockopt(zmq.MAXMSGSIZE, hard_frame_limit(settings.max_message_bytes))
+        self._sock.connect(connect or endpoint(settings.host, settings.subscribe_port))
+        for prefix in prefixes:
+            self.subscribe(prefix)
+        self.counter = GapCounter()
+        self._observe = self.counter.observe
+        self.liveness = Liveness(settings.stale_after, self._clock)
+        self.bad_frames = 0
+        self.last_error = ""
+
+    @property
+    def fd(self) -> int:
+        """File descriptor to watch in an event loop (readable = "check `drain()`")."""
+        fd = cast(int, self._sock.getsockopt(zmq.FD))
+        return fd
+
+    @property
+    def socket(self) -> zmq.Socket[bytes]:
+        return self._sock
+
+    def subscribe(self, prefix: str) -> None:
+        self._sock.setsockopt(zmq.SUBSCRIBE, prefix.encode("ascii"))
+
+    def unsubscribe(self, prefix: str) -> None:
+        self._sock.setsockopt(zmq.UNSUBSCRIBE, prefix.encode("ascii"))
+
+    @property
+    def gaps(self) -> dict[str, int]:
+        return self.counter.gaps
+
+    def handle_frames(self, frames: list[bytes]) -> Message | None:
+        """Decode one received multipart message; None (and counted) when it is malformed."""
+        if len(frames) != 2:
+            self.bad_frames += 1
+            self.last_error = f"expected [topic, payload], got {len(frames)} frames"
+            return None
+        try:
+            msg = self._decode(frames[0], frames[1])
+        except DecodeError as exc:
+            self.bad_frames += 1
+            self.last_error = str(exc)
+            return None
+        self._observe(msg.src, msg.topic, msg.seq)
+        if type(msg) is Heartbeat:
+            self.liveness.beat(msg.src)
+        return msg
+
+    def recv(self, timeout: float | None = None) -> Message | None:
+        """The next valid message, or None after `timeout` seconds (None: wait forever)."""
+        sock = self._sock
+        handle = self.handle_frames
+        if timeout is None:
+            while True:
+                msg = handle(recv_frames(sock))
+                if msg is not None:
+                    return msg
+        deadline = time.monotonic() + timeout
+        wait_ms = max(0, int(timeout * 1000))
+        while True:
+            if not sock.poll(wait_ms, zmq.POLLIN):
+                return None
+            msg = handle(recv_frames(sock, zmq.NOBLOCK))
+            if msg is not None:
+                return msg
+            wait_ms = max(0, int((deadline - time.monotonic()) * 1000))
+
+    def drain(self, max_messages: int = 10_000) -> list[Message]:
+        """Every message already queued (up to `max_messages`), without waiting."""
+        out: list[Message] = []
+        sock = self._sock
+        handle = self.handle_frames
+        while len(out) < max_messages:
+            try:
+                frames = recv_frames(sock, zmq.NOBLOCK)
+            except zmq.Again:
+                break
+            msg = handle(frames)
+            if msg is not None:
+                out.append(msg)
+        return out
+
+    def stats(self) -> dict[str, object]:
+        c = self.counter
+        return {
+            "received": dict(c.received),
+            "gaps": dict(c.gaps),
+            "restarts": dict(c.restarts),
+            "bad_frames": self.bad_frames,
+            "stale": self.liveness.stale(),
+        }
+
+    def close(self) -> None:
+        self._sock.close()
+
+    def __enter__(self) -> Subscriber:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class HeartbeatPublisher:
+    """Beats `hb.<process>` every `heartbeat_period` from its own thread and socket.
+
+    Its own thread means no handler, however slow, delays it. `beat()` sends one now (tests).
+    """
+
+    def __init__(
+        self,
+        settings: BusSettings,
+        process: str,
+        *,
+        clock: Clock | None = None,
+        context: Context | None = None,
+        connect: str | None = None,
+    ) -> None:
+        self.period = settings.heartbeat_period
+        if self.period <= 0:
+            raise ValueError("heartbeat_period must be positive")
+        self._settings = settings
+        self._process = process
+        self._clock = clock
+        self._context = context
+        self._connect = connect
+        self._lock = threading.Lock()
+        self._publisher: Publisher | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.status = "OK"
+
+    def _pub(self) -> Publisher:
+        if self._publisher is None:
+            self._publisher = Publisher(
+                self._settings,
+                self._process,
+                clock=self._clock,
+                context=self._context,
+                connect=self._connect,
+            )
+        return self._publisher
+
+    def beat(self) -> None:
+        with self._lock:
+            self._pub().publish_heartbeat(self.period, self.status)
+
+    def start(self) -> HeartbeatPublisher:
+        self._stop.clear()
+        self._thread = threading.Thread(
+            target=self._run, name=f"ionpilot-heartbeat-{self._process}", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.beat()
+            self._stop.wait(self.period)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5.0)
+            self._thread = None
+        with self._lock:
+            if self._publisher is not None:
+                self._publisher.close()
+                self._publisher = None

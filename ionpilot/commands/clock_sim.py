@@ -1,0 +1,281 @@
+"""`ionpilot clock-sim`: the clock lock on virtual time against the simulated lab's physics.
+
+The same `ClockLock` that runs live steps here against the in-process `World` (through
+`ionpilot.servo.simulation.WorldLab`); a simulated day takes a few seconds. The wavemeter locks
+of the cooling and repump lasers run alongside (the cooling laser walks and would heat the ion
+out of the trap). Faults are switched off: this measures the lock, not recovery.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+from ionpilot.config import DEFAULT_CONFIG, ConfigError, load_config
+from ionpilot.servo.settings import AuxLockSettings, ClockLockSettings
+from ionpilot.servo.simulation import clock_sim
+from ionpilot.sim.settings import SimSettings
+from ionpilot.sim.world import LASER_SPECS, World
+
+DEFAULT_DRIFT_HZ_PER_S = 0.3
+
+
+class ClockSimError(Exception):
+    """Bad input to the simulation (reported as one `error:` line)."""
+
+
+def load_settings(
+    config_path: str | None,
+) -> tuple[ClockLockSettings, SimSettings, dict[str, AuxLockSettings], str]:
+    """Clock-lock, sim and aux-lock settings from the lab file; the default file if it loads,
+    else built-in defaults. An explicitly named file must load."""
+    if config_path is not None:
+        try:
+            config = load_config(config_path)
+        except ConfigError as exc:
+            raise ClockSimError(f"{config_path} is invalid: {str(exc).splitlines()[0]}") from exc
+        except OSError as exc:
+            raise ClockSimError(f"cannot read {config_path}: {exc}") from exc
+        source = config_path
+    else:
+        try:
+            config = load_config(DEFAULT_CONFIG)
+            source = str(DEFAULT_CONFIG)
+        except (ConfigError, OSError):
+            sim = SimSettings()
+            return ClockLockSettings(), sim, default_aux_locks(sim), "built-in defaults"
+    aux = dict(config.servo.aux_locks) or default_aux_locks(config.sim)
+    return config.servo.clock_lock, config.sim, aux, source
+
+
+def default_aux_locks(sim: SimSettings) -> dict[str, AuxLockSettings]:
+    """Cooling (369 nm, at its working detuning) and repump (935 nm, on resonance) locks on the
+    simulated wavemeter, stepped every 30 s: the sim lasers walk ~50 kHz/√s (~0.3 MHz in 30 s
+    against a 20 MHz tolerance), so an integral lock with loop gain 0.5 per step (plus a little
+    proportional) holds them, at a small cost per simulated day."""
+    tuning = sim.aux_lasers.piezo_tuning  # Hz/V
+    period = 30.0
+    integral = 0.5 / (tuning * period)
+    proportional = 0.1 / tuning
+    return {
+        "cooling": AuxLockSettings(
+            laser="laser_369",
+            wavemeter_channel=1,
+            target=LASER_SPECS["369"].resonance_hz + sim.ion.cooling_detuning,
+            proportional_gain=proportional,
+            integral_gain=integral,
+            update_period=period,
+        ),
+        "repump": AuxLockSettings(
+            laser="laser_935",
+            wavemeter_channel=2,
+            target=LASER_SPECS["935"].resonance_hz,
+            proportional_gain=proportional,
+            integral_gain=integral,
+            update_period=period,
+        ),
+    }
+
+
+def sim_world_settings(
+    sim: SimSettings, laser: str, seed: int, drift_hz_per_s: float
+) -> SimSettings:
+    """The lab file's physics with faults off and the chosen clock laser."""
+    ion = dataclasses.replace(sim.ion, loss_rate=0.0)
+    clock_laser = sim.clock_laser
+    if laser == "ideal":
+        clock_laser = dataclasses.replace(
+            clock_laser, cavity_drift=0.0, flicker_floor=0.0, linewidth=0.0, unlock_rate=0.0
+        )
+    else:
+        clock_laser = dataclasses.replace(clock_laser, cavity_drift=drift_hz_per_s, unlock_rate=0.0)
+    return dataclasses.replace(
+        sim,
+        seed=seed,
+        ion=ion,
+        clock_laser=clock_laser,
+        trap=dataclasses.replace(sim.trap, rf_trip_rate=0.0),
+        aux_lasers=dataclasses.replace(sim.aux_lasers, mode_hop_rate=0.0),
+    )
+
+
+def run(
+    hours: float,
+    seed: int = 1,
+    *,
+    laser: str = "default",
+    servo: str | None = None,
+    config_path: str | None = None,
+    drift_hz_per_s: float = DEFAULT_DRIFT_HZ_PER_S,
+    interrogation: str | None = None,
+    lock_settings: ClockLockSettings | None = None,
+) -> dict[str, Any]:
+    """One accelerated run; the result dict of `ionpilot.servo.simulation.clock_sim` (with the
+    frequency record under `_record`)."""
+    if not hours > 0 or not math.isfinite(hours):
+        raise ClockSimError(f"--hours must be a positive number, found {hours}")
+    if laser not in ("ideal", "default"):
+        raise ClockSimError(f"--laser must be ideal or default, found {laser!r}")
+    settings, sim, aux, source = load_settings(config_path)
+    if lock_settings is not None:
+        settings = lock_settings
+    if servo is not None:
+        settings = dataclasses.replace(settings, servo_order=servo)  # type: ignore[arg-type]
+    if interrogation is not None:
+        settings = dataclasses.replace(settings, interrogation=interrogation)  # type: ignore[arg-type]
+    # the optical frequency through the comb once a minute is plenty for a simulated day
+    settings = dataclasses.replace(settings, comb_period=max(settings.comb_period, 60.0))
+    world = World(sim_world_settings(sim, laser, seed, drift_hz_per_s))
+    result = clock_sim(world, settings, hours, seed=seed, aux_locks=aux)
+    result["laser"] = laser
+    result["config"] = source
+    return result
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "clock-sim",
+        help="run the clock lock on virtual time against the simulated ion (days in seconds)",
+    )
+    parser.add_argument("--hours", type=float, default=24.0, help="simulated hours (24)")
+    parser.add_argument("--seed", type=int, default=1, help="random seed (1)")
+    parser.add_argument(
+        "--laser",
+        choices=("ideal", "default"),
+        default="default",
+        help="ideal: noiseless, no drift; default: the lab's laser with drift",
+    )
+    parser.add_argument(
+        "--servo",
+        choices=("first", "second"),
+        default=None,
+        help="servo order (default: the config's)",
+    )
+    parser.add_argument(
+        "--interrogation",
+        choices=("rabi", "ramsey"),
+        default=None,
+        help="probe scheme (default: the config's)",
+    )
+    parser.add_argument(
+        "--drift",
+        type=float,
+        default=DEFAULT_DRIFT_HZ_PER_S,
+        help="cavity drift of the default laser, Hz/s (0.3)",
+    )
+    parser.add_argument("--config", default=None, help="lab file (default configs/sim-lab.yaml)")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.add_argument(
+        "--plot",
+        default=None,
+        metavar="FILE.png",
+        help="draw the ADEV with the QPN line and the frequency record",
+    )
+    parser.set_defaults(handler=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    try:
+        result = run(
+            args.hours,
+            args.seed,
+            laser=args.laser,
+            servo=args.servo,
+            config_path=args.config,
+            drift_hz_per_s=args.drift,
+            interrogation=args.interrogation,
+        )
+    except ClockSimError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    record = result.pop("_record", None)
+    if args.plot:
+        if record is None:
+            print("error: no locked data to plot", file=sys.stderr)
+            return 1
+        try:
+            plot(result, record, Path(args.plot))
+        except (OSError, RuntimeError) as exc:
+            print(f"error: cannot write {args.plot}: {exc}", file=sys.stderr)
+            return 1
+    if args.json:
+        print(json.dumps(result, indent=1))
+    else:
+        print(summary(result))
+    return 0 if "error" not in result else 1
+
+
+def summary(r: dict[str, Any]) -> str:
+    lines = [
+        f"{r['sim_hours']:g} h simulated in {r['wall_s']:.2f} s (speed-up {r['speedup']:.0f}); "
+        f"{r['laser']} laser, {r['servo_order']}-order servo, seed {r['seed']}",
+        f"final state {r['final_state']}, {r['updates']} updates, "
+        f"servo time constant {r['servo_time_constant_s']:.1f} s",
+    ]
+    if "error" in r:
+        lines.append(f"error: {r['error']}")
+        return "\n".join(lines)
+    lines.append(
+        f"ADEV/QPN at {r['adev_qpn_ratio_tau_s']:.0f} s: {r['adev_qpn_ratio']:.3f}; "
+        f"slope {r['slope']:+.3f}/decade; QPN {r['qpn_coefficient']:.3g}/√τ"
+    )
+    lines.append(
+        f"mean fractional offset {r['mean_fractional_offset']:.3g} ± "
+        f"{r['offset_uncertainty']:.2g} ({r['offset_sigmas']:+.1f} σ)"
+    )
+    lines.append(
+        f"drift true {r['drift_true_hz_per_s']:.4f} Hz/s, "
+        f"estimated {r['drift_estimated_hz_per_s']:.4f} Hz/s"
+    )
+    return "\n".join(lines)
+
+
+def plot(result: dict[str, Any], record: Any, path: Path) -> None:
+    """ADEV (with χ² bars and the QPN line) above the frequency record; pyqtgraph offscreen."""
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    import numpy as np
+    import pyqtgraph as pg
+    import pyqtgraph.exporters
+
+    pg.mkQApp()
+    pg.setConfigOptions(background="w", foreground="k", antialias=True)
+    layout = pg.GraphicsLayoutWidget()
+    layout.setFixedSize(900, 900)
+    layout.show()
+    adev = result["adev"]
+    taus = np.asarray(adev["tau_s"])
+    sigma = np.asarray(adev["sigma"])
+    top = layout.addPlot(row=0, col=0, title="Allan deviation of the locked light vs the ion")
+    top.setLogMode(x=True, y=True)
+    top.setLabel("bottom", "averaging time τ", units="s")
+    top.setLabel("left", "σ_y(τ)")
+    top.getAxis("left").enableAutoSIPrefix(False)
+    top.getAxis("bottom").enableAutoSIPrefix(False)
+    top.addLegend()
+    top.plot(taus, sigma, pen=None, symbol="o", symbolBrush="b", name="overlapping ADEV")
+    low = np.log10(sigma) - np.log10(adev["ci_low"])
+    high = np.log10(adev["ci_high"]) - np.log10(sigma)
+    top.addItem(pg.ErrorBarItem(x=np.log10(taus), y=np.log10(sigma), top=high, bottom=low))
+    top.plot(taus, result["qpn_sigma"], pen=pg.mkPen("r", width=2), name="QPN limit")
+    bottom = layout.addPlot(row=1, col=0, title="fractional frequency offset per servo update")
+    t, y = record
+    bottom.plot(np.asarray(t) / 3600.0, np.asarray(y) * 1e15, pen=pg.mkPen((80, 80, 80)))
+    bottom.setLabel("bottom", "time", units="h")
+    bottom.setLabel("left", "y (10⁻¹⁵)")
+    bottom.getAxis("left").enableAutoSIPrefix(False)
+    bottom.getAxis("bottom").enableAutoSIPrefix(False)
+    pg.QtWidgets.QApplication.processEvents()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # pyqtgraph's own parameters
+        exporter = pyqtgraph.exporters.ImageExporter(layout.scene())
+        exporter.export(str(path))
+    layout.close()
+    if not path.exists():
+        raise RuntimeError("the exporter wrote nothing")

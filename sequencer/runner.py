@@ -1,0 +1,117 @@
+"""One call from program to results: parse, compile, schedule, validate, run, report."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any
+
+from ionpilot.sequencer.backends import Backend, get_backend
+from ionpilot.sequencer.circuit import Circuit
+from ionpilot.sequencer.compiler import CompileReport, NativeCircuit, compile_circuit
+from ionpilot.sequencer.device import device_snapshot
+from ionpilot.sequencer.jobs import Job
+from ionpilot.sequencer.qasm import parse_qasm
+from ionpilot.sequencer.results import result_json
+from ionpilot.sequencer.schedule import Schedule, build_schedule, validate_schedule
+from ionpilot.sequencer.settings import DeviceSettings
+
+
+@dataclass
+class CompiledProgram:
+    """A program ready for a backend: native circuit, validated schedule, compile report."""
+
+    circuit: Circuit
+    native: NativeCircuit
+    schedule: Schedule
+    report: CompileReport
+
+
+def with_measurements(circuit: Circuit) -> Circuit:
+    """The circuit itself if it measures anything, else a copy that measures every qubit."""
+    if any(op.name == "measure" for op in circuit.ops):
+        return circuit
+    out = copy.deepcopy(circuit)
+    out.measure_all()
+    return out
+
+
+def compile_program(circuit: Circuit, device: DeviceSettings) -> CompiledProgram:
+    """Compile and schedule `circuit` for `device`; the schedule is validated before returning."""
+    circuit = with_measurements(circuit)
+    native, report = compile_circuit(circuit)
+    schedule = build_schedule(native, device)
+    validate_schedule(schedule, device)
+    report.estimated_duration_s = schedule.duration_mu * schedule.time_unit_s
+    return CompiledProgram(circuit, native, schedule, report)
+
+
+def run_program(
+    program: CompiledProgram,
+    backend: Backend,
+    device: DeviceSettings,
+    shots: int = 1000,
+    seed: int | None = None,
+) -> dict[str, Any]:
+    """Run a compiled program and return the result document."""
+    validate_schedule(program.schedule, device)
+    sim = backend.run(program.schedule, shots, seed)
+    return result_json(
+        sim.counts,
+        sim.probabilities,
+        sim.shots,
+        program.schedule.cregs,
+        program.schedule.num_clbits,
+        exact=sim.exact,
+        extra={
+            "backend": backend.name,
+            "seed": seed,
+            "compile": program.report.to_json(),
+            "device": device_snapshot(device),
+        },
+    )
+
+
+def run_qasm(
+    text: str,
+    backend: Backend,
+    device: DeviceSettings,
+    *,
+    shots: int = 1000,
+    seed: int | None = None,
+    name: str = "program",
+) -> dict[str, Any]:
+    """Parse OpenQASM text and run it (everything is checked before the backend is called)."""
+    program = compile_program(parse_qasm(text, name=name), device)
+    return run_program(program, backend, device, shots, seed)
+
+
+def run_schedule(
+    schedule: Schedule,
+    backend: Backend,
+    device: DeviceSettings,
+    shots: int = 100,
+    seed: int | None = None,
+) -> dict[str, Any]:
+    """Run a ready-made pulse program (e.g. a clock interrogation) and return the result document."""
+    validate_schedule(schedule, device)
+    sim = backend.run(schedule, shots, seed)
+    return result_json(
+        sim.counts,
+        sim.probabilities,
+        sim.shots,
+        schedule.cregs,
+        schedule.num_clbits,
+        exact=sim.exact,
+        extra={"backend": backend.name, "seed": seed, "device": device_snapshot(device)},
+    )
+
+
+def execute_job(
+    job: Job, device: DeviceSettings, ideal: bool = False, seed: int | None = None
+) -> dict[str, Any]:
+    """Run one queued job: OpenQASM text for user jobs, schedule JSON for clock jobs."""
+    backend = get_backend(job.backend, device, ideal=ideal)
+    if job.kind == "clock":
+        return run_schedule(Schedule.loads(job.program), backend, device, job.shots, seed)
+    return run_qasm(job.program, backend, device, shots=job.shots, seed=seed, name=job.job_id)

@@ -1,0 +1,282 @@
+"""The live servo daemon: the same ClockLock as the accelerated simulation, now against the lab
+over the bus (the driver host's instruments), publishing its records as telemetry.
+
+`BusLab` is the live implementation of the lab seam: a probe becomes a pulse schedule on the pulse
+controller, a reading is a bus `get`, a set-point a bus `set` (refused out of limits by the host).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ionpilot.bus.clock import Clock, SystemClock
+from ionpilot.bus.codec import BusError, Request
+from ionpilot.bus.pubsub import HeartbeatPublisher, Publisher
+from ionpilot.bus.server import CommandServer
+from ionpilot.bus.settings import BusSettings
+from ionpilot.servo.clock_lock import ClockLock
+from ionpilot.servo.interrogation import ProbeSpec
+from ionpilot.servo.outputs import ClockUpdate, LockStateChanged, ServoAlarm, ServoRecord
+from ionpilot.servo.persistence import StateStore
+from ionpilot.servo.seams import LabError, SignalInvalid
+from ionpilot.servo.settings import ClockLockSettings, PulseCalibration
+
+log = logging.getLogger(__name__)
+
+Call = Callable[..., Any]
+RETRY_AFTER_LAB_ERROR_S = 2.0  # CommandClient.call(target, method, args, timeout=...)
+
+
+class BusLab:
+    """The lab seam over the bus: pulser schedules, instrument gets and sets."""
+
+    def __init__(self, call: Call, lock: ClockLockSettings, pulses: PulseCalibration) -> None:
+        self._call = call
+        self.lock = lock
+        self.pulses = pulses
+
+    def _bus(self, target: str, method: str, args: dict[str, Any], timeout: float = 5.0) -> Any:
+        try:
+            return self._call(target, method, args, timeout=timeout)
+        except BusError as exc:
+            raise LabError(f"{target} {method} {args.get('name', '')}: {exc}") from exc
+
+    def schedule(self, probe: ProbeSpec, aom_frequency_hz: float) -> list[dict[str, Any]]:
+        """One clock cycle as pulses: cool, the probe (Rabi π or Ramsey π/2–T–π/2), detect."""
+        p = self.pulses
+        ns = 1e9
+        cool = round(p.cooling_time * ns)
+        pulses: list[dict[str, Any]] = [{"t_ns": 0, "duration_ns": cool, "channel": "cool"}]
+        t = cool
+        if probe.kind == "rabi":
+            amplitude = 1.0 / (2.0 * p.clock_rabi_frequency * probe.pulse_time_s)
+            pieces = [(probe.pulse_time_s, amplitude)]
+        else:
+            amplitude = 1.0 / (4.0 * p.clock_rabi_frequency * probe.pulse_time_s)
+            pieces = [(probe.pulse_time_s, amplitude), (probe.pulse_time_s, amplitude)]
+        if amplitude > 1.0:
+            raise LabError(
+                f"a {probe.pulse_time_s * 1e3:g} ms probe needs clock amplitude {amplitude:.2f} > 1 "
+                f"at the calibrated Rabi frequency of {p.clock_rabi_frequency:g} Hz"
+            )
+        for i, (duration, amp) in enumerate(pieces):
+            d_ns = round(duration * ns)
+            pulses.append(
+                {
+                    "t_ns": t,
+                    "duration_ns": d_ns,
+                    "channel": "clock",
+                    "amplitude": amp,
+                    "phase_rad": 0.0,
+                    "frequency_hz": aom_frequency_hz,
+                }
+            )
+            t += d_ns
+            if probe.kind == "ramsey" and i == 0:
+                t += round(probe.dark_time_s * ns)
+        pulses.append(
+            {
+                "t_ns": t,
+                "duration_ns": round(p.detection_time * ns),
+                "channel": "detect",
+                "window": "det",
+            }
+        )
+        return pulses
+
+    def interrogate(self, probe: ProbeSpec, aom_frequency_hz: float, n_probes: int) -> int:
+        schedule = self.schedule(probe, aom_frequency_hz)
+        budget = 5.0 + 3.0 * n_probes * (probe.cycle_time_s + self.pulses.cooling_time)
+        result = self._bus(
+            self.lock.pulser, "call", {"name": "run", "args": [n_probes, schedule]}, budget
+        )
+        counts = result.get("counts") if isinstance(result, dict) else None
+        if not isinstance(counts, list) or len(counts) != n_probes:
+            raise LabError(f"{self.lock.pulser} returned no counts for {n_probes} shots")
+        dark = 0
+        for shot in counts:
+            last = shot[-1] if isinstance(shot, list) and shot else None
+            if not isinstance(last, int):
+                raise LabError(f"{self.lock.pulser} returned a shot without a detection count")
+            dark += last <= self.pulses.dark_threshold
+        return dark
+
+    def set_clock_aom_frequency(self, frequency_hz: float) -> None:
+        self._bus(self.lock.pulser, "set", {"name": "dds_frequency", "value": frequency_hz})
+
+    def read(self, signal: str) -> float:
+        instrument, _, parameter = signal.partition(".")
+        if (
+            parameter.startswith("ch")
+            and parameter.endswith(".frequency")
+            and (instrument == self.lock.wavemeter)
+        ):  # a fibre-switch channel: route it, then read
+            channel = int(parameter[2:].split(".")[0])
+            self._bus(instrument, "set", {"name": "switch_channel", "value": channel})
+            parameter = "frequency"
+        reply = self._bus(instrument, "get", {"name": parameter})
+        value = reply.get("value") if isinstance(reply, dict) else None
+        if (
+            not isinstance(value, int | float)
+            or isinstance(value, bool)
+            or not math.isfinite(value)
+        ):
+            raise SignalInvalid(f"{signal} has no valid reading ({value!r})")
+        return float(value)
+
+    def set(self, parameter: str, value: float) -> None:
+        instrument, _, name = parameter.partition(".")
+        self._bus(instrument, "set", {"name": name, "value": value})
+
+    def is_ion_present(self) -> bool:
+        p = self.pulses
+        self._bus(
+            self.lock.pulser, "set", {"name": "count_duration", "value": p.presence_count_time}
+        )
+        counts = self.read(f"{self.lock.pulser}.counts")
+        return counts > p.presence_threshold_rate * p.presence_count_time
+
+
+class BusOutputs:
+    """Servo records onto the bus: every record on its own topic as a map, plus the scalar
+    topics operators and `ionpilot up` watch (`servo.clock.state`, `servo.clock.correction`)."""
+
+    def __init__(self, publisher: Publisher) -> None:
+        self._pub = publisher
+        self._lock = threading.Lock()  # the daemon thread and the command server both publish
+
+    def publish(self, record: ServoRecord) -> None:
+        with self._lock:
+            fields = {k: v for k, v in record.fields().items() if k not in ("t_s", "wall_ns")}
+            if isinstance(record, ServoAlarm):
+                self._pub.publish_event(
+                    record.kind, record.message, record.severity, data={"loop": record.loop}
+                )
+                return
+            self._pub.publish(record.topic, fields, t=record.wall_ns)
+            if isinstance(record, LockStateChanged):
+                self._pub.publish("servo.clock.state", record.state, t=record.wall_ns)
+                self._pub.publish_event(
+                    "lock_state", f"{record.previous} -> {record.state}: {record.reason}"
+                )
+            elif isinstance(record, ClockUpdate):
+                self._pub.publish(
+                    "servo.clock.correction", record.correction_hz, "Hz", t=record.wall_ns
+                )
+                self._pub.publish("servo.clock.error", record.error_hz, "Hz", t=record.wall_ns)
+                self._pub.publish(
+                    "servo.clock.aom_frequency", record.aom_frequency_hz, "Hz", t=record.wall_ns
+                )
+
+    def state(self, state: str) -> None:
+        with self._lock:
+            self._pub.publish("servo.clock.state", state)
+
+
+class Daemon:
+    """The clock lock running live: a thread stepping the lock, heartbeats, a command target."""
+
+    PROCESS = "daemon"
+
+    def __init__(
+        self,
+        lock_settings: ClockLockSettings,
+        pulses: PulseCalibration,
+        bus: BusSettings,
+        *,
+        drivers_call: Call,
+        command_endpoint: str,
+        state_dir: str | Path,
+        clock: Clock | None = None,
+    ) -> None:
+        self._clock = clock or SystemClock()
+        self._bus = bus
+        self.publisher = Publisher(bus, self.PROCESS, clock=self._clock)
+        self.outputs = BusOutputs(self.publisher)
+        self.lab = BusLab(drivers_call, lock_settings, pulses)
+        self.lock = ClockLock(
+            lock_settings, self.lab, self._clock, self.outputs, StateStore(state_dir)
+        )
+        self.heartbeat = HeartbeatPublisher(bus, self.PROCESS, clock=self._clock)
+        self.server = CommandServer(self.PROCESS, bus, clock=self._clock)
+        self.server.register(self.PROCESS, "status", self._status, inline=True)
+        self.server.register(self.PROCESS, "get", self._status, inline=True)
+        self.server.register(self.PROCESS, "call", self._command)
+        self._endpoint = command_endpoint
+        self._stop = threading.Event()
+        self._pending: list[str] = []
+        self._operator_paused = False
+        self._pending_lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, name="clock-lock", daemon=True)
+
+    def start(self) -> Daemon:
+        self.server.bind(self._endpoint)
+        self.server.start()
+        self.heartbeat.start()
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(30.0)
+        self.lock.persist()
+        self.heartbeat.stop()
+        self.server.close()
+        self.publisher.close()
+
+    def _run(self) -> None:
+        self.lock.start()
+        last_state_beat = -math.inf
+        while not self._stop.is_set():
+            with self._pending_lock:
+                pending, self._pending = self._pending, []
+            for action in pending:
+                self._apply(action)
+            self.lock.step()
+            now = self._clock.now()
+            if now - last_state_beat >= 1.0:  # late subscribers learn the state within 1 s
+                self.outputs.state(self.lock.state.value)
+                last_state_beat = now
+            if self.lock.state.value in ("holdover", "unlocked"):
+                # a lab error paused the lock: try again (resume re-verifies a long hold-over)
+                if not self._operator_paused and self._stop.wait(RETRY_AFTER_LAB_ERROR_S) is False:
+                    self.lock.resume()
+                else:
+                    self._stop.wait(0.2)
+
+    def _apply(self, action: str) -> None:
+        if action == "pause":
+            self._operator_paused = True
+            self.lock.pause("operator request")
+        elif action == "resume":
+            self._operator_paused = False
+            self.lock.resume()
+        else:
+            self._operator_paused = False
+            self.lock.reacquire("operator request")
+
+    def _status(self, request: Request) -> Any:
+        lock = self.lock
+        update = lock.last_update
+        return {
+            "state": lock.state.value,
+            "aom_frequency_hz": lock.aom_frequency_hz,
+            "drift_hz_per_s": lock.drift_hz_per_s,
+            "updates": lock.updates,
+            "last_correction_hz": update.correction_hz if update is not None else None,
+        }
+
+    def _command(self, request: Request) -> Any:
+        name = request.args.get("name")
+        if name not in ("pause", "resume", "reacquire"):
+            raise BusError(
+                "forbidden", f"daemon does not serve {name!r}; methods: pause, resume, reacquire"
+            )
+        with self._pending_lock:
+            self._pending.append(str(name))
+        return {"queued": name}

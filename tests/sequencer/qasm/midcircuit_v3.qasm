@@ -1,0 +1,11 @@
+OPENQASM 3.0;
+include "stdgates.inc";
+qubit[2] q;
+bit[3] c;
+h q[0];
+c[0] = measure q[0];
+reset q[0];
+x q[0];
+cx q[0], q[1];
+c[1] = measure q[0];
+c[2] = measure q[1];

@@ -1,0 +1,14 @@
+OPENQASM 2.0;
+include "qelib1.inc";
+qreg q[3];
+creg c[3];
+u3(0.1,0.2,0.3) q[0]; u2(0.4,0.5) q[1]; u1(0.6) q[2]; id q[0];
+x q[0]; y q[1]; z q[2]; h q[0]; s q[1]; sdg q[2]; t q[0]; tdg q[1];
+rx(pi/3) q[0]; ry(-pi/5) q[1]; rz(2*pi/7) q[2];
+cx q[0],q[1]; cz q[1],q[2]; cy q[2],q[0]; ch q[0],q[2];
+ccx q[0],q[1],q[2]; crz(0.7) q[1],q[0]; cu1(0.8) q[2],q[1]; cu3(0.9,1.0,1.1) q[0],q[1];
+U(0.2,0.3,0.4) q[2]; CX q[2],q[0];
+swap q[0],q[2]; cswap q[1],q[0],q[2]; crx(0.3) q[0],q[1]; cry(0.4) q[1],q[2]; cp(0.5) q[2],q[0];
+sx q[0]; sxdg q[1]; p(0.2) q[2]; u(0.1,0.2,0.3) q[0]; rzz(0.25) q[0],q[1]; rxx(0.35) q[1],q[2];
+barrier q;
+measure q -> c;

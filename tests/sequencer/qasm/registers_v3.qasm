@@ -1,0 +1,11 @@
+OPENQASM 3.0;
+include "stdgates.inc";
+qubit[2] a;
+qubit b;
+bit[2] ca;
+bit cb;
+x a[0];
+x b;
+ca[0] = measure a[0];
+ca[1] = measure a[1];
+cb = measure b;

@@ -1,0 +1,109 @@
+# mypy: allow-untyped-defs, allow-incomplete-defs
+"""The job queue: priorities, due times, cancellation, hold/resume, audit, restart safety."""
+
+import pytest
+
+from ionpilot.sequencer import JobError, JobQueue, clock_interrogation, execute_job
+from ionpilot.sequencer.settings import DeviceSettings
+
+BELL = 'OPENQASM 3.0;\ninclude "stdgates.inc";\nqubit[2] q;\nbit[2] c;\nh q[0];\ncx q[0], q[1];\nc = measure q;\n'
+
+
+def _next(queue):
+    job = queue.next_job()
+    assert job is not None
+    return job.job_id
+
+
+class Clock:
+    def __init__(self):
+        self.t = 1000.0
+
+    def __call__(self):
+        return self.t
+
+
+def test_priority_then_due_then_fifo(tmp_path):
+    clock = Clock()
+    q = JobQueue(tmp_path / "jobs.json", clock=clock)
+    low = q.submit(BELL, submitter="alice", priority=0)
+    high = q.submit(BELL, submitter="bob", priority=5)
+    later = q.submit(BELL, submitter="carol", priority=9, due_s=clock.t + 60)
+    low2 = q.submit(BELL, submitter="dave", priority=0)
+    assert _next(q) == high
+    assert _next(q) == low
+    assert _next(q) == low2
+    assert q.next_job() is None
+    clock.t += 61
+    assert _next(q) == later
+
+
+def test_cancel_and_audit(tmp_path):
+    clock = Clock()
+    q = JobQueue(tmp_path / "jobs.json", clock=clock)
+    job = q.submit(BELL, submitter="alice")
+    clock.t += 2
+    q.cancel(job, "bob")
+    assert q.get(job).state == "cancelled"
+    with pytest.raises(JobError):
+        q.cancel(job, "bob")
+    actions = [(a.action, a.who, a.at_s) for a in q.audit()]
+    assert actions == [("submit", "alice", 1000.0), ("cancel", "bob", 1002.0)]
+
+
+def test_hold_keeps_clock_jobs_running(tmp_path):
+    clock = Clock()
+    q = JobQueue(tmp_path / "jobs.json", clock=clock)
+    user = q.submit(BELL, submitter="alice", priority=10)
+    clock_job = q.submit(
+        clock_interrogation(DeviceSettings()).dumps(), submitter="servo", kind="clock"
+    )
+    q.hold("servo", "ion loss recovery")
+    assert _next(q) == clock_job
+    assert q.next_job() is None
+    q.resume("servo")
+    assert _next(q) == user
+
+
+def test_run_and_duration_recorded(tmp_path):
+    clock = Clock()
+    q = JobQueue(tmp_path / "jobs.json", clock=clock)
+    job_id = q.submit(BELL, submitter="alice", shots=50)
+    device = DeviceSettings()
+
+    def execute(job):
+        clock.t += 3.5
+        return execute_job(job, device, ideal=True, seed=1)
+
+    q.run_next(execute)
+    job = q.get(job_id)
+    assert job.state == "done" and job.result is not None
+    assert sum(job.result["counts"].values()) == 50
+    done = next(a for a in q.audit() if a.action == "done")
+    assert done.duration_s == pytest.approx(3.5)
+    bad = q.submit("OPENQASM 3.0;\nqubit q;\nfoo q;\n", submitter="eve")
+    q.run_next(lambda j: execute_job(j, device, ideal=True))
+    assert q.get(bad).state == "failed" and "undefined gate" in str(q.get(bad).error)
+
+
+def test_restart_loses_nothing(tmp_path):
+    clock = Clock()
+    path = tmp_path / "jobs.json"
+    q = JobQueue(path, clock=clock)
+    a = q.submit(BELL, submitter="alice")
+    b = q.submit(BELL, submitter="bob", priority=1)
+    q.hold("servo", "recovery")
+    q.resume("servo")
+    assert _next(q) == b
+    again = JobQueue(path, clock=clock)  # the process died while b was running
+    assert again.get(b).state == "queued" and again.get(a).state == "queued"
+    assert [x.action for x in again.audit()][-1] == "requeue"
+    assert _next(again) == b
+
+
+def test_bounded_queue(tmp_path):
+    q = JobQueue(None, clock=Clock(), max_queued=2)
+    q.submit(BELL, submitter="a")
+    q.submit(BELL, submitter="a")
+    with pytest.raises(JobError, match="queue full"):
+        q.submit(BELL, submitter="a")
