@@ -1,0 +1,140 @@
+"""End to end with real processes: `ionpilot up` brings the simulated lab to `locked`; a daemon
+killed with SIGKILL is restarted by the supervisor and resumes from its persisted state without a
+line search; at the end nothing is left running."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from ionpilot.config import load_config
+from ionpilot.drivers.hardware import MODELS
+
+ROOT = Path(__file__).resolve().parents[2]
+SIM_LAB = ROOT / "configs" / "sim-lab.yaml"
+
+
+def free_ports(n: int) -> list[int]:
+    sockets = []
+    for _ in range(n):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        sockets.append(s)
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def lab_on_free_ports(tmp: Path) -> Path:
+    """The default lab, every port moved to a free one, state kept in tmp."""
+    config = load_config(SIM_LAB)
+    ports = iter(free_ports(2 + len(config.processes) + len(config.instruments)))
+    lines = [
+        f"include: {SIM_LAB}",
+        f"lab: {{name: e2e, data_dir: {tmp / 'var'}}}",
+        f"bus: {{publish_port: {next(ports)}, subscribe_port: {next(ports)}}}",
+        "servo: {clock_lock: {persist_period: 1 s}}",
+        "processes:",
+    ]
+    lines += [f"  {name}: {{command_port: {next(ports)}}}" for name in config.processes]
+    lines.append("instruments:")
+    forms = {
+        "visa-socket": "TCPIP0::127.0.0.1::{}::SOCKET",
+        "telnet": "TCPIP0::127.0.0.1::{}::SOCKET",
+        "serial-socket": "socket://127.0.0.1:{}",
+        "xmlrpc": "http://127.0.0.1:{}/RPC2",
+        "tcp-json": "tcp://127.0.0.1:{}",
+    }
+    for name, inst in config.instruments.items():
+        address = forms[MODELS[inst.model].transport].format(next(ports))
+        lines.append(f"  {name}: {{address: '{address}'}}")
+    path = tmp / "lab.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split()[2] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_up_locks_survives_daemon_kill_and_leaves_nothing(tmp_path: Path) -> None:
+    lab = lab_on_free_ports(tmp_path)
+    summary_path = tmp_path / "summary.json"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "ionpilot.cli",
+            "up",
+            "--config",
+            str(lab),
+            "--duration",
+            "50",
+            "--summary-json",
+            str(summary_path),
+            "--quiet",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=tmp_path,
+    )
+    pids: dict[str, list[int]] = {}
+    output: list[str] = []
+
+    def read() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            output.append(line)
+            if "] started (pid " in line:
+                name = line[1 : line.index("]")]
+                pids.setdefault(name, []).append(int(line.rsplit("pid ", 1)[1].rstrip(")\n")))
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    state_file = tmp_path / "var" / "servo" / "clock_lock.json"
+
+    def locked_state_saved() -> bool:
+        if not state_file.exists():
+            return False
+        try:
+            return json.loads(state_file.read_text()).get("state") == "locked"
+        except ValueError:
+            return False
+
+    deadline = time.monotonic() + 50
+    while time.monotonic() < deadline and not locked_state_saved():
+        time.sleep(0.1)
+    assert locked_state_saved(), "".join(output)
+    first_daemon = pids["daemon"][0]
+    os.kill(first_daemon, signal.SIGKILL)
+    proc.wait(timeout=150)
+    reader.join(5)
+    text = "".join(output)
+    assert proc.returncode == 0, text
+    summary = json.loads(summary_path.read_text())
+    assert summary["time_to_lock_s"] is not None and summary["time_to_lock_s"] < 60, summary
+    assert summary["processes"]["daemon"]["restarts"] == 1, text
+    states = [entry["state"] for entry in summary["state_history"]]
+    assert states.count("acquiring") == 1, states  # the restarted daemon did not search again
+    assert summary["final_state"] == "locked", summary
+    assert len(pids["daemon"]) == 2
+    for name, numbers in pids.items():
+        for pid in numbers:
+            assert not _alive(pid), f"{name} pid {pid} left behind"
