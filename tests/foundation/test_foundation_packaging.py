@@ -45,6 +45,13 @@ def test_wheel_maps_folders_to_subpackages(tmp_path: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
     for sub in SUBPACKAGES:
         assert f"ionpilot/{sub}/__init__.py" in names, sub
+    # every package folder of the source tree is in the wheel (a forgotten one breaks the CLI)
+    for init in ROOT.glob("*/**/__init__.py"):
+        rel = init.relative_to(ROOT)
+        if rel.parts[0] in (*SUBPACKAGES, "ionpilot") and ".venv" not in rel.parts:
+            top = "ionpilot" if rel.parts[0] == "ionpilot" else f"ionpilot/{rel.parts[0]}"
+            inner = "/".join(rel.parts[1:])
+            assert f"{top}/{inner}" in names, rel
     assert "ionpilot/configs/sim-lab.yaml" in names
     assert "ionpilot/cli.py" in names
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
