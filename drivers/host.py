@@ -13,7 +13,6 @@ import asyncio
 import logging
 import queue
 import threading
-import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -28,7 +27,11 @@ from ionpilot.bus.pubsub import HeartbeatPublisher, Publisher
 from ionpilot.bus.server import CommandServer
 from ionpilot.bus.settings import BusSettings
 from ionpilot.drivers.base import IonpilotDriver
-from ionpilot.drivers.errors import DriverError, InstrumentCommandError, OutOfLimitsError
+from ionpilot.drivers.errors import (
+    InstrumentCommandError,
+    LimitsConfigError,
+    OutOfLimitsError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -175,7 +178,7 @@ class InstrumentWorker:
         try:
             instrument = self._opener(self.spec)
         except Exception as exc:  # an unreachable instrument must not end the worker
-            self._connection_failed(f"cannot connect: {_describe(exc)}")
+            self._connection_failed(f"cannot connect: {_error_text(exc)}")
             return
         self.instrument = instrument
         self.state = "connected"
@@ -230,7 +233,7 @@ class InstrumentWorker:
             return
         except Exception as exc:  # timeout, disconnect, garbage: reconnect from scratch
             self.stats["poll_errors"] += 1
-            self._connection_failed(f"reading {name} failed: {_describe(exc)}")
+            self._connection_failed(f"reading {name} failed: {_error_text(exc)}")
             return
         self._publish(name, _wire(value), "OK")
 
@@ -246,20 +249,16 @@ class InstrumentWorker:
             result = self._apply(instrument, command)
         except BusError as exc:
             command.future.set_exception(exc)
-        except OutOfLimitsError as exc:
-            command.future.set_exception(BusError(ErrorCode.OUT_OF_LIMITS, str(exc)))
-        except InstrumentCommandError as exc:
-            command.future.set_exception(BusError(ErrorCode.INSTRUMENT_ERROR, str(exc)))
+        except (OutOfLimitsError, InstrumentCommandError, LimitsConfigError) as exc:
+            # refused, nothing applied, the instrument is fine: its own stable code
+            command.future.set_exception(BusError(exc.code, str(exc)))
         except (TypeError, ValueError) as exc:  # QCoDeS validators: wrong kind of value
-            if isinstance(exc, DriverError):
-                command.future.set_exception(BusError(exc.code, str(exc)))
-            else:
-                command.future.set_exception(BusError(ErrorCode.BAD_REQUEST, str(exc)))
+            command.future.set_exception(BusError(ErrorCode.BAD_REQUEST, str(exc)))
         except Exception as exc:
             command.future.set_exception(
-                BusError(ErrorCode.INSTRUMENT_ERROR, f"{self.spec.name}: {_describe(exc)}")
+                BusError(ErrorCode.INSTRUMENT_ERROR, f"{self.spec.name}: {_error_text(exc)}")
             )
-            self._connection_failed(f"{command.kind} {command.name} failed: {_describe(exc)}")
+            self._connection_failed(f"{command.kind} {command.name} failed: {_error_text(exc)}")
         else:
             command.future.set_result(result)
 
@@ -309,7 +308,7 @@ class InstrumentWorker:
             try:
                 instrument.close()
             except Exception as exc:  # a half-dead resource may fail to close: it is dropped anyway
-                log.warning("%s: close failed: %s", self.spec.name, _describe(exc))
+                log.warning("%s: close failed: %s", self.spec.name, _error_text(exc))
         if publish:
             for name in self.spec.poll:
                 self._publish(name, None, "INVALID")
@@ -497,16 +496,6 @@ def open_spec(spec: InstrumentSpec) -> IonpilotDriver:
     )
 
 
-def _describe(exc: BaseException) -> str:
+def _error_text(exc: BaseException) -> str:
     text = str(exc) or type(exc).__name__
     return f"{type(exc).__name__}: {text}"[:300]
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.02) -> bool:
-    """Poll `predicate` until true or `timeout` (real) seconds pass; for process/integration code."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return predicate()

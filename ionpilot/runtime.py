@@ -22,13 +22,16 @@ def load_or_report(path: str | Path) -> LabConfig | None:
         return None
 
 
-def report_config_error(path: str | Path, exc: ConfigError) -> None:
+def format_config_error(path: str | Path, exc: ConfigError) -> str:
+    """`path is invalid (N problems):` and one indented line per problem."""
     count = len(exc.issues)
-    print(
-        f"error: {path} is invalid ({count} problem{'s' if count != 1 else ''}):", file=sys.stderr
-    )
-    for issue in exc.issues:
-        print(f"  {issue}", file=sys.stderr)
+    lines = [f"{path} is invalid ({count} problem{'s' if count != 1 else ''}):"]
+    lines += [f"  {issue}" for issue in exc.issues]
+    return "\n".join(lines)
+
+
+def report_config_error(path: str | Path, exc: ConfigError) -> None:
+    print(f"error: {format_config_error(path, exc)}", file=sys.stderr)
 
 
 def wait_for_stop_signal(

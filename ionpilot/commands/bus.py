@@ -85,14 +85,13 @@ def _address_options(parser: argparse.ArgumentParser, *, publish: bool, subscrib
 
 
 def _load_config(path: str) -> Any:
-    try:
-        from ionpilot.config import ConfigError, load_config
-    except ImportError as exc:
-        raise UserError(f"cannot read {path}: config loader unavailable ({exc})") from None
+    from ionpilot.config import ConfigError, load_config
+    from ionpilot.runtime import format_config_error
+
     try:
         return load_config(path)
     except ConfigError as exc:
-        raise UserError(str(exc)) from None
+        raise UserError(format_config_error(path, exc)) from None
     except OSError as exc:
         raise UserError(f"cannot read {path}: {exc.strerror or exc}") from None
 

@@ -107,12 +107,12 @@ class BusWatcher:
     """Subscribes to heartbeats and servo records for the status display and the summary."""
 
     def __init__(self, config: LabConfig, tracker: LockTracker) -> None:
-        from ionpilot.bus.pubsub import Liveness, Subscriber
+        from ionpilot.bus.pubsub import Subscriber
 
         self.tracker = tracker
-        self.liveness = Liveness(config.bus.stale_after)
         self.health = "unknown"
         self._sub = Subscriber(config.bus, prefixes=["hb.", "servo.clock.", "health."])
+        self.liveness = self._sub.liveness  # the subscriber beats it on every heartbeat
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="up-watcher", daemon=True)
 
@@ -121,15 +121,13 @@ class BusWatcher:
         return self
 
     def _run(self) -> None:
-        from ionpilot.bus.codec import Heartbeat, Telemetry
+        from ionpilot.bus.codec import Telemetry
 
         while not self._stop.is_set():
             message = self._sub.recv(timeout=0.2)
             if message is None:
                 continue
-            if isinstance(message, Heartbeat):
-                self.liveness.beat(message.src)
-            elif isinstance(message, Telemetry):
+            if isinstance(message, Telemetry):
                 self.on_telemetry(time.monotonic(), message.topic, message.value)
 
     def on_telemetry(self, now: float, topic: str, value: Any) -> None:
