@@ -1,8 +1,5 @@
 """Bristol 871A driver: SCPI strings on pyvisa-sim, banner and units on a loopback replay."""
 
-# The tests override in pyproject ("test_*") does not match mypy module names: say it here.
-# mypy: disable-error-code="no-untyped-def"
-
 import itertools
 
 import pytest

@@ -1,37 +1,18 @@
 """DLC pro driver: DeCoF strings on pyvisa-sim, plus banner/prompt framing on a loopback replay."""
 
-# The tests override in pyproject ("test_*") does not match mypy module names: say it here.
-# mypy: disable-error-code="no-untyped-def"
-
-import itertools
-
 import pytest
 import pyvisa
+from drivertools import GARBLED, GOOD, open_recorded, unique_name
 
 from ionpilot.drivers.dlc_pro import DlcPro
 from ionpilot.drivers.errors import InstrumentCommandError, InstrumentReplyError, OutOfLimitsError
-from ionpilot.drivers.registry import open_instrument
 from ionpilot.drivers.replay import Exchange, ReplayServer
 
-GOOD = "TCPIP0::127.0.0.1::5025::SOCKET"
-GARBLED = "TCPIP0::127.0.0.1::5026::SOCKET"
 LAB_LIMITS = {"current": {"min": 0.0, "max": 0.15}, "piezo_voltage": {"min": 10, "max": 130}}
-_names = itertools.count()
 
 
 def _open(address=GOOD, limits=None):
-    inst = open_instrument(
-        f"laser{next(_names)}", "dlc_pro", address, limits, simulated=True, timeout_s=0.2
-    )
-    sent: list[str] = []
-    original = inst.visa_handle.write
-
-    def spy(message, *args, **kwargs):
-        sent.append(message)
-        return original(message, *args, **kwargs)
-
-    inst.visa_handle.write = spy
-    return inst, sent
+    return open_recorded("laser", "dlc_pro", address, limits)
 
 
 @pytest.fixture
@@ -126,7 +107,7 @@ def test_banner_and_prompt_framing_over_tcp():
     ]
     with ReplayServer(script, greeting=b"DeCoF Command Line\n> ") as server:
         address = f"TCPIP0::127.0.0.1::{server.port}::SOCKET"
-        inst = DlcPro(f"laser{next(_names)}", address, visalib="@py", timeout=2)
+        inst = DlcPro(unique_name("laser"), address, visalib="@py", timeout=2)
         try:
             assert inst.current_act() == 0.0625
             inst.piezo_voltage(70.0)
@@ -149,12 +130,12 @@ def test_close_releases_the_socket_so_a_host_can_reconnect():
     ]
     with ReplayServer(script, greeting=b"DeCoF Command Line\n> ") as server:
         address = f"TCPIP0::127.0.0.1::{server.port}::SOCKET"
-        inst = DlcPro(f"laser{next(_names)}", address, visalib="@py", timeout=0.3)
+        inst = DlcPro(unique_name("laser"), address, visalib="@py", timeout=0.3)
         with pytest.raises(pyvisa.errors.VisaIOError):
             inst.emission()
         inst.close()
         assert pyvisa.ResourceManager("@py").list_opened_resources() == []
-        again = DlcPro(f"laser{next(_names)}", address, visalib="@py", timeout=2)
+        again = DlcPro(unique_name("laser"), address, visalib="@py", timeout=2)
         try:
             assert again.emission() is True
         finally:

@@ -1,8 +1,5 @@
 """Pulse-controller driver against a loopback replay of the newline-JSON protocol."""
 
-# The tests override in pyproject ("test_*") does not match mypy module names: say it here.
-# mypy: disable-error-code="no-untyped-def"
-
 import itertools
 import json
 

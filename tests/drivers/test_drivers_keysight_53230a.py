@@ -1,29 +1,14 @@
 """53230A driver against its pyvisa-sim YAML: gate time follows into the timeout, NaN refused."""
 
-# The tests override in pyproject ("test_*") does not match mypy module names: say it here.
-# mypy: disable-error-code="no-untyped-def"
-
-import itertools
-
 import pytest
+from drivertools import GARBLED, GOOD, open_recorded
 
 from ionpilot.drivers.errors import InstrumentReplyError, OutOfLimitsError
-from ionpilot.drivers.registry import open_instrument
-
-GOOD = "TCPIP0::127.0.0.1::5025::SOCKET"
-GARBLED = "TCPIP0::127.0.0.1::5026::SOCKET"
-_names = itertools.count()
 
 
 def _open(address=GOOD, limits=None):
-    return open_instrument(
-        f"counter{next(_names)}",
-        "keysight_53230a",
-        address,
-        limits,
-        simulated=True,
-        timeout_s=0.2,
-    )
+    inst, _ = open_recorded("counter", "keysight_53230a", address, limits)
+    return inst
 
 
 @pytest.fixture

@@ -1,13 +1,11 @@
 """Safety limits: they narrow the hardware range, never widen it, and cannot be bypassed."""
 
-# The tests override in pyproject ("test_*") does not match mypy module names: say it here.
-# mypy: disable-error-code="no-untyped-def"
-
 import itertools
 import math
 import textwrap
 
 import pytest
+from drivertools import record_writes
 from qcodes.station import Station
 from qcodes.validators import Numbers
 
@@ -201,14 +199,7 @@ def test_global_key_applies_to_every_channel_and_channel_key_to_one(qdac):
 
 
 def test_channel_list_set_is_all_or_nothing(qdac):
-    sent = []
-    original = qdac.visa_handle.write
-
-    def spy(message, *args, **kwargs):
-        sent.append(message)
-        return original(message, *args, **kwargs)
-
-    qdac.visa_handle.write = spy
+    sent = record_writes(qdac)
     with pytest.raises(OutOfLimitsError):
         qdac.channels.voltage(3.0)  # ch05 refuses 3 V: no channel may move
     assert sent == []

@@ -1,8 +1,5 @@
 """FC1500 driver against a loopback XML-RPC server replaying canned records."""
 
-# The tests override in pyproject ("test_*") does not match mypy module names: say it here.
-# mypy: disable-error-code="no-untyped-def"
-
 import itertools
 import threading
 import time

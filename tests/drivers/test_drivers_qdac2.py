@@ -1,34 +1,15 @@
 """QDAC-II driver against its pyvisa-sim YAML: 24 channels, slew, range/filter, bad replies."""
 
-# The tests override in pyproject ("test_*") does not match mypy module names: say it here.
-# mypy: disable-error-code="no-untyped-def"
-
-import itertools
-
 import pytest
+from drivertools import GARBLED, GOOD, open_recorded
 
 from ionpilot.drivers.errors import InstrumentReplyError, OutOfLimitsError
-from ionpilot.drivers.registry import open_instrument
 
-GOOD = "TCPIP0::127.0.0.1::5025::SOCKET"
-GARBLED = "TCPIP0::127.0.0.1::5026::SOCKET"
 LAB_LIMITS = {"voltage": {"min": -5, "max": 5}, "slew_rate": {"min": 0.01, "max": 10}}
-_names = itertools.count()
 
 
 def _open(address=GOOD, limits=None):
-    inst = open_instrument(
-        f"qdac{next(_names)}", "qdac2", address, limits, simulated=True, timeout_s=0.2
-    )
-    sent: list[str] = []
-    original = inst.visa_handle.write
-
-    def spy(message, *args, **kwargs):
-        sent.append(message)
-        return original(message, *args, **kwargs)
-
-    inst.visa_handle.write = spy
-    return inst, sent
+    return open_recorded("qdac", "qdac2", address, limits)
 
 
 @pytest.fixture

@@ -1,8 +1,5 @@
 """Registry: every model has a driver, a YAML where it is VISA, and consistent bus hooks."""
 
-# The tests override in pyproject ("test_*") does not match mypy module names: say it here.
-# mypy: disable-error-code="no-untyped-def"
-
 import inspect
 import itertools
 from importlib.resources import files

@@ -1,8 +1,5 @@
 """SMB100A driver against its pyvisa-sim YAML: command strings, ramps, limits, bad replies."""
 
-# The tests override in pyproject ("test_*") does not match mypy module names: say it here.
-# mypy: disable-error-code="no-untyped-def"
-
 import itertools
 
 import pytest

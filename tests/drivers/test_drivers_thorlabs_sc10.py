@@ -1,8 +1,5 @@
 """SC10 driver over pyserial `socket://` against a loopback replay of the controller's bytes."""
 
-# The tests override in pyproject ("test_*") does not match mypy module names: say it here.
-# mypy: disable-error-code="no-untyped-def"
-
 import itertools
 
 import pytest

@@ -1,4 +1,3 @@
-# mypy: allow-untyped-defs, allow-incomplete-defs
 """Compilation is exact: native circuits equal their sources (process fidelity), and the pulse
 schedule replayed on the ideal simulator gives the source's probabilities."""
 

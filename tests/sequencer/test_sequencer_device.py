@@ -1,4 +1,3 @@
-# mypy: allow-untyped-defs, allow-incomplete-defs
 """The device description: Braket-shaped capabilities plus QDMI names; the CLI prints it."""
 
 import json

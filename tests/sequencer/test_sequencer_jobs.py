@@ -1,4 +1,3 @@
-# mypy: allow-untyped-defs, allow-incomplete-defs
 """The job queue: priorities, due times, cancellation, hold/resume, audit, restart safety."""
 
 import pytest

@@ -1,4 +1,3 @@
-# mypy: allow-untyped-defs, allow-incomplete-defs
 """OpenQASM 2 and 3 frontends: what is accepted, what it means, and precise errors for the rest."""
 
 import json

@@ -1,4 +1,3 @@
-# mypy: allow-untyped-defs, allow-incomplete-defs
 """Pulse schedules: validation names the offending event and nothing runs; JSON; defcals; the
 clock interrogation as a pulse program."""
 

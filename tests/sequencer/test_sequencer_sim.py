@@ -1,4 +1,3 @@
-# mypy: allow-untyped-defs, allow-incomplete-defs
 """The simulated chain: sizes, seeds, the error model, mid-circuit measurement, results format."""
 
 import math
