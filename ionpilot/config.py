@@ -377,10 +377,21 @@ class _LabChecker:
         self._reference(f"{key}.beat_counter", lock.beat_counter, ("keysight_53230a",))
         self._reference(f"{key}.wavemeter", lock.wavemeter, ("bristol_871a",))
         self._reference(f"{key}.cavity_laser", lock.cavity_laser, ("dlc_pro",))
+        self._switch_channel(f"{key}.wavemeter_channel", lock.wavemeter_channel)
         for name, aux in self.config.servo.aux_locks.items():
             akey = f"servo.aux_locks.{name}"
             self._reference(f"{akey}.laser", aux.laser, ("dlc_pro",))
             self._reference(f"{akey}.wavemeter", aux.wavemeter, ("bristol_871a",))
+            self._switch_channel(f"{akey}.wavemeter_channel", aux.wavemeter_channel)
+
+    def _switch_channel(self, key: str, channel: int) -> None:
+        switch = MODELS["bristol_871a"].parameters["switch_channel"]
+        if not switch.contains(channel):
+            self.error(
+                key,
+                f"found {channel}; the wavemeter's fibre switch has channels "
+                f"{switch.minimum:g}..{switch.maximum:g}",
+            )
 
     def _health(self) -> None:
         for signal, rule in self.config.health.rules.items():

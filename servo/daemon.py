@@ -19,12 +19,19 @@ from ionpilot.bus.codec import BusError, Request
 from ionpilot.bus.pubsub import HeartbeatPublisher, Publisher
 from ionpilot.bus.server import CommandServer
 from ionpilot.bus.settings import BusSettings
+from ionpilot.servo.aux_lock import AuxLock
 from ionpilot.servo.clock_lock import ClockLock
 from ionpilot.servo.interrogation import ProbeSpec
-from ionpilot.servo.outputs import ClockUpdate, LockStateChanged, ServoAlarm, ServoRecord
+from ionpilot.servo.outputs import (
+    ClockUpdate,
+    LockStateChanged,
+    OpticalFrequency,
+    ServoAlarm,
+    ServoRecord,
+)
 from ionpilot.servo.persistence import StateStore
 from ionpilot.servo.seams import LabError, SignalInvalid
-from ionpilot.servo.settings import ClockLockSettings, PulseCalibration
+from ionpilot.servo.settings import AuxLockSettings, ClockLockSettings, PulseCalibration
 
 log = logging.getLogger(__name__)
 
@@ -172,6 +179,13 @@ class BusOutputs:
                 self._pub.publish(
                     "servo.clock.aom_frequency", record.aom_frequency_hz, "Hz", t=record.wall_ns
                 )
+            elif isinstance(record, OpticalFrequency):
+                self._pub.publish(
+                    "servo.clock.output_frequency",
+                    record.output_frequency_hz,
+                    "Hz",
+                    t=record.wall_ns,
+                )
 
     def state(self, state: str) -> None:
         with self._lock:
@@ -192,6 +206,7 @@ class Daemon:
         drivers_call: Call,
         command_endpoint: str,
         state_dir: str | Path,
+        aux_locks: dict[str, AuxLockSettings] | None = None,
         clock: Clock | None = None,
     ) -> None:
         self._clock = clock or SystemClock()
@@ -202,6 +217,10 @@ class Daemon:
         self.lock = ClockLock(
             lock_settings, self.lab, self._clock, self.outputs, StateStore(state_dir)
         )
+        self.aux_locks = [
+            AuxLock(name, settings, self.lab, self._clock, self.outputs)
+            for name, settings in (aux_locks or {}).items()
+        ]
         self.heartbeat = HeartbeatPublisher(bus, self.PROCESS, clock=self._clock)
         self.server = CommandServer(self.PROCESS, bus, clock=self._clock)
         self.server.register(self.PROCESS, "status", self._status, inline=True)
@@ -231,6 +250,8 @@ class Daemon:
 
     def _run(self) -> None:
         self.lock.start()
+        for aux in self.aux_locks:
+            self._guarded(aux.start, f"aux lock {aux.name} cannot start")
         last_state_beat = -math.inf
         while not self._stop.is_set():
             with self._pending_lock:
@@ -239,6 +260,13 @@ class Daemon:
                 self._apply(action)
             self.lock.step()
             now = self._clock.now()
+            for aux in self.aux_locks:  # between clock updates, when due
+                if now >= aux.next_due:
+                    if aux.state == "stopped":
+                        aux.next_due = now + aux.settings.update_period
+                        self._guarded(aux.start, f"aux lock {aux.name} cannot start")
+                    else:
+                        aux.step()
             if now - last_state_beat >= 1.0:  # late subscribers learn the state within 1 s
                 self.outputs.state(self.lock.state.value)
                 last_state_beat = now
@@ -248,6 +276,13 @@ class Daemon:
                     self.lock.resume()
                 else:
                     self._stop.wait(0.2)
+
+    def _guarded(self, action: Callable[[], object], what: str) -> None:
+        """Start-up reads go through the lab; a lab error there is reported, not fatal."""
+        try:
+            action()
+        except LabError as exc:
+            self.publisher.publish_event("aux_error", f"{what}: {exc}", "MAJOR")
 
     def _apply(self, action: str) -> None:
         if action == "pause":
@@ -264,6 +299,7 @@ class Daemon:
         lock = self.lock
         update = lock.last_update
         return {
+            "aux_locks": {aux.name: aux.state for aux in self.aux_locks},
             "state": lock.state.value,
             "aom_frequency_hz": lock.aom_frequency_hz,
             "drift_hz_per_s": lock.drift_hz_per_s,

@@ -38,6 +38,7 @@ def run(args: argparse.Namespace) -> int:
         drivers_call=drivers.call,
         command_endpoint=f"tcp://{config.bus.host}:{port}",
         state_dir=state_dir,
+        aux_locks=dict(config.servo.aux_locks),
     )
 
     def stop() -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from ionpilot.bus.client import CommandClient
 from ionpilot.config import load_config
 from ionpilot.drivers.hardware import MODELS
 
@@ -122,6 +123,20 @@ def test_up_locks_survives_daemon_kill_and_leaves_nothing(tmp_path: Path) -> Non
     while time.monotonic() < deadline and not locked_state_saved():
         time.sleep(0.1)
     assert locked_state_saved(), "".join(output)
+    config = load_config(lab)
+    daemon_endpoint = f"tcp://127.0.0.1:{config.processes['daemon'].command_port}"
+    with CommandClient(config.bus, daemon_endpoint) as client:
+
+        def aux_locked() -> bool:
+            status = client.call("daemon", "status", {}, timeout=5.0)
+            return status["aux_locks"] == {"cooling": "locked", "repump": "locked"}
+
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not aux_locked():
+            time.sleep(0.2)
+        status = client.call("daemon", "status", {}, timeout=5.0)
+    assert status["state"] == "locked", status
+    assert status["aux_locks"] == {"cooling": "locked", "repump": "locked"}, status
     first_daemon = pids["daemon"][0]
     os.kill(first_daemon, signal.SIGKILL)
     proc.wait(timeout=150)
