@@ -1,8 +1,8 @@
 """The sequencer: OpenQASM 3/2 or Python circuits -> native ion gates -> validated pulse
-schedules -> a backend (the simulated ion chain now, the trap's pulse controller later) -> results
-with uncertainties; plus the device description and the job queue."""
+schedules -> a backend (the simulated ion chain, or the trap's pulse controller on the bus) ->
+results with uncertainties; plus the device description, the job queue and its bus service."""
 
-from ionpilot.sequencer.backends import Backend, TrapBackend, get_backend
+from ionpilot.sequencer.backends import Backend, get_backend
 from ionpilot.sequencer.circuit import Circuit, Operation
 from ionpilot.sequencer.compiler import CompileReport, NativeCircuit, NativeOp, compile_circuit
 from ionpilot.sequencer.device import describe_device, device_snapshot
@@ -13,6 +13,7 @@ from ionpilot.sequencer.errors import (
     QasmError,
     ScheduleError,
     SequencerError,
+    TrapTranslationError,
 )
 from ionpilot.sequencer.jobs import AuditRecord, Job, JobQueue
 from ionpilot.sequencer.qasm import parse_qasm
@@ -34,11 +35,13 @@ from ionpilot.sequencer.schedule import (
 )
 from ionpilot.sequencer.settings import DeviceSettings
 from ionpilot.sequencer.simulator import SimulatedChain
+from ionpilot.sequencer.trap import BusPulserLink, TrapBackend, translate_schedule
 
 __all__ = [
     "AuditRecord",
     "Backend",
     "BackendUnavailable",
+    "BusPulserLink",
     "Circuit",
     "CircuitError",
     "CompileReport",
@@ -57,6 +60,7 @@ __all__ = [
     "SequencerError",
     "SimulatedChain",
     "TrapBackend",
+    "TrapTranslationError",
     "build_schedule",
     "clock_interrogation",
     "compile_circuit",
@@ -70,5 +74,6 @@ __all__ = [
     "run_program",
     "run_qasm",
     "run_schedule",
+    "translate_schedule",
     "validate_schedule",
 ]

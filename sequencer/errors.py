@@ -38,6 +38,16 @@ class ScheduleError(SequencerError):
         return [name for name, _ in self.problems]
 
 
+class TrapTranslationError(SequencerError):
+    """A valid schedule the trap's pulse controller cannot play; `problems` name the events."""
+
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
+        self.problems = problems
+        text = "; ".join(f"event '{name}': {what}" for name, what in problems[:20])
+        more = f" (and {len(problems) - 20} more)" if len(problems) > 20 else ""
+        super().__init__(f"the pulse controller cannot play this schedule: {text}{more}")
+
+
 class BackendUnavailable(SequencerError):
     """The requested backend cannot run now (e.g. the trap's pulse controller is not on the bus)."""
 

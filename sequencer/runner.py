@@ -108,10 +108,16 @@ def run_schedule(
 
 
 def execute_job(
-    job: Job, device: DeviceSettings, ideal: bool = False, seed: int | None = None
+    job: Job,
+    device: DeviceSettings,
+    ideal: bool = False,
+    seed: int | None = None,
+    backend: Backend | None = None,
 ) -> dict[str, Any]:
-    """Run one queued job: OpenQASM text for user jobs, schedule JSON for clock jobs."""
-    backend = get_backend(job.backend, device, ideal=ideal)
+    """Run one queued job: OpenQASM text for user jobs, schedule JSON for clock jobs (on
+    `backend` when given, else on a fresh backend named by the job)."""
+    if backend is None:
+        backend = get_backend(job.backend, device, ideal=ideal)
     if job.kind == "clock":
         return run_schedule(Schedule.loads(job.program), backend, device, job.shots, seed)
     return run_qasm(job.program, backend, device, shots=job.shots, seed=seed, name=job.job_id)

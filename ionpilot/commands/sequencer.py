@@ -1,19 +1,24 @@
-"""`ionpilot device` and `ionpilot run-qasm`: describe the processor, run an OpenQASM file."""
+"""`ionpilot device`, `ionpilot run-qasm` and `ionpilot sequencer-service`: describe the
+processor, run an OpenQASM file (on the simulator or the trap), serve the job queue on the bus."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from pathlib import Path
 from typing import Any
 
+from ionpilot.bus.codec import BusError
+from ionpilot.config import DEFAULT_CONFIG, LabConfig
 from ionpilot.sequencer.backends import BACKEND_NAMES, get_backend
 from ionpilot.sequencer.device import describe_device
 from ionpilot.sequencer.errors import BackendUnavailable, QasmError, ScheduleError, SequencerError
 from ionpilot.sequencer.qasm import parse_qasm
 from ionpilot.sequencer.runner import compile_program, run_program
 from ionpilot.sequencer.settings import DeviceSettings
+from ionpilot.sequencer.trap import BusPulserLink
 
 
 def register(subparsers: Any) -> None:
@@ -27,9 +32,22 @@ def register(subparsers: Any) -> None:
     run.add_argument("--backend", choices=BACKEND_NAMES, default="sim")
     run.add_argument("--ideal", action="store_true", help="simulator without the error model")
     run.add_argument("--seed", type=int, default=None, help="seed for the simulator's shots")
-    run.add_argument("--config", help="lab file (default: built-in 5-ion Yb+ device)")
+    run.add_argument(
+        "--config",
+        help=f"lab file (default: built-in 5-ion Yb+ device; for --backend trap {DEFAULT_CONFIG})",
+    )
     run.add_argument("--json", action="store_true", help="print the result document as JSON")
     run.set_defaults(handler=run_qasm_file)
+    service = subparsers.add_parser(
+        "sequencer-service", help="serve the job queue on the bus and run its jobs"
+    )
+    service.add_argument("--config", default=str(DEFAULT_CONFIG), help="lab file")
+    service.add_argument("--backend", choices=BACKEND_NAMES, default="trap")
+    service.add_argument("--ideal", action="store_true", help="simulator without the error model")
+    service.add_argument(
+        "--queue", help="job queue file (default: <lab data_dir>/sequencer/jobs.json)"
+    )
+    service.set_defaults(handler=run_service_command)
 
 
 def _error(message: str, code: int) -> int:
@@ -68,6 +86,23 @@ def run_device(args: argparse.Namespace) -> int:
     return 0
 
 
+def pulser_link(config: LabConfig) -> BusPulserLink:
+    """The trap backend's way to the pulse controller named by the lab file's device section."""
+    from ionpilot.bus.directory import Directory
+
+    target = config.device.pulse_controller
+    if target not in config.instruments:
+        raise BackendUnavailable(
+            f"trap backend: the lab file has no instrument '{target}' (device.pulse_controller)"
+        )
+    directory = Directory.from_config(config.bus.host, config.processes, config.instruments)
+    try:
+        endpoint = directory.resolve(target)
+    except (BusError, KeyError) as exc:
+        raise BackendUnavailable(f"trap backend: no process serves '{target}': {exc}") from None
+    return BusPulserLink(config.bus, endpoint, target, client="run-qasm")
+
+
 def run_qasm_file(args: argparse.Namespace) -> int:
     if args.shots < 1:
         return _error("--shots must be at least 1", 2)
@@ -75,13 +110,22 @@ def run_qasm_file(args: argparse.Namespace) -> int:
         text = Path(args.file).read_text(encoding="utf-8")
     except OSError as exc:
         return _error(f"cannot read {args.file}: {exc.strerror or exc}", 2)
+    link: BusPulserLink | None = None
     try:
-        device = _device(args.config)
+        if args.backend == "trap":
+            from ionpilot.config import load_config
+
+            config = load_config(args.config or DEFAULT_CONFIG)
+            device = config.device
+        else:
+            device = _device(args.config)
     except Exception as exc:
         return _error(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, 2)
     try:
         program = compile_program(parse_qasm(text, name=Path(args.file).stem), device)
-        backend = get_backend(args.backend, device, ideal=args.ideal)
+        if args.backend == "trap":
+            link = pulser_link(config)
+        backend = get_backend(args.backend, device, ideal=args.ideal, link=link)
         result = run_program(program, backend, device, args.shots, args.seed)
     except QasmError as exc:
         return _error(f"{args.file}: {exc}", 2)
@@ -91,6 +135,9 @@ def run_qasm_file(args: argparse.Namespace) -> int:
         return _error(str(exc), 1)
     except SequencerError as exc:
         return _error(str(exc), 1)
+    finally:
+        if link is not None:
+            link.close()
     result["ideal"] = bool(args.ideal)
     if args.json:
         print(json.dumps(result, indent=2))
@@ -105,3 +152,52 @@ def run_qasm_file(args: argparse.Namespace) -> int:
         f"duration {report['estimated_duration_s'] * 1e3:.3f} ms"
     )
     return 0
+
+
+def run_service_command(args: argparse.Namespace) -> int:
+    from ionpilot.runtime import load_or_report, run_service
+    from ionpilot.sequencer.jobs import Job, JobQueue
+    from ionpilot.sequencer.runner import execute_job
+    from ionpilot.sequencer.service import SequencerService
+
+    config = load_or_report(args.config)
+    if config is None:
+        return 2
+    process = SequencerService.PROCESS
+    if process not in config.processes:
+        return _error(f"the lab file has no process '{process}' (processes: section)", 2)
+    link: BusPulserLink | None = None
+    try:
+        if args.backend == "trap":
+            link = pulser_link(config)
+        queue = JobQueue(args.queue or Path(config.lab.data_dir) / "sequencer" / "jobs.json")
+    except SequencerError as exc:  # BackendUnavailable, JobError (unreadable queue file)
+        return _error(str(exc), 1)
+    device = config.device
+    backend = get_backend(args.backend, device, ideal=args.ideal, link=link)
+
+    def execute(job: Job) -> dict[str, Any]:
+        return execute_job(job, device, ideal=args.ideal, backend=backend)
+
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s sequencer %(levelname)s %(message)s"
+    )
+    port = config.processes[process].command_port
+    service = SequencerService(
+        queue,
+        device,
+        execute,
+        config.bus,
+        f"tcp://{config.bus.host}:{port}",
+        backend=args.backend,
+    )
+
+    def stop() -> None:
+        service.stop()
+        if link is not None:
+            link.close()
+
+    where = queue.path
+    return run_service(
+        service.start, stop, f"ready {process}: {args.backend} backend, queue {where}"
+    )

@@ -1,0 +1,302 @@
+"""The sequencer service: the job queue on the bus, so scripts and the daemon can submit.
+
+Serves target `sequencer` (see `SequencerService` for the methods). A worker thread takes the next
+ready job (priority, then due time, then submission order; user jobs wait while the queue is held
+for a recovery, clock interrogations do not) and runs it on the configured backend; the queue is
+persisted after every change, so a restart loses nothing (a job cut off mid-run is queued again).
+Programs are compiled when they are submitted, so a bad program is refused at once with its error
+and never enters the queue. Job events are published on `evt.sequencer.<kind>`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import asdict
+from typing import Any
+
+import zmq
+
+from ionpilot.bus.clock import Clock, SystemClock
+from ionpilot.bus.codec import BusError, ErrorCode, Request
+from ionpilot.bus.pubsub import HeartbeatPublisher, Publisher
+from ionpilot.bus.server import CommandServer
+from ionpilot.bus.settings import BusSettings
+from ionpilot.sequencer.errors import JobError, SequencerError
+from ionpilot.sequencer.jobs import Job, JobQueue
+from ionpilot.sequencer.qasm import parse_qasm
+from ionpilot.sequencer.runner import compile_program
+from ionpilot.sequencer.schedule import Schedule, validate_schedule
+from ionpilot.sequencer.settings import DeviceSettings
+
+log = logging.getLogger(__name__)
+
+Execute = Callable[[Job], dict[str, Any]]
+MAX_PROGRAM_CHARS = 200_000
+MAX_SHOTS = 100_000
+MAX_LIST = 1000
+IDLE_WAIT_S = 1.0  # longest the worker sleeps without looking at due times
+
+
+def _summary(job: Job) -> dict[str, Any]:
+    """A job without its program and result (for `list`)."""
+    return {
+        "id": job.job_id,
+        "kind": job.kind,
+        "state": job.state,
+        "submitter": job.submitter,
+        "priority": job.priority,
+        "shots": job.shots,
+        "backend": job.backend,
+        "due_s": job.due_s,
+        "submitted_s": job.submitted_s,
+        "started_s": job.started_s,
+        "finished_s": job.finished_s,
+        "error": job.error,
+    }
+
+
+class SequencerService:
+    """Serves the job queue on target `sequencer`:
+
+    * `call name=submit qasm=TEXT [shots priority due_s client]` -> `{id}`; clock interrogations
+      as `call name=submit kind=clock schedule=JSON-TEXT` (they run even while held);
+    * `call name=cancel id=ID`, `call name=hold [reason]`, `call name=resume`;
+    * `get name=job id=ID` -> the job with its state, result or error;
+    * `list [limit]` -> jobs (summaries) and the latest audit records;
+    * `status` -> held or not, queue counts, backend.
+    """
+
+    PROCESS = "sequencer"
+
+    def __init__(
+        self,
+        queue: JobQueue,
+        device: DeviceSettings,
+        execute: Execute,
+        bus: BusSettings,
+        command_endpoint: str,
+        *,
+        backend: str = "trap",
+        clock: Clock | None = None,
+        context: zmq.Context[zmq.Socket[bytes]] | None = None,
+    ) -> None:
+        self.queue = queue
+        self.device = device
+        self.backend = backend
+        self._execute = execute
+        self._bus = bus
+        self._clock = clock or SystemClock()
+        self._context = context or zmq.Context.instance()
+        self._endpoint = command_endpoint
+        self._cond = threading.Condition()
+        self._stop = threading.Event()
+        self._worker: threading.Thread | None = None
+        self.running_job: str | None = None
+        self.server = CommandServer(self.PROCESS, bus, context=self._context, clock=self._clock)
+        self.heartbeat = HeartbeatPublisher(
+            bus, self.PROCESS, clock=self._clock, context=self._context
+        )
+        self.server.register(self.PROCESS, "call", self._call)
+        self.server.register(self.PROCESS, "get", self._get)
+        self.server.register(self.PROCESS, "list", self._list)
+        self.server.register(self.PROCESS, "status", self._status)
+
+    @property
+    def endpoint(self) -> str:
+        return self.server.endpoint
+
+    # --------------------------------------------------------------------------- lifecycle
+
+    def start(self) -> SequencerService:
+        self.server.bind(self._endpoint)
+        self.server.start()
+        self.heartbeat.start()
+        self._stop.clear()
+        self._worker = threading.Thread(target=self._work, name="sequencer-jobs", daemon=True)
+        self._worker.start()
+        return self
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop taking jobs; a job in progress finishes first (a pulse program is not cut)."""
+        self._stop.set()
+        with self._cond:
+            self._cond.notify_all()
+        if self._worker is not None:
+            self._worker.join(timeout)
+            self._worker = None
+        self.heartbeat.stop()
+        self.server.close()
+
+    def __enter__(self) -> SequencerService:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ------------------------------------------------------------------------------ worker
+
+    def _work(self) -> None:
+        publisher = Publisher(self._bus, self.PROCESS, clock=self._clock, context=self._context)
+        try:
+            while not self._stop.is_set():
+                with self._cond:
+                    job = self.queue.next_job(self.PROCESS)
+                    if job is None:
+                        self._cond.wait(self._idle_wait())
+                        continue
+                    self.running_job = job.job_id
+                publisher.publish_event("job_started", f"{job.kind} job {job.job_id}")
+                result: dict[str, Any] | None = None
+                error: str | None = None
+                try:
+                    result = self._execute(job)
+                except SequencerError as exc:
+                    error = str(exc)
+                except Exception as exc:  # the job fails, the service goes on
+                    log.exception("job %s failed", job.job_id)
+                    error = f"{type(exc).__name__}: {exc}"
+                with self._cond:
+                    self.queue.finish(job.job_id, result=result, error=error, who=self.PROCESS)
+                    self.running_job = None
+                if error is None:
+                    publisher.publish_event("job_done", f"{job.kind} job {job.job_id} done")
+                else:
+                    publisher.publish_event(
+                        "job_failed", f"{job.kind} job {job.job_id}: {error}"[:1000], "MINOR"
+                    )
+        finally:
+            publisher.close()
+
+    def _idle_wait(self) -> float:
+        """Seconds until the earliest queued job is due (capped), called with the lock held."""
+        now = self.queue.clock()
+        dues = [j.due_s - now for j in self.queue.jobs("queued")]
+        future = [d for d in dues if d > 0]
+        return max(0.01, min([IDLE_WAIT_S, *future]))
+
+    # ---------------------------------------------------------------------------- handlers
+
+    def _call(self, request: Request) -> Any:
+        name = request.args.get("name")
+        who = _who(request)
+        try:
+            if name == "submit":
+                return {"id": self._submit(request.args, who)}
+            if name == "cancel":
+                job_id = _text(request.args, "id")
+                with self._cond:
+                    self.queue.cancel(job_id, who)
+                return {"id": job_id, "state": "cancelled"}
+            if name == "hold":
+                reason = str(request.args.get("reason", "") or "recovery")
+                with self._cond:
+                    self.queue.hold(who, reason)
+                return {"held": True, "reason": reason}
+            if name == "resume":
+                with self._cond:
+                    self.queue.resume(who)
+                    self._cond.notify_all()
+                return {"held": False}
+        except JobError as exc:
+            raise BusError(ErrorCode.BAD_REQUEST, str(exc)) from None
+        raise BusError(
+            ErrorCode.UNKNOWN_METHOD,
+            f"sequencer does not serve call {name!r}; calls: submit, cancel, hold, resume",
+        )
+
+    def _submit(self, args: dict[str, Any], who: str) -> str:
+        kind = args.get("kind", "user")
+        shots = _int(args, "shots", 100)
+        priority = _int(args, "priority", 0)
+        due = args.get("due_s")
+        if due is not None and (isinstance(due, bool) or not isinstance(due, int | float)):
+            raise BusError(ErrorCode.BAD_REQUEST, "due_s must be a Unix time in seconds")
+        if not 1 <= shots <= MAX_SHOTS:
+            raise BusError(ErrorCode.BAD_REQUEST, f"shots must be 1..{MAX_SHOTS}")
+        if kind == "user":
+            program = _text(args, "qasm")
+            try:
+                compile_program(parse_qasm(program, name="job"), self.device)
+            except SequencerError as exc:
+                raise BusError(ErrorCode.BAD_REQUEST, f"program refused: {exc}") from None
+        elif kind == "clock":
+            program = _text(args, "schedule")
+            try:
+                validate_schedule(Schedule.loads(program), self.device)
+            except (SequencerError, ValueError) as exc:
+                raise BusError(ErrorCode.BAD_REQUEST, f"schedule refused: {exc}") from None
+        else:
+            raise BusError(ErrorCode.BAD_REQUEST, "kind must be 'user' or 'clock'")
+        with self._cond:
+            job_id = self.queue.submit(
+                program,
+                submitter=who,
+                shots=shots,
+                priority=priority,
+                due_s=None if due is None else float(due),
+                kind=kind,
+                backend=self.backend,
+            )
+            self._cond.notify_all()
+        return job_id
+
+    def _get(self, request: Request) -> Any:
+        if request.args.get("name") != "job":
+            raise BusError(ErrorCode.BAD_REQUEST, "get serves name=job id=ID")
+        job_id = _text(request.args, "id")
+        with self._cond:
+            try:
+                job = self.queue.get(job_id)
+            except JobError as exc:
+                raise BusError(ErrorCode.BAD_REQUEST, str(exc)) from None
+            out = _summary(job)
+            out["program"] = job.program
+            out["result"] = job.result
+        return out
+
+    def _list(self, request: Request) -> Any:
+        limit = _int(request.args, "limit", 100)
+        limit = max(1, min(limit, MAX_LIST))
+        with self._cond:
+            jobs = [_summary(j) for j in self.queue.jobs()][-limit:]
+            audit = [asdict(a) for a in self.queue.audit()[-limit:]]
+            held = self.queue.held
+        return {"held": held, "jobs": jobs, "audit": audit}
+
+    def _status(self, request: Request) -> Any:
+        with self._cond:
+            counts: dict[str, int] = {}
+            for job in self.queue.jobs():
+                counts[job.state] = counts.get(job.state, 0) + 1
+            return {
+                "process": self.PROCESS,
+                "backend": self.backend,
+                "held": self.queue.held,
+                "running": self.running_job,
+                "jobs": counts,
+            }
+
+
+def _who(request: Request) -> str:
+    client = request.args.get("client")
+    if isinstance(client, str) and client:
+        return client[:128]
+    return request.client or "anonymous"
+
+
+def _text(args: dict[str, Any], key: str) -> str:
+    value = args.get(key)
+    if not isinstance(value, str) or not value:
+        raise BusError(ErrorCode.BAD_REQUEST, f"{key} (text) is required")
+    if len(value) > MAX_PROGRAM_CHARS:
+        raise BusError(ErrorCode.BAD_REQUEST, f"{key} longer than {MAX_PROGRAM_CHARS} characters")
+    return value
+
+
+def _int(args: dict[str, Any], key: str, default: int) -> int:
+    value = args.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise BusError(ErrorCode.BAD_REQUEST, f"{key} must be an integer")
+    return value

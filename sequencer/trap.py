@@ -1,0 +1,451 @@
+"""The trap backend: validated schedules played on the lab's pulse controller through its driver
+on the bus (sim/PROTOCOLS.md §9), and the per-ion photon counts read back as bits.
+
+Each event is mapped by its channel's role and kind: the cooling channel -> `cool`; the pumping
+channel -> `repump` (it resets every ion, so a reset of only some qubits is refused); the
+detection channel -> `detect` with per-ion counts, one named window per event; the clock channel ->
+`clock` (amplitude, phase, AOM frequency); any other global beam -> `raman` without a target; an
+addressed beam -> `raman` on its ion; a bichromatic pair on two addressed beams -> one `ms` pulse.
+Raman and clock amplitudes carry over unchanged: the device config's Rabi frequencies are the
+controller's calibration (configs/sim-lab.yaml matches the simulated lab). The MS amplitude is
+re-expressed for the controller's linear law, θ = 2π·rate·a·t with rate = 1/(4·t_MS) (a full-power
+gate of the calibrated duration is π/2). What the controller cannot do — detuned Raman pulses,
+other TTLs and shutters, times that are not whole nanoseconds, overlapping pulses that touch the
+same ion (it would play them one after the other), gates on ions that a partial detection has
+projected — is refused with `TrapTranslationError` before anything is sent.
+
+A qubit reads 0 (bright, S½) when its ion's count in the window reaches the device's
+`detection_threshold`, else 1 (dark, D3/2).
+"""
+
+from __future__ import annotations
+
+import math
+import socket
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+from ionpilot.bus.client import CommandClient
+from ionpilot.bus.codec import BusError, ErrorCode
+from ionpilot.bus.settings import BusSettings
+from ionpilot.sequencer.errors import BackendUnavailable, SequencerError, TrapTranslationError
+from ionpilot.sequencer.schedule import PulseEvent, Schedule, validate_schedule
+from ionpilot.sequencer.settings import DeviceSettings
+from ionpilot.sequencer.simulator import SimulationResult
+
+DEFAULT_DDS_RANGE_HZ = (1e6, 400e6)
+DEFAULT_MAX_SHOTS = 10_000
+_UNAVAILABLE_CODES = frozenset(
+    {
+        ErrorCode.TIMEOUT,
+        ErrorCode.UNKNOWN_TARGET,
+        ErrorCode.INSTRUMENT_ERROR,
+        ErrorCode.INSTRUMENT_TIMEOUT,
+        ErrorCode.BUSY,
+    }
+)
+
+
+@dataclass(frozen=True)
+class Readout:
+    """One detection window and which classical bit each of its qubits goes to (-1: none)."""
+
+    window: str
+    qubits: tuple[int, ...]
+    clbits: tuple[int, ...]
+
+
+@dataclass
+class PulserProgram:
+    """A schedule in the controller's terms: JSON pulses, readouts, and the length of one shot."""
+
+    pulses: list[dict[str, Any]]
+    readouts: list[Readout]
+    num_qubits: int
+    num_clbits: int
+    shot_s: float
+
+
+@dataclass
+class _Placed:
+    name: str
+    start_ns: int
+    end_ns: int
+    ions: frozenset[int] | None  # None: every ion of the chain
+    coherent: bool
+    pulse: dict[str, Any] = field(default_factory=dict)
+    read: frozenset[int] = frozenset()  # qubits a detection reads out
+
+
+def translate_schedule(
+    schedule: Schedule,
+    device: DeviceSettings,
+    dds_range_hz: tuple[float, float] = DEFAULT_DDS_RANGE_HZ,
+) -> PulserProgram:
+    """The controller's pulses for `schedule` (already validated against `device`)."""
+    problems: list[tuple[str, str]] = []
+    ns_per_mu = schedule.time_unit_s / 1e-9
+    n = schedule.num_qubits
+    every = frozenset(range(n))
+    placed: list[_Placed] = []
+    readouts: list[Readout] = []
+    pending_ms: dict[tuple[int, int], list[PulseEvent]] = {}
+    grid = device.grid_mu
+    ms_t = math.ceil(device.ms_gate.duration / schedule.time_unit_s / grid - 1e-6) * grid
+
+    def to_ns(e: PulseEvent) -> tuple[int, int]:
+        start, length = e.start_mu * ns_per_mu, e.duration_mu * ns_per_mu
+        if abs(start - round(start)) > 1e-6 or abs(length - round(length)) > 1e-6:
+            problems.append((e.name, "start or duration is not a whole number of nanoseconds"))
+        return round(start), round(start) + max(1, round(length))
+
+    def place(e: PulseEvent, ions: frozenset[int] | None, coherent: bool, **pulse: Any) -> None:
+        start, end = to_ns(e)
+        if coherent and pulse["amplitude"] > 1.0 + 1e-12:
+            problems.append(
+                (e.name, f"amplitude {pulse['amplitude']:.6g} above the controller's 1")
+            )
+        body = {"t_ns": start, "duration_ns": end - start, **pulse}
+        read = frozenset(e.qubits) if pulse["channel"] == "detect" else frozenset()
+        placed.append(_Placed(e.name, start, end, ions, coherent, body, read))
+
+    for e in sorted(schedule.events, key=lambda e: (e.start_mu, e.channel)):
+        ch = device.channels.get(e.channel)
+        if ch is None:
+            problems.append((e.name, f"unknown channel '{e.channel}'"))
+            continue
+        if e.kind in ("ttl", "pump"):
+            if e.channel == device.cooling_channel and e.kind == "ttl":
+                place(e, None, False, channel="cool")
+            elif e.channel == device.pumping_channel:
+                partial = sorted(every - set(e.qubits)) if e.kind == "pump" else []
+                if partial:
+                    problems.append(
+                        (
+                            e.name,
+                            f"resets qubit(s) {sorted(e.qubits)} but not {partial}; the pulse "
+                            "controller's repump resets every ion",
+                        )
+                    )
+                place(e, None, False, channel="repump")
+            else:
+                problems.append(
+                    (
+                        e.name,
+                        f"{ch.kind} channel '{e.channel}' has no counterpart on the pulse "
+                        f"controller (cooling plays on '{device.cooling_channel}', optical "
+                        f"pumping on '{device.pumping_channel}')",
+                    )
+                )
+        elif e.kind == "detect":
+            if e.channel != device.detection_channel:
+                problems.append((e.name, f"detection on '{e.channel}', not on the PMT"))
+                continue
+            readouts.append(Readout(e.name, e.qubits, e.clbits))
+            place(e, None, False, channel="detect", window=e.name, per_ion=True)
+        elif e.kind == "pulse" and e.channel == device.clock_channel:
+            if e.sideband_hz:
+                problems.append((e.name, "bichromatic pulses on the clock beam are not supported"))
+            if not dds_range_hz[0] <= e.frequency_hz <= dds_range_hz[1]:
+                problems.append(
+                    (
+                        e.name,
+                        f"clock AOM frequency {e.frequency_hz / 1e6:.6f} MHz outside the "
+                        f"controller's DDS range {dds_range_hz[0] / 1e6:g}-"
+                        f"{dds_range_hz[1] / 1e6:g} MHz",
+                    )
+                )
+            place(
+                e,
+                every,
+                True,
+                channel="clock",
+                amplitude=e.amplitude,
+                phase_rad=e.phase_rad,
+                frequency_hz=e.frequency_hz,
+            )
+        elif e.kind == "pulse":
+            offset = e.frequency_hz - ch.aom_center_frequency
+            if abs(offset) > 1e-3:
+                problems.append(
+                    (
+                        e.name,
+                        f"detuned by {offset:.6g} Hz from the AOM centre of '{e.channel}'; the "
+                        "controller's Raman pulses are resonant only",
+                    )
+                )
+            if e.sideband_hz > 0:
+                if ch.kind != "beam_addressed" or ch.ion is None:
+                    problems.append((e.name, "an MS tone must play on an addressed beam"))
+                    continue
+                pair = pending_ms.setdefault((e.start_mu, e.duration_mu), [])
+                pair.append(e)
+                if len(pair) == 2:
+                    del pending_ms[(e.start_mu, e.duration_mu)]
+                    _place_ms(pair, device, ms_t, problems, place)
+                continue
+            if ch.kind == "beam_addressed" and ch.ion is not None:
+                place(
+                    e,
+                    frozenset({ch.ion}),
+                    True,
+                    channel="raman",
+                    amplitude=e.amplitude,
+                    phase_rad=e.phase_rad,
+                    target=ch.ion,
+                )
+            else:
+                place(e, every, True, channel="raman", amplitude=e.amplitude, phase_rad=e.phase_rad)
+        else:
+            problems.append((e.name, f"'{e.kind}' events have no counterpart on the controller"))
+    for pair in pending_ms.values():
+        problems.extend((e.name, "bichromatic pulse without its partner") for e in pair)
+    placed.sort(key=lambda p: p.start_ns)
+    problems.extend(_collisions(placed, every))
+    if problems:
+        raise TrapTranslationError(problems)
+    shot_ns = max((p.end_ns for p in placed), default=0)
+    return PulserProgram(
+        pulses=[p.pulse for p in placed],
+        readouts=readouts,
+        num_qubits=n,
+        num_clbits=schedule.num_clbits,
+        shot_s=shot_ns * 1e-9,
+    )
+
+
+def _place_ms(
+    pair: list[PulseEvent],
+    device: DeviceSettings,
+    ms_t: int,
+    problems: list[tuple[str, str]],
+    place: Any,
+) -> None:
+    """Two simultaneous bichromatic tones -> one `ms` pulse with the same angle and phases."""
+    ea, eb = pair
+    qa, qb = device.channels[ea.channel].ion, device.channels[eb.channel].ion
+    if qa is None or qb is None or qa == qb:
+        problems.append((ea.name, "an MS pair must drive two different ions"))
+        return
+    # the simulator's law θ = (π/2)·a_a·a_b·t/t_grid, where t_grid is the calibrated gate time
+    # on the grid; the controller's θ = 2π·a·t/(4·t_MS): a = a_a·a_b·t_MS/t_grid
+    amplitude = ea.amplitude * eb.amplitude * device.ms_gate.duration / (ms_t * device.time_unit)
+    place(
+        ea,
+        frozenset({qa, qb}),
+        True,
+        channel="ms",
+        targets=[qa, qb],
+        amplitude=amplitude,
+        phase_a_rad=ea.phase_rad,
+        phase_b_rad=eb.phase_rad,
+    )
+
+
+def _collisions(placed: list[_Placed], every: frozenset[int]) -> list[tuple[str, str]]:
+    """Pulses that overlap in time on a shared ion, and gates on ions a detection projected."""
+    out: list[tuple[str, str]] = []
+    active: list[_Placed] = []
+    projected: dict[int, str] = {}  # ion -> detection that collapsed it without reading it
+    for p in placed:
+        active = [a for a in active if a.end_ns > p.start_ns]
+        ions = every if p.ions is None else p.ions
+        for a in active:
+            shared = ions & (every if a.ions is None else a.ions)
+            if shared or p.ions is None or a.ions is None:
+                out.append(
+                    (
+                        p.name,
+                        f"overlaps '{a.name}' on ion(s) {sorted(shared) or 'all'}; the "
+                        "controller plays overlapping pulses one after the other",
+                    )
+                )
+                break
+        active.append(p)
+        channel = p.pulse["channel"]
+        if channel in ("cool", "repump"):
+            projected.clear()
+        elif channel == "detect":
+            for q in ions:
+                if q not in p.read:
+                    projected.setdefault(q, p.name)
+        elif p.coherent:
+            hit = sorted(q for q in ions if q in projected)
+            if hit:
+                out.append(
+                    (
+                        p.name,
+                        f"acts on qubit(s) {hit} that detection '{projected[hit[0]]}' projected "
+                        "without reading them (the controller's detection projects every ion)",
+                    )
+                )
+    return out
+
+
+def decode_counts(
+    program: PulserProgram, reply: dict[str, Any], shots: int, threshold: int
+) -> Counter[int]:
+    """Per-shot per-ion window counts -> how often each classical-bit value occurred."""
+    windows = reply.get("windows")
+    counts = reply.get("counts")
+    if not isinstance(windows, list) or not isinstance(counts, list) or len(counts) != shots:
+        raise SequencerError(
+            f"trap backend: malformed reply from the pulse controller: {reply!r}"[:300]
+        )
+    index = {name: i for i, name in enumerate(windows)}
+    missing = [r.window for r in program.readouts if r.window not in index]
+    if missing:
+        raise SequencerError(f"trap backend: the controller returned no window {missing[0]!r}")
+    out: Counter[int] = Counter()
+    for shot in counts:
+        value = 0
+        for r in program.readouts:
+            per_ion = shot[index[r.window]] if isinstance(shot, list) else None
+            if not isinstance(per_ion, list) or len(per_ion) < program.num_qubits:
+                raise SequencerError(f"trap backend: window {r.window!r} has no per-ion counts")
+            for q, c in zip(r.qubits, r.clbits, strict=True):
+                if c < 0:
+                    continue
+                dark = per_ion[q] < threshold
+                value = (value & ~(1 << c)) | (int(dark) << c)
+        out[value] += 1
+    return out
+
+
+class PulserLink(Protocol):
+    """How the trap backend reaches the pulse controller (the bus, or a fake in tests)."""
+
+    def describe(self) -> dict[str, Any]:
+        """The controller's `describe` (ions, channels, limits)."""
+        ...
+
+    def run(self, shots: int, pulses: list[dict[str, Any]], timeout_s: float) -> dict[str, Any]:
+        """Play `pulses` `shots` times; the controller's reply (windows, counts)."""
+        ...
+
+
+class BusPulserLink:
+    """The controller's driver, served by its driver host on the bus."""
+
+    def __init__(
+        self, bus: BusSettings, endpoint: str, target: str = "pulser", *, client: str = ""
+    ) -> None:
+        self.bus = bus
+        self.endpoint = endpoint
+        self.target = target
+        self._client_name = client
+        self._client: CommandClient | None = None
+
+    def _call(self, method: str, args: dict[str, Any], timeout_s: float) -> Any:
+        if self._client is None:
+            _probe(self.endpoint, self.target)
+            self._client = CommandClient(self.bus, self.endpoint, name=self._client_name)
+        try:
+            return self._client.call(self.target, method, args, timeout=timeout_s, retries=0)
+        except BusError as exc:
+            if exc.code == ErrorCode.TIMEOUT:
+                raise BackendUnavailable(
+                    f"trap backend: no reply from the driver host of '{self.target}' at "
+                    f"{self.endpoint} within {timeout_s:g} s; is the lab running (`ionpilot up`)?"
+                ) from None
+            if exc.code in _UNAVAILABLE_CODES:
+                raise BackendUnavailable(f"trap backend: {self.target}: {exc.message}") from None
+            raise SequencerError(
+                f"trap backend: the pulse controller refused: {exc.code}: {exc.message}"
+            ) from None
+
+    def describe(self) -> dict[str, Any]:
+        state = self._call("describe", {}, self.bus.request_timeout)
+        if isinstance(state, dict) and state.get("state") not in (None, "connected"):
+            raise BackendUnavailable(
+                f"trap backend: {self.target} is {state.get('state')}"
+                f" ({state.get('last_error') or 'no connection yet'})"
+            )
+        value = self._call("call", {"name": "describe", "args": []}, self.bus.request_timeout * 3)
+        if not isinstance(value, dict):
+            raise SequencerError(f"trap backend: {self.target} describe returned {value!r}")
+        return value
+
+    def run(self, shots: int, pulses: list[dict[str, Any]], timeout_s: float) -> dict[str, Any]:
+        value = self._call("call", {"name": "run", "args": [shots, pulses]}, timeout_s)
+        if not isinstance(value, dict):
+            raise SequencerError(f"trap backend: {self.target} run returned {value!r}"[:300])
+        return value
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+
+def _probe(endpoint: str, target: str) -> None:
+    """Fail at once (not after a timeout) when nothing listens at the driver host's port."""
+    parts = urlsplit(endpoint)
+    if parts.hostname is None or parts.port is None:
+        raise BackendUnavailable(f"trap backend: bad endpoint {endpoint!r} for '{target}'")
+    try:
+        with socket.create_connection((parts.hostname, parts.port), timeout=1.0):
+            pass
+    except OSError:
+        raise BackendUnavailable(
+            f"trap backend: nothing listens at {endpoint}, the driver host that owns "
+            f"'{target}'; start the lab with `ionpilot up`"
+        ) from None
+
+
+class TrapBackend:
+    """The lab's pulse controller, reached through `link` (normally its driver on the bus).
+
+    Long runs are split into calls of at most `max_call_s` of controller time each, so no single
+    request outlives the driver host's command budget (3 x the instrument timeout + 1 s) and the
+    daemon's clock probes, which share the controller, never wait long behind a user job."""
+
+    name = "trap"
+
+    def __init__(
+        self, device: DeviceSettings, link: PulserLink | None = None, max_call_s: float = 2.0
+    ) -> None:
+        self.device = device
+        self.link = link
+        self.max_call_s = max_call_s
+
+    def run(self, schedule: Schedule, shots: int, seed: int | None = None) -> SimulationResult:
+        """Validate, translate and play `schedule`; `seed` is meaningless on a real trap."""
+        validate_schedule(schedule, self.device)
+        if self.link is None:
+            raise BackendUnavailable(
+                "the trap backend needs the lab's bus (a lab file with the pulse controller); "
+                "it is not configured"
+            )
+        if shots < 1:
+            raise SequencerError("shots must be at least 1")
+        info = self.link.describe()
+        limits = info.get("limits")
+        if not isinstance(limits, dict):
+            limits = {}
+        dds = limits.get("dds_frequency_hz", DEFAULT_DDS_RANGE_HZ)
+        program = translate_schedule(schedule, self.device, (float(dds[0]), float(dds[1])))
+        ions = info.get("n_ions")
+        if isinstance(ions, int) and ions < schedule.num_qubits:
+            raise SequencerError(
+                f"trap backend: the trap holds {ions} ion(s); the program needs "
+                f"{schedule.num_qubits} qubits"
+            )
+        max_shots = int(limits.get("max_shots", DEFAULT_MAX_SHOTS))
+        per_call = max(1, min(max_shots, int(self.max_call_s / max(program.shot_s, 1e-9))))
+        counts: Counter[int] = Counter()
+        done = 0
+        while done < shots:
+            batch = min(per_call, shots - done)
+            timeout = batch * program.shot_s + 10.0 + 3 * self.device.max_schedule_duration
+            reply = self.link.run(batch, program.pulses, timeout)
+            counts += decode_counts(program, reply, batch, self.device.detection_threshold)
+            done += batch
+        return SimulationResult(
+            counts=dict(counts),
+            probabilities={k: v / shots for k, v in counts.items()},
+            shots=shots,
+            exact=False,
+        )

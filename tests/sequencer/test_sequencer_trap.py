@@ -1,0 +1,387 @@
+"""The trap backend: schedules translated to the pulse controller's pulses (and refused where it
+cannot play them), counts read back as bits, and circuits run on a live simulated lab through the
+driver host on the bus, with outcome statistics checked against binomial bounds."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import re
+import socket
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ionpilot.bus.client import CommandClient
+from ionpilot.bus.hub import Hub
+from ionpilot.bus.settings import BusSettings
+from ionpilot.cli import main
+from ionpilot.config import load_config
+from ionpilot.drivers.host import DriverHost, InstrumentSpec, open_spec
+from ionpilot.sequencer import (
+    BackendUnavailable,
+    Circuit,
+    JobQueue,
+    PulseEvent,
+    Schedule,
+    SequencerError,
+    TrapBackend,
+    TrapTranslationError,
+    clock_interrogation,
+    compile_program,
+    execute_job,
+    parse_qasm,
+    run_program,
+    translate_schedule,
+)
+from ionpilot.sequencer.service import SequencerService
+from ionpilot.sequencer.settings import DeviceSettings
+from ionpilot.sequencer.trap import BusPulserLink, decode_counts
+from ionpilot.sim.clock import RealClock
+from ionpilot.sim.lab import Lab
+from ionpilot.sim.settings import SimSettings
+
+ROOT = Path(__file__).resolve().parents[2]
+LAB_FILE = ROOT / "configs" / "sim-lab.yaml"
+QASM_DIR = Path(__file__).parent / "qasm"
+V3 = 'OPENQASM 3.0;\ninclude "stdgates.inc";\n'
+BELL = V3 + "qubit[2] q;\nbit[2] c;\nh q[0];\ncx q[0], q[1];\nc = measure q;\n"
+
+
+def lab_device() -> DeviceSettings:
+    device: DeviceSettings = load_config(LAB_FILE).device
+    return device
+
+
+def binomial_ok(k: int, n: int, p: float, sigmas: float = 5.0) -> bool:
+    """k successes in n trials is within `sigmas` standard deviations (plus 1 %) of n·p."""
+    return abs(k / n - p) <= sigmas * math.sqrt(p * (1 - p) / n) + 0.01
+
+
+# --- translation, without a lab ------------------------------------------------------------
+
+
+def test_lab_file_device_matches_the_simulated_lab():
+    device = lab_device()
+    clock = device.channels[device.clock_channel]
+    assert clock.aom_center_frequency == 200e6  # the live clock AOM (PROTOCOLS §9 power-on)
+    assert clock.rabi_frequency == 25.0  # the sim's clock Rabi frequency at amplitude 1
+    assert all(
+        ch.rabi_frequency == 50e3
+        for ch in device.channels.values()
+        if ch.kind.startswith("beam_") and ch is not clock
+    )
+    assert device.ms_gate.duration == pytest.approx(200e-6)
+
+
+def test_bell_translates_to_controller_pulses():
+    device = lab_device()
+    program = compile_program(parse_qasm(BELL), device)
+    out = translate_schedule(program.schedule, device)
+    channels = [p["channel"] for p in out.pulses]
+    assert channels[:2] == ["cool", "repump"] and channels[-1] == "detect"
+    (ms,) = [p for p in out.pulses if p["channel"] == "ms"]
+    assert ms["targets"] == [0, 1] and ms["duration_ns"] == 200_000
+    # the full-power 200 µs MS gate is θ = π/2 at amplitude 1 on the controller too
+    assert ms["amplitude"] == pytest.approx(1.0)
+    raman = [p for p in out.pulses if p["channel"] == "raman"]
+    assert {p["target"] for p in raman} == {0, 1}
+    for p in raman:  # θ = 2π·50 kHz·a·t: the Clifford rotations of H and CNOT, k·π/2
+        quarter_turns = 4 * 50e3 * p["amplitude"] * p["duration_ns"] * 1e-9
+        assert quarter_turns == pytest.approx(round(quarter_turns)) and quarter_turns >= 1
+    assert out.pulses[-1]["per_ion"] is True
+    assert [(r.qubits, r.clbits) for r in out.readouts] == [((0, 1), (0, 1))]
+    assert [p["t_ns"] for p in out.pulses] == sorted(p["t_ns"] for p in out.pulses)
+    json.dumps(out.pulses)  # plain data for the bus
+
+
+def test_clock_interrogation_translates_to_a_clock_pulse():
+    device = lab_device()
+    out = translate_schedule(clock_interrogation(device, "rabi", 80e-3, 12.0), device)
+    (probe,) = [p for p in out.pulses if p["channel"] == "clock"]
+    assert probe["frequency_hz"] == pytest.approx(200e6 + 12.0)
+    assert probe["duration_ns"] == 80_000_000
+    # a π pulse: 25 Hz · amplitude · 80 ms = 1/2
+    assert 25.0 * probe["amplitude"] * 0.08 == pytest.approx(0.5)
+
+
+def _schedule(events: list[PulseEvent], qubits: int = 2) -> Schedule:
+    device = lab_device()
+    cool = PulseEvent("cool", "cool_369", 0, 1_000_000, kind="ttl")
+    return Schedule(qubits, qubits, [cool, *events], time_unit_s=device.time_unit)
+
+
+@pytest.mark.parametrize(
+    ("event", "words"),
+    [
+        (
+            PulseEvent(
+                "detuned",
+                "raman_addr_0",
+                1_000_000,
+                10_000,
+                amplitude=0.5,
+                frequency_hz=111e6,
+                frames=("q0",),
+            ),
+            "resonant only",
+        ),
+        (PulseEvent("shutter", "repump_935", 1_000_000, 2_000_000, kind="ttl"), "no counterpart"),
+        (
+            PulseEvent("half_reset", "pump_369", 1_000_000, 20_000, kind="pump", qubits=(0,)),
+            "resets every ion",
+        ),
+    ],
+)
+def test_what_the_controller_cannot_do_is_refused_by_name(event, words):
+    device = lab_device()
+    with pytest.raises(TrapTranslationError) as refused:
+        translate_schedule(_schedule([event]), device)
+    assert refused.value.problems[0][0] == event.name
+    assert words in str(refused.value)
+
+
+def test_gates_after_a_partial_detection_are_refused():
+    device = lab_device()
+    events = [
+        PulseEvent("m0", "pmt", 1_000_000, 300_000, kind="detect", qubits=(0,), clbits=(0,)),
+        PulseEvent("x1", "raman_addr_1", 1_300_000, 10_000, amplitude=1.0, frequency_hz=110e6),
+    ]
+    with pytest.raises(TrapTranslationError) as refused:
+        translate_schedule(_schedule(events), device)
+    assert refused.value.problems == [
+        (
+            "x1",
+            "acts on qubit(s) [1] that detection 'm0' projected without reading them "
+            "(the controller's detection projects every ion)",
+        )
+    ]
+    # a gate on the qubit that was read is a mid-circuit measurement, and fine
+    events[1] = dataclasses.replace(events[1], channel="raman_addr_0", name="x0")
+    translate_schedule(_schedule(events), device)
+
+
+def test_counts_become_bits_with_the_device_threshold():
+    device = lab_device()
+    program = compile_program(parse_qasm(BELL), device)
+    out = translate_schedule(program.schedule, device)
+    window = out.readouts[0].window
+    reply = {"windows": [window], "counts": [[[7, 0]], [[0, 5]], [[0, 0]], [[3, 2]]]}
+    # bright (>= 1 photon) is |0>; bit 0 is qubit 0
+    assert decode_counts(out, reply, 4, threshold=1) == {0b10: 1, 0b01: 1, 0b11: 1, 0b00: 1}
+    assert decode_counts(out, reply, 4, threshold=4) == {0b10: 1, 0b01: 1, 0b11: 2}
+    with pytest.raises(SequencerError, match="no window"):
+        decode_counts(out, {"windows": ["other"], "counts": reply["counts"]}, 4, 1)
+
+
+class FakeLink:
+    """A pulse controller that answers every ion bright and records the calls."""
+
+    def __init__(self, ions: int = 2) -> None:
+        self.ions = ions
+        self.calls: list[tuple[int, float]] = []
+
+    def describe(self) -> dict[str, Any]:
+        return {"n_ions": self.ions, "limits": {"dds_frequency_hz": [1e6, 4e8], "max_shots": 300}}
+
+    def run(self, shots: int, pulses: list[dict[str, Any]], timeout_s: float) -> dict[str, Any]:
+        self.calls.append((shots, timeout_s))
+        windows = [p["window"] for p in pulses if "window" in p]
+        return {"windows": windows, "counts": [[[9] * self.ions] for _ in range(shots)]}
+
+
+def test_long_runs_are_split_into_bounded_calls():
+    device = lab_device()
+    link = FakeLink()
+    backend = TrapBackend(device, link, max_call_s=0.5)
+    program = compile_program(parse_qasm(BELL), device)
+    result = run_program(program, backend, device, shots=1000)
+    assert result["counts"] == {"00": 1000}
+    shots = [n for n, _ in link.calls]
+    assert sum(shots) == 1000 and max(shots) <= 300  # the controller's max_shots
+    assert all(n * program.report.estimated_duration_s <= 0.5 + 1e-9 for n in shots)
+
+
+def test_more_qubits_than_ions_and_no_link_are_refused():
+    device = lab_device()
+    program = compile_program(parse_qasm(V3 + "qubit[3] q;\nh q;\n"), device)
+    with pytest.raises(SequencerError, match="holds 2 ion"):
+        run_program(program, TrapBackend(device, FakeLink(2)), device, shots=10)
+    with pytest.raises(BackendUnavailable, match="trap backend"):
+        run_program(program, TrapBackend(device), device, shots=10)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def lab_file_for(tmp_path: Path, bus: BusSettings, drivers_port: int) -> Path:
+    """The lab file with the bus and the driver host moved to the given (free) ports."""
+    text = LAB_FILE.read_text()
+    text = re.sub(r"publish_port: \d+", f"publish_port: {bus.publish_port}", text)
+    text = re.sub(r"subscribe_port: \d+", f"subscribe_port: {bus.subscribe_port}", text)
+    text = re.sub(
+        r"drivers: \{command_port: \d+\}", f"drivers: {{command_port: {drivers_port}}}", text
+    )
+    text = re.sub(
+        r"sequencer: \{command_port: \d+\}", f"sequencer: {{command_port: {free_port()}}}", text
+    )
+    path = tmp_path / "lab.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_cli_trap_without_a_running_lab_exits_1(tmp_path, capsys):
+    path = lab_file_for(tmp_path, BusSettings(publish_port=free_port()), free_port())
+    started = time.monotonic()
+    code = main(
+        ["run-qasm", str(QASM_DIR / "bell_v2.qasm"), "--backend", "trap", "--config", str(path)]
+    )
+    err = capsys.readouterr().err
+    assert code == 1
+    assert err.startswith("error: trap backend: nothing listens at tcp://127.0.0.1:")
+    assert "ionpilot up" in err and "Traceback" not in err
+    assert time.monotonic() - started < 10
+
+
+# --- the live lab: simulated pulser, hub, driver host --------------------------------------
+
+
+@dataclasses.dataclass
+class LiveTrap:
+    lab: Lab
+    host: DriverHost
+    bus: BusSettings
+    link: BusPulserLink
+    device: DeviceSettings
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 15.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError(f"condition not met within {timeout} s")
+
+
+@pytest.fixture(scope="module")
+def live() -> Iterator[LiveTrap]:
+    config = load_config(LAB_FILE)
+    pulser = config.instruments["pulser"]
+    lab = Lab(
+        {"pulser": (pulser.model, pulser.address)},
+        SimSettings(seed=7, n_ions=2),
+        RealClock(1.0),
+        free_ports=True,
+    )
+    resources = lab.start()
+    hub = Hub(dataclasses.replace(config.bus, publish_port=0, subscribe_port=0)).start()
+    bus = dataclasses.replace(
+        config.bus,
+        publish_port=int(hub.publish_endpoint.rsplit(":", 1)[1]),
+        subscribe_port=int(hub.subscribe_endpoint.rsplit(":", 1)[1]),
+    )
+    spec = InstrumentSpec(
+        "pulser", pulser.model, resources["pulser"], limits=pulser.limit_values(), poll={}
+    )
+    host = DriverHost("drivers", [spec], bus, "tcp://127.0.0.1:0", open_spec).start()
+    link = BusPulserLink(bus, host.endpoint, "pulser", client="test")
+    try:
+        wait_for(lambda: host.workers["pulser"].state == "connected")
+        yield LiveTrap(lab, host, bus, link, config.device)
+    finally:
+        link.close()
+        host.stop()
+        hub.stop()
+        lab.stop()
+
+
+def test_bell_on_the_trap(live):
+    program = compile_program(parse_qasm(BELL), live.device)
+    result = run_program(program, TrapBackend(live.device, live.link), live.device, shots=400)
+    counts = result["counts"]
+    assert result["backend"] == "trap" and result["shots"] == 400
+    assert sum(counts.values()) == 400
+    # readout errors (bright ion with no photon 0.25 %, dark ion decaying 0.6 %) are small
+    assert counts.get("01", 0) + counts.get("10", 0) <= 0.05 * 400
+    assert binomial_ok(counts.get("00", 0), 400, 0.5)
+    assert binomial_ok(counts.get("11", 0), 400, 0.5)
+    lo, hi = result["intervals"]["00"]
+    assert lo < counts["00"] / 400 < hi
+
+
+def test_single_qubit_rotation_statistics_on_the_trap(live):
+    # ry(2·acos(√0.75)): P(1) = 1/4; plus an X on the second qubit: always 1
+    theta = 2 * math.acos(math.sqrt(0.75))
+    circuit = parse_qasm(
+        V3 + f"qubit[2] q;\nbit[2] c;\nry({theta!r}) q[0];\nx q[1];\nc = measure q;\n"
+    )
+    program = compile_program(circuit, live.device)
+    result = run_program(program, TrapBackend(live.device, live.link), live.device, shots=400)
+    counts = result["counts"]
+    ones_q0 = counts.get("11", 0) + counts.get("01", 0)
+    ones_q1 = counts.get("10", 0) + counts.get("11", 0)
+    assert binomial_ok(ones_q0, 400, 0.25)
+    assert ones_q1 >= 0.95 * 400
+
+
+def test_python_builder_circuit_on_the_trap_uses_the_global_beam(live):
+    circuit = Circuit(2, 2)
+    circuit.x(0)
+    circuit.x(1)
+    circuit.measure_all()
+    program = compile_program(circuit, live.device)
+    assert any(e.channel == "raman_global" for e in program.schedule.events)
+    result = run_program(program, TrapBackend(live.device, live.link), live.device, shots=200)
+    assert result["counts"].get("11", 0) >= 0.95 * 200
+
+
+def test_three_qubits_on_a_two_ion_trap_are_refused(live):
+    program = compile_program(parse_qasm(V3 + "qubit[3] q;\nh q;\n"), live.device)
+    with pytest.raises(SequencerError, match="holds 2 ion"):
+        run_program(program, TrapBackend(live.device, live.link), live.device, shots=10)
+
+
+def test_cli_run_qasm_on_the_trap(live, tmp_path, capsys):
+    drivers_port = int(live.host.endpoint.rsplit(":", 1)[1])
+    path = lab_file_for(tmp_path, live.bus, drivers_port)
+    args = ["run-qasm", str(QASM_DIR / "bell_v2.qasm"), "--backend", "trap", "--config", str(path)]
+    assert main([*args, "--shots", "200", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["backend"] == "trap" and doc["probabilities_exact"] is False
+    assert doc["counts"].get("00", 0) + doc["counts"].get("11", 0) >= 0.95 * 200
+    assert doc["device"]["name"] == "sim-yb171-5"
+
+
+def test_service_runs_jobs_on_the_trap(live, tmp_path):
+    backend = TrapBackend(live.device, live.link)
+    service = SequencerService(
+        JobQueue(tmp_path / "jobs.json"),
+        live.device,
+        lambda job: execute_job(job, live.device, backend=backend),
+        live.bus,
+        "tcp://127.0.0.1:0",
+    )
+    with service, CommandClient(live.bus, service.endpoint) as client:
+        job_id = client.call(
+            "sequencer", "call", {"name": "submit", "qasm": BELL, "shots": 100, "client": "alice"}
+        )["id"]
+        job = wait_for(
+            lambda: (
+                (j := client.call("sequencer", "get", {"name": "job", "id": job_id}))["state"]
+                in ("done", "failed")
+                and j
+            )
+        )
+    assert job["state"] == "done", job["error"]
+    assert job["backend"] == "trap" and job["submitter"] == "alice"
+    assert job["result"]["counts"].get("00", 0) + job["result"]["counts"].get("11", 0) >= 90
