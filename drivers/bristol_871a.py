@@ -4,10 +4,16 @@ The wavemeter greets each connection with one banner line, which is read and dis
 serves one client at a time: the host holds a single connection. It reports THz, nm and mW;
 this driver reports Hz, m and W. A reading of 0 (no light, emission off, calibrating) is an
 invalid exposure and is refused as a bad reply, never published as a frequency.
+
+`measure(channel)` switches the fibre switch and reads that input in one call, so a client
+that owns no lock never reads a channel another client has just switched away from (the driver
+host runs each call to completion on the instrument's one thread).
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Any, ClassVar, TypedDict
 
 import pyvisa
@@ -20,9 +26,17 @@ from ionpilot.drivers.base import (
     parse_float,
     parse_int,
 )
-from ionpilot.drivers.errors import InstrumentReplyError
+from ionpilot.drivers.errors import InstrumentCommandError, InstrumentReplyError
 
 MODEL = "bristol_871a"
+# After a switch the light of the old input may still be in the exposure being taken: wait for
+# the opto-mechanical switch to settle and for the running exposure to finish (the 871A measures
+# continuously, up to 1 kHz) before any reading counts. Override per lab (`switch_settle_s=`).
+SWITCH_SETTLE_S = 0.05
+# Readings of the new input may still be invalid (automatic exposure adjusting to a new power
+# level, a calibration in progress): retry this long before refusing.
+EXPOSURE_TIMEOUT_S = 1.0
+EXPOSURE_RETRY_S = 0.01
 
 
 def _positive(value: float, reply: str) -> float:
@@ -65,11 +79,32 @@ class Bristol871a(ScpiVisaDriver):
     default_terminator = "\r\n"
     error_query: ClassVar[str] = ":SYST:ERR?"
     clear_command: ClassVar[str | None] = None
-    bus_methods: ClassVar[tuple[str, ...]] = ("errors", "reset_errors", "calibrate", "read_all")
+    bus_methods: ClassVar[tuple[str, ...]] = (
+        "errors",
+        "reset_errors",
+        "calibrate",
+        "read_all",
+        "measure",
+    )
 
-    def __init__(self, name: str, address: str, *, read_banner: bool = True, **kwargs: Any):
+    def __init__(
+        self,
+        name: str,
+        address: str,
+        *,
+        read_banner: bool = True,
+        switch_settle_s: float = SWITCH_SETTLE_S,
+        exposure_timeout_s: float = EXPOSURE_TIMEOUT_S,
+        sleep: Callable[[float], None] = time.sleep,
+        monotonic: Callable[[], float] = time.monotonic,
+        **kwargs: Any,
+    ):
         kwargs.setdefault("device_clear", False)
         super().__init__(name, address, **kwargs)
+        self.switch_settle_s = switch_settle_s
+        self.exposure_timeout_s = exposure_timeout_s
+        self._sleep = sleep
+        self._monotonic = monotonic
         if read_banner:
             try:
                 banner = self.visa_handle.read()
@@ -138,6 +173,36 @@ class Bristol871a(ScpiVisaDriver):
             "wavelength_m": parse_float(fields[2]) * 1e-9,
             "power_w": parse_float(fields[3]) * 1e-3,
         }
+
+    def measure(self, channel: int) -> float:
+        """Route fibre-switch input `channel` to the wavemeter and return its frequency (Hz).
+
+        An out-of-range channel is refused (OutOfLimitsError) before anything is sent. Waits
+        `switch_settle_s` after the switch, then retries invalid exposures for up to
+        `exposure_timeout_s`; a channel that stays dark (no light, emission off, calibrating)
+        raises InstrumentCommandError: the instrument is fine, it has nothing to report.
+        The switch stays on `channel` (the polled `frequency` then reads it).
+        """
+        if isinstance(channel, bool) or not isinstance(channel, int):
+            raise TypeError(f"channel must be an int, not {type(channel).__name__}")
+        self.switch_channel(channel)
+        self._sleep(self.switch_settle_s)
+        deadline = self._monotonic() + self.exposure_timeout_s
+        while True:
+            reply = self.ask(":MEAS:FREQ?")
+            thz = parse_float(reply)
+            if thz > 0.0:
+                hz = thz * 1e12
+                self.frequency.cache.set(hz)
+                return hz
+            if thz < 0.0:
+                raise InstrumentReplyError(reply, "negative frequency")
+            if self._monotonic() >= deadline:
+                raise InstrumentCommandError(
+                    f"{self.name}: channel {channel} gave no valid exposure within "
+                    f"{self.exposure_timeout_s:g} s (no light, emission off or calibrating)"
+                )
+            self._sleep(EXPOSURE_RETRY_S)
 
     def calibrate(self) -> None:
         """Start the internal calibration (readings are invalid for about a second)."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -22,6 +23,7 @@ from ionpilot.bus.settings import BusSettings
 from ionpilot.servo.aux_lock import AuxLock
 from ionpilot.servo.clock_lock import ClockLock
 from ionpilot.servo.interrogation import ProbeSpec
+from ionpilot.servo.live_recovery import LiveRecovery
 from ionpilot.servo.outputs import (
     ClockUpdate,
     LockStateChanged,
@@ -30,8 +32,15 @@ from ionpilot.servo.outputs import (
     ServoRecord,
 )
 from ionpilot.servo.persistence import StateStore
+from ionpilot.servo.recovery import JobsHook
 from ionpilot.servo.seams import LabError, SignalInvalid
-from ionpilot.servo.settings import AuxLockSettings, ClockLockSettings, PulseCalibration
+from ionpilot.servo.settings import (
+    AuxLockSettings,
+    ClockLockSettings,
+    HealthSettings,
+    PulseCalibration,
+    RecoverySettings,
+)
 
 log = logging.getLogger(__name__)
 
@@ -118,16 +127,14 @@ class BusLab:
 
     def read(self, signal: str) -> float:
         instrument, _, parameter = signal.partition(".")
-        if (
-            parameter.startswith("ch")
-            and parameter.endswith(".frequency")
-            and (instrument == self.lock.wavemeter)
-        ):  # a fibre-switch channel: route it, then read
-            channel = int(parameter[2:].split(".")[0])
-            self._bus(instrument, "set", {"name": "switch_channel", "value": channel})
-            parameter = "frequency"
-        reply = self._bus(instrument, "get", {"name": parameter})
-        value = reply.get("value") if isinstance(reply, dict) else None
+        channel = re.fullmatch(r"ch(\d+)\.frequency", parameter)
+        if channel is not None:  # a fibre-switch channel: switched and read in one host command
+            value = self._bus(
+                instrument, "call", {"name": "measure", "args": [int(channel.group(1))]}
+            )
+        else:
+            reply = self._bus(instrument, "get", {"name": parameter})
+            value = reply.get("value") if isinstance(reply, dict) else None
         if (
             not isinstance(value, int | float)
             or isinstance(value, bool)
@@ -187,6 +194,16 @@ class BusOutputs:
                     t=record.wall_ns,
                 )
 
+    def publish_map(self, topic: str, fields: dict[str, object]) -> None:
+        """A map on its topic (`health.<signal>`, `health.aggregate`, `servo.uptime`)."""
+        with self._lock:
+            self._pub.publish(topic, fields)
+
+    def publish_event(self, kind: str, message: str, severity: str, data: dict[str, Any]) -> None:
+        """An audit entry as `evt.daemon.<kind>`."""
+        with self._lock:
+            self._pub.publish_event(kind, message, severity, data=data)
+
     def state(self, state: str) -> None:
         with self._lock:
             self._pub.publish("servo.clock.state", state)
@@ -208,12 +225,16 @@ class Daemon:
         state_dir: str | Path,
         aux_locks: dict[str, AuxLockSettings] | None = None,
         clock: Clock | None = None,
+        recovery: RecoverySettings | None = None,
+        health: HealthSettings | None = None,
+        hold_jobs: JobsHook | None = None,
     ) -> None:
         self._clock = clock or SystemClock()
         self._bus = bus
         self.publisher = Publisher(bus, self.PROCESS, clock=self._clock)
         self.outputs = BusOutputs(self.publisher)
         self.lab = BusLab(drivers_call, lock_settings, pulses)
+        self._drivers_call = drivers_call
         self.lock = ClockLock(
             lock_settings, self.lab, self._clock, self.outputs, StateStore(state_dir)
         )
@@ -221,6 +242,22 @@ class Daemon:
             AuxLock(name, settings, self.lab, self._clock, self.outputs)
             for name, settings in (aux_locks or {}).items()
         ]
+        self.recovery: LiveRecovery | None = None
+        if recovery is not None:  # health monitor and recovery playbooks (servo/live_recovery)
+            self.recovery = LiveRecovery(
+                lab=self.lab,
+                lock=self.lock,
+                auxes=self.aux_locks,
+                clock=self._clock,
+                pulses=pulses,
+                recovery=recovery,
+                health=health or HealthSettings(),
+                state_dir=state_dir,
+                publish=self.outputs.publish_map,
+                publish_event=self.outputs.publish_event,
+                hold_jobs=hold_jobs,
+                read_flag=self._read_flag,
+            )
         self.heartbeat = HeartbeatPublisher(bus, self.PROCESS, clock=self._clock)
         self.server = CommandServer(self.PROCESS, bus, clock=self._clock)
         self.server.register(self.PROCESS, "status", self._status, inline=True)
@@ -244,6 +281,8 @@ class Daemon:
         self._stop.set()
         self._thread.join(30.0)
         self.lock.persist()
+        if self.recovery is not None:
+            self.recovery.close()
         self.heartbeat.stop()
         self.server.close()
         self.publisher.close()
@@ -258,7 +297,9 @@ class Daemon:
                 pending, self._pending = self._pending, []
             for action in pending:
                 self._apply(action)
-            self.lock.step()
+            busy = self.recovery.tick() if self.recovery is not None else False
+            if not busy:
+                self.lock.step()
             now = self._clock.now()
             for aux in self.aux_locks:  # between clock updates, when due
                 if now >= aux.next_due:
@@ -270,12 +311,27 @@ class Daemon:
             if now - last_state_beat >= 1.0:  # late subscribers learn the state within 1 s
                 self.outputs.state(self.lock.state.value)
                 last_state_beat = now
-            if self.lock.state.value in ("holdover", "unlocked"):
+            if self.recovery is not None:  # the recovery engine decides about hold-over
+                if busy or self.lock.state.value in ("holdover", "unlocked"):
+                    self._stop.wait(0.2)
+            elif self.lock.state.value in ("holdover", "unlocked"):
                 # a lab error paused the lock: try again (resume re-verifies a long hold-over)
                 if not self._operator_paused and self._stop.wait(RETRY_AFTER_LAB_ERROR_S) is False:
                     self.lock.resume()
                 else:
                     self._stop.wait(0.2)
+
+    def _read_flag(self, signal: str) -> bool:
+        """An on/off parameter (`rf_drive.output`), which the lab seam's `read` refuses."""
+        instrument, _, parameter = signal.partition(".")
+        try:
+            reply = self._drivers_call(instrument, "get", {"name": parameter}, timeout=5.0)
+        except BusError as exc:
+            raise LabError(f"{signal}: {exc}") from exc
+        value = reply.get("value") if isinstance(reply, dict) else None
+        if not isinstance(value, bool):
+            raise SignalInvalid(f"{signal} is not on/off ({value!r})")
+        return value
 
     def _guarded(self, action: Callable[[], object], what: str) -> None:
         """Start-up reads go through the lab; a lab error there is reported, not fatal."""
@@ -285,6 +341,13 @@ class Daemon:
             self.publisher.publish_event("aux_error", f"{what}: {exc}", "MAJOR")
 
     def _apply(self, action: str) -> None:
+        verb, _, who = action.partition(":")
+        if verb in ("acknowledge", "leave_safe_state") and self.recovery is not None:
+            if verb == "acknowledge":
+                self.recovery.acknowledge(who or "unknown")
+            else:
+                self.recovery.operator_resume(who or "unknown")
+            return
         if action == "pause":
             self._operator_paused = True
             self.lock.pause("operator request")
@@ -305,14 +368,19 @@ class Daemon:
             "drift_hz_per_s": lock.drift_hz_per_s,
             "updates": lock.updates,
             "last_correction_hz": update.correction_hz if update is not None else None,
+            **(self.recovery.status() if self.recovery is not None else {}),
         }
 
     def _command(self, request: Request) -> Any:
         name = request.args.get("name")
-        if name not in ("pause", "resume", "reacquire"):
+        names = ("pause", "resume", "reacquire", "acknowledge", "leave_safe_state")
+        if name not in names:
             raise BusError(
-                "forbidden", f"daemon does not serve {name!r}; methods: pause, resume, reacquire"
+                "forbidden", f"daemon does not serve {name!r}; methods: {', '.join(names)}"
             )
+        action = str(name)
+        if name in ("acknowledge", "leave_safe_state"):
+            action = f"{name}:{request.client or 'unknown'}"  # recorded with who sent it
         with self._pending_lock:
-            self._pending.append(str(name))
+            self._pending.append(action)
         return {"queued": name}

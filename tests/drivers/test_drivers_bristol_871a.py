@@ -3,6 +3,7 @@
 import itertools
 
 import pytest
+from drivertools import record_writes
 
 from ionpilot.drivers.bristol_871a import Bristol871a
 from ionpilot.drivers.errors import InstrumentCommandError, InstrumentReplyError, OutOfLimitsError
@@ -91,3 +92,49 @@ def test_banner_is_discarded_and_errors_are_read_back():
         finally:
             inst.close()
         assert server.failures == [] and server.remaining == 0
+
+
+class FakeTime:
+    """Injected sleep/monotonic: time moves only when the driver sleeps."""
+
+    def __init__(self):
+        self.now = 0.0
+        self.sleeps = []
+
+    def sleep(self, seconds):
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+    def monotonic(self):
+        return self.now
+
+
+def test_measure_switches_waits_and_reads_in_one_call():
+    fake = FakeTime()
+    inst = open_instrument(
+        f"wm{next(_names)}",
+        "bristol_871a",
+        GOOD,
+        simulated=True,
+        timeout_s=0.2,
+        switch_settle_s=0.03,
+        sleep=fake.sleep,
+        monotonic=fake.monotonic,
+    )
+    try:
+        sent = record_writes(inst)
+        assert inst.measure(4) == pytest.approx(811.291490e12, rel=1e-15)
+        assert sent == [":ROUT:CHAN 4", ":SYST:ERR?", ":MEAS:FREQ?"]
+        assert fake.sleeps == [0.03]  # the settle comes between the switch and the reading
+        assert inst.switch_channel() == 4
+        assert "measure" in type(inst).bus_methods
+        sent.clear()
+        for bad in (0, 9):
+            with pytest.raises(OutOfLimitsError):
+                inst.measure(bad)
+        for wrong in (2.0, True, "3"):
+            with pytest.raises(TypeError):
+                inst.measure(wrong)
+        assert sent == []  # nothing reached the instrument
+    finally:
+        inst.close()

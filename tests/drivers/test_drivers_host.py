@@ -107,14 +107,16 @@ def live() -> Iterator[LiveLab]:
 
 def sim_rf_power(live: LiveLab) -> float:
     """Read the RF level straight from the simulated instrument, bypassing ionpilot."""
-    rm = pyvisa.ResourceManager("@py")
+    # only this resource is closed: the resource manager is shared with the host's sessions
+    inst = pyvisa.ResourceManager("@py").open_resource(
+        live.lab.resources()["rf_drive"], read_termination="\n"
+    )
     try:
-        inst = rm.open_resource(live.lab.resources()["rf_drive"], read_termination="\n")
         assert isinstance(inst, pyvisa.resources.MessageBasedResource)
         inst.timeout = 2000
         return float(inst.query("SOUR:POW?"))
     finally:
-        rm.close()
+        inst.close()
 
 
 def test_every_instrument_publishes_with_units(live: LiveLab) -> None:
