@@ -197,12 +197,20 @@ class ClockLock:
             self._set_state(LockState.HOLDOVER, reason)
             self.persist()
 
-    def resume(self) -> None:
-        """Back to the lock after a pause; a long pause re-verifies the line first."""
+    @property
+    def holdover_since_s(self) -> float:
+        """Clock time the present hold-over began (meaningful in HOLDOVER only)."""
+        return self._holdover_since
+
+    def resume(self, max_holdover_s: float | None = None) -> None:
+        """Back to the lock after a pause; a pause longer than `max_holdover_s` (default the
+        configured `holdover_limit`) re-verifies the line first. The recovery layer passes its
+        own bound from the predicted hold-over error."""
         if self._state is not LockState.HOLDOVER:
             return
         paused_s = self.clock.now() - self._holdover_since
-        if paused_s > self.settings.holdover_limit:
+        limit = self.settings.holdover_limit if max_holdover_s is None else max_holdover_s
+        if paused_s > limit:
             self.reacquire(f"hold-over of {paused_s:.0f} s exceeds the limit")
         else:
             self._lost_count = 0

@@ -158,6 +158,28 @@ class SafeStateSettings:
 
 
 @dataclass(frozen=True)
+class FaultScenarioSettings:
+    """The fault campaign of `ionpilot clock-sim --faults default` (the autonomy issue's month):
+    periodic faults (0 = never) with staggered first occurrences so they do not coincide."""
+
+    ion_loss_every: Annotated[float, "s"] = 4 * 3600.0
+    cooling_mode_hop_every: Annotated[float, "s"] = 8 * 3600.0
+    repump_mode_hop_every: Annotated[float, "s"] = 12 * 3600.0
+    cavity_unlock_every: Annotated[float, "s"] = 86400.0
+    rf_trip_every: Annotated[float, "s"] = 3 * 86400.0
+    driver_crash_every: Annotated[float, "s"] = 86400.0
+    stray_field_step_every: Annotated[float, "s"] = 0.0
+    wavemeter_invalid_fraction: float = 0.01  # of single wavemeter readings
+    first_ion_loss: Annotated[float, "s"] = 3600.0
+    first_cooling_mode_hop: Annotated[float, "s"] = 2.5 * 3600.0
+    first_repump_mode_hop: Annotated[float, "s"] = 5.3 * 3600.0
+    first_cavity_unlock: Annotated[float, "s"] = 7.7 * 3600.0
+    first_rf_trip: Annotated[float, "s"] = 11.1 * 3600.0
+    first_driver_crash: Annotated[float, "s"] = 13.9 * 3600.0
+    first_stray_field_step: Annotated[float, "s"] = 17.3 * 3600.0
+
+
+@dataclass(frozen=True)
 class RecoverySettings:
     """Recovery policy: one playbook per fault kind, and the safe state."""
 
@@ -165,3 +187,34 @@ class RecoverySettings:
     safe_state: SafeStateSettings = field(default_factory=SafeStateSettings)
     restart_backoff_initial: Annotated[float, "s"] = 1.0
     restart_backoff_max: Annotated[float, "s"] = 60.0
+    # Added by the autonomy engineer.
+    retry_delay: Annotated[float, "s"] = 2.0  # between a failed attempt and the next
+    repeat_limit: int = 6  # more trips of one kind than this within repeat_window: escalate
+    repeat_window: Annotated[float, "s"] = 3600.0
+    unrecognised_after: Annotated[float, "s"] = 60.0  # a MAJOR signal no playbook covers
+    lab_error_grace: Annotated[float, "s"] = 2.0  # lock paused by a lab error: retry after
+    holdover_drift_uncertainty: Annotated[float, "Hz/s"] = 0.01  # error growth in hold-over
+    holdover_line_fraction: float = 0.5  # of the probe half-width: resume without a search
+    health_period: Annotated[float, "s"] = 1.0  # how often the signals are read
+    micromotion_period: Annotated[float, "s"] = 600.0  # how often micromotion is measured
+    dc_compensation_period: Annotated[float, "s"] = 0.0  # scheduled DC scans (0 = on alarm)
+    fluorescence_threshold: Annotated[float, "1/s"] = 3000.0  # cooled counts above: an ion
+    single_ion_rate: Annotated[float, "1/s"] = 20_000.0  # expected for one bright ion (net)
+    oven_current: Annotated[float, "A"] = 2.4  # during a reload (hot start, within limits)
+    oven_voltage: Annotated[float, "V"] = 3.0  # compliance: the oven is current-driven
+    oven_supply: str = "oven"
+    oven_channel: int = 1
+    pi_shutter: str = "shutter_399"
+    repump_shutter: str = "shutter_935"
+    rf_drive: str = "rf_drive"
+    rf_power: Annotated[float, "dBm"] = 0.0  # the trap's operating RF power
+    rf_ramp_start: Annotated[float, "dBm"] = -20.0
+    rf_ramp_step: Annotated[float, "dBm"] = 2.0
+    rf_ramp_interval: Annotated[float, "s"] = 0.5
+    dc_electrodes: str = "dc_electrodes"
+    dc_channels: tuple[int, ...] = (1, 2)
+    dc_scan_step: Annotated[float, "V"] = 0.1
+    recool_time: Annotated[float, "s"] = 2.0
+    driver_process: str = "drivers"
+    heartbeat_stale_after: Annotated[float, "s"] = 2.0
+    scenario: FaultScenarioSettings = field(default_factory=FaultScenarioSettings)

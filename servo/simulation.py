@@ -390,3 +390,166 @@ def clock_sim(
     )
     result["_record"] = (t[keep], y)
     return result
+
+
+# ---------------------------------------------------------------------------------------------
+# Faults the World does not have, and the lab actions the recovery playbooks use
+
+
+class FaultyWorldLab(WorldLab):
+    """`WorldLab` with what the recovery playbooks need, and two faults the World lacks:
+
+    * the driver host crashing (a process fault, not physics): from a crash until the supervisor
+      has restarted it every lab call raises `LabError` and its heartbeat stops;
+    * a fraction of single wavemeter exposures invalid (the World only has invalid periods).
+
+    Lab actions map onto the World's public setters under the drivers' parameter names. The
+    lasers' relock sweep (`<laser>.mode_search`) is modelled here: the World has no mode
+    structure, so a sweep takes `mode_search_s` and puts the laser back on its mode through the
+    World's restore API. Micromotion (`trap.micromotion_index`) is the World's β, measured in
+    `micromotion_probe_s` (a sideband probe)."""
+
+    def __init__(
+        self,
+        world: WorldLike,
+        seed: int = 1,
+        *,
+        wavemeter_invalid_fraction: float = 0.0,
+        supervisor_restart_s: float = 6.0,
+        driver_start_s: float = 4.0,
+        mode_search_s: float = 3.0,
+        micromotion_probe_s: float = 5.0,
+        record_truth: bool = True,
+    ) -> None:
+        super().__init__(world, seed, record_truth)
+        self.w: Any = world
+        self.fault_rng = np.random.default_rng([seed, 871])
+        self.wavemeter_invalid_fraction = wavemeter_invalid_fraction
+        self.supervisor_restart_s = supervisor_restart_s
+        self.driver_start_s = driver_start_s
+        self.mode_search_s = mode_search_s
+        self.micromotion_probe_s = micromotion_probe_s
+        self.crash_times: list[float] = []
+        self.host_back_at: float | None = None  # host down until then
+        self.crashes = 0
+        self.restart_requests = 0
+        self.count_duration_s = 0.05
+
+    # -- the driver host ----------------------------------------------------------------------
+
+    def schedule_crashes(self, times: list[float]) -> None:
+        self.crash_times = sorted(self.crash_times + list(times))
+
+    def crash_driver_host(self) -> None:
+        """The host process dies now; the supervisor notices the exit and restarts it."""
+        self.crashes += 1
+        self.host_back_at = self.world.now() + self.supervisor_restart_s
+
+    def host_up(self) -> bool:
+        t = self.world.now()
+        if self.host_back_at is None and (not self.crash_times or t < self.crash_times[0]):
+            return True  # the hot path: no crash due
+        while self.crash_times and self.crash_times[0] <= t:
+            at = self.crash_times.pop(0)
+            self.crashes += 1
+            self.host_back_at = at + self.supervisor_restart_s
+        if self.host_back_at is not None:
+            if t >= self.host_back_at:
+                self.host_back_at = None
+                return True
+            return False
+        return True
+
+    def restart_process(self, name: str) -> None:
+        """The supervisor's restart, asked for by the recovery: up after `driver_start_s`."""
+        self.restart_requests += 1
+        if self.host_back_at is not None:
+            self.host_back_at = min(self.host_back_at, self.world.now() + self.driver_start_s)
+
+    def _host(self) -> None:
+        if not self.host_up():
+            raise LabError("driver host not answering")
+
+    # -- the seam -------------------------------------------------------------------------------
+
+    def interrogate(self, probe: ProbeSpec, aom_frequency_hz: float, n_probes: int) -> int:
+        self._host()
+        return super().interrogate(probe, aom_frequency_hz, n_probes)
+
+    def set_clock_aom_frequency(self, frequency_hz: float) -> None:
+        self._host()
+        super().set_clock_aom_frequency(frequency_hz)
+
+    def is_ion_present(self) -> bool:
+        self._host()
+        return super().is_ion_present()
+
+    def read(self, signal: str) -> float:
+        self._host()
+        w = self.w
+        instrument, _, parameter = signal.partition(".")
+        if parameter.startswith("ch") and parameter.endswith("frequency"):
+            if (
+                self.wavemeter_invalid_fraction > 0
+                and self.fault_rng.random() < self.wavemeter_invalid_fraction
+            ):
+                raise SignalInvalid(f"{signal}: wavemeter exposure invalid")
+            return super().read(signal)
+        if signal == "pulser.count_rate":
+            return float(w.cooled_count_rate())
+        if signal == "pulser.counts":  # a gate of count_duration on the photon counter
+            return float(w.count_photons(self.count_duration_s))
+        if parameter == "lock_state":
+            return float(w.cavity_state) if "435" in instrument else 0.0
+        if instrument.startswith("rf") and parameter == "output":
+            return 1.0 if w.rf_output else 0.0
+        if instrument.startswith("rf") and parameter == "power":
+            return float(w.rf_power_dbm)
+        if signal == "trap.micromotion_index":
+            w.advance(self.micromotion_probe_s)
+            return float(w.micromotion_beta())
+        if instrument.startswith("dc") and parameter.endswith(".voltage"):
+            return float(w.dc_output(int(parameter[2:4])))
+        return super().read(signal)
+
+    def set(self, parameter: str, value: float) -> None:
+        self._host()
+        w = self.w
+        instrument, _, name = parameter.partition(".")
+        if instrument == "oven":
+            if name.endswith(".current"):
+                w.set_supply(1, current_a=value)
+            elif name.endswith(".voltage"):
+                w.set_supply(1, voltage_v=value)
+            elif name.endswith(".output"):
+                w.set_supply(1, enabled=bool(value))
+                if value:
+                    w.set_supply_master(True)
+            else:
+                raise LabError(f"unknown parameter '{parameter}'")
+            return
+        if instrument.startswith("shutter_") and name == "open":
+            w.set_shutter(instrument.removeprefix("shutter_"), bool(value))
+            return
+        if instrument.startswith("rf"):
+            if name == "output":
+                w.set_rf(output=bool(value))
+            elif name == "power":
+                w.set_rf(power_dbm=value)
+            else:
+                raise LabError(f"unknown parameter '{parameter}'")
+            return
+        if instrument.startswith("dc") and name.endswith(".voltage"):
+            w.set_dc(int(name[2:4]), level_v=value)
+            return
+        if parameter == "pulser.count_duration":
+            self.count_duration_s = float(value)
+            return
+        if name == "lock_enabled":
+            w.set_cavity_lock(bool(value))
+            return
+        if name == "mode_search":
+            w.advance(self.mode_search_s)
+            w.inject("restore", instrument)
+            return
+        super().set(parameter, value)

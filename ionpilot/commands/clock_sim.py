@@ -3,7 +3,10 @@
 The same `ClockLock` that runs live steps here against the in-process `World` (through
 `ionpilot.servo.simulation.WorldLab`); a simulated day takes a few seconds. The wavemeter locks
 of the cooling and repump lasers run alongside (the cooling laser walks and would heat the ion
-out of the trap). Faults are switched off: this measures the lock, not recovery.
+out of the trap). Without `--faults` the faults are switched off: this measures the lock. With
+`--faults default|FILE` the health monitor and the recovery playbooks run too, under a campaign
+of faults (the config's `recovery.scenario`, or a scenario file), and the JSON gains `uptime`,
+`faults`, `escalations` and `stuck`.
 """
 
 from __future__ import annotations
@@ -18,11 +21,21 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import yaml
+
+from ionpilot.bus.units import UnitError, parse_quantity
 from ionpilot.config import DEFAULT_CONFIG, ConfigError, load_config
-from ionpilot.servo.settings import AuxLockSettings, ClockLockSettings
+from ionpilot.servo.autonomy import DRIVER_CRASH, FaultEvent, periodic_events, run_autonomy
+from ionpilot.servo.settings import (
+    AuxLockSettings,
+    ClockLockSettings,
+    FaultScenarioSettings,
+    RecoverySettings,
+)
 from ionpilot.servo.simulation import clock_sim
+from ionpilot.sim.scenario import parse_time
 from ionpilot.sim.settings import SimSettings
-from ionpilot.sim.world import LASER_SPECS, World
+from ionpilot.sim.world import LASER_SPECS, FaultError, World, check_fault
 
 DEFAULT_DRIFT_HZ_PER_S = 0.3
 
@@ -139,12 +152,136 @@ def run(
     return result
 
 
+def load_recovery(config_path: str | None) -> RecoverySettings:
+    """The lab file's `recovery:` section (defaults when the default file does not load)."""
+    try:
+        return load_config(config_path or DEFAULT_CONFIG).recovery
+    except (ConfigError, OSError) as exc:
+        if config_path is not None:
+            raise ClockSimError(f"{config_path} is invalid: {str(exc).splitlines()[0]}") from exc
+        return RecoverySettings()
+
+
+def load_faults(
+    spec: str, recovery: RecoverySettings, hours: float
+) -> tuple[list[FaultEvent], float]:
+    """`default` → the config's periodic scenario; else a YAML file: a mapping with fields of
+    `FaultScenarioSettings` ("4 h", 0 = never; unnamed fields keep the config's values) and
+    an optional `events:` list of `{at, fault, target}`, or a plain list of such events (the
+    sim/scenarios format; `fault: driver_crash` is understood too). Returns the events and the
+    fraction of invalid wavemeter readings."""
+    if spec == "default":
+        scenario = recovery.scenario
+        return periodic_events(scenario, hours), scenario.wavemeter_invalid_fraction
+    try:
+        data = yaml.safe_load(Path(spec).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ClockSimError(f"cannot read {spec}: {exc.strerror or exc}") from exc
+    except yaml.YAMLError as exc:
+        raise ClockSimError(f"{spec} is not YAML: {str(exc).splitlines()[0]}") from exc
+    if isinstance(data, list):
+        data = {
+            "events": data,
+            **{
+                f.name: 0.0
+                for f in dataclasses.fields(FaultScenarioSettings)
+                if f.name.endswith("_every")
+            },
+        }
+    if not isinstance(data, dict):
+        raise ClockSimError(f"{spec}: a fault file is a mapping (periods, events) or a list")
+    raw_events = data.pop("events", []) or []
+    fields = {f.name: f for f in dataclasses.fields(FaultScenarioSettings)}
+    values: dict[str, Any] = {}
+    for key, value in data.items():
+        if key not in fields:
+            raise ClockSimError(f"{spec}: unknown key '{key}'; known: events, {', '.join(fields)}")
+        try:
+            if key == "wavemeter_invalid_fraction" or (
+                isinstance(value, int | float) and not isinstance(value, bool)
+            ):
+                values[key] = float(value)
+            else:
+                values[key] = parse_quantity(str(value), "s").value
+        except (UnitError, ValueError) as exc:
+            raise ClockSimError(f"{spec}: {key}: {exc}") from exc
+    scenario = dataclasses.replace(recovery.scenario, **values)
+    events = periodic_events(scenario, hours)
+    if not isinstance(raw_events, list):
+        raise ClockSimError(f"{spec}: events must be a list of {{at, fault, target}}")
+    for i, entry in enumerate(raw_events):
+        if not isinstance(entry, dict) or "at" not in entry or "fault" not in entry:
+            raise ClockSimError(f"{spec}: event {i + 1} needs 'at' and 'fault'")
+        kind = str(entry["fault"])
+        target = None if entry.get("target") is None else str(entry["target"])
+        try:
+            at = parse_time(entry["at"])
+            if kind != DRIVER_CRASH:
+                check_fault(kind, target)
+        except (ValueError, FaultError) as exc:
+            raise ClockSimError(f"{spec}: event {i + 1}: {exc}") from exc
+        events.append(FaultEvent(at, kind, target))
+    events.sort(key=lambda e: e.at_s)
+    return events, scenario.wavemeter_invalid_fraction
+
+
+def run_faults(
+    hours: float,
+    seed: int = 1,
+    *,
+    faults: str = "default",
+    config_path: str | None = None,
+    drift_hz_per_s: float = DEFAULT_DRIFT_HZ_PER_S,
+    audit_path: str | None = None,
+) -> dict[str, Any]:
+    """Unattended operation under a fault campaign: the lock, the health monitor and the
+    recovery playbooks on virtual time. The keys of `ionpilot.servo.autonomy.summarise`."""
+    if not hours > 0 or not math.isfinite(hours):
+        raise ClockSimError(f"the simulated time must be positive, found {hours} h")
+    settings, sim, aux, source = load_settings(config_path)
+    recovery = load_recovery(config_path)
+    events, fraction = load_faults(faults, recovery, hours)
+    recovery = dataclasses.replace(
+        recovery,
+        scenario=dataclasses.replace(recovery.scenario, wavemeter_invalid_fraction=fraction),
+    )
+    settings = dataclasses.replace(settings, comb_period=max(settings.comb_period, 60.0))
+    world = World(sim_world_settings(sim, "default", seed, drift_hz_per_s))
+    _, result = run_autonomy(
+        world,
+        settings,
+        recovery,
+        aux,
+        hours=hours,
+        seed=seed,
+        events=events,
+        audit_path=audit_path or ":memory:",
+    )
+    result["seed"] = seed
+    result["faults_source"] = faults
+    result["config"] = source
+    return result
+
+
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "clock-sim",
         help="run the clock lock on virtual time against the simulated ion (days in seconds)",
     )
-    parser.add_argument("--hours", type=float, default=24.0, help="simulated hours (24)")
+    parser.add_argument("--hours", type=float, default=None, help="simulated hours (24)")
+    parser.add_argument(
+        "--days", type=float, default=None, help="simulated days (instead of --hours)"
+    )
+    parser.add_argument(
+        "--faults",
+        default=None,
+        metavar="default|FILE",
+        help="run the health monitor and recovery under a fault campaign: the config's "
+        "default scenario or a YAML file; adds uptime, faults, escalations, stuck",
+    )
+    parser.add_argument(
+        "--audit", default=None, metavar="FILE.sqlite", help="with --faults: keep the audit log"
+    )
     parser.add_argument("--seed", type=int, default=1, help="random seed (1)")
     parser.add_argument(
         "--laser",
@@ -182,9 +319,17 @@ def register(subparsers: Any) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    if args.days is not None and args.hours is not None:
+        print("error: give --hours or --days, not both", file=sys.stderr)
+        return 2
+    hours = 24.0 if args.hours is None else args.hours
+    if args.days is not None:
+        hours = 24.0 * args.days
+    if args.faults is not None:
+        return main_faults(args, hours)
     try:
         result = run(
-            args.hours,
+            hours,
             args.seed,
             laser=args.laser,
             servo=args.servo,
@@ -210,6 +355,46 @@ def main(args: argparse.Namespace) -> int:
     else:
         print(summary(result))
     return 0 if "error" not in result else 1
+
+
+def main_faults(args: argparse.Namespace, hours: float) -> int:
+    if args.plot:
+        print("error: --plot is not available with --faults", file=sys.stderr)
+        return 2
+    try:
+        result = run_faults(
+            hours,
+            args.seed,
+            faults=args.faults,
+            config_path=args.config,
+            drift_hz_per_s=args.drift,
+            audit_path=args.audit,
+        )
+    except ClockSimError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(result, indent=1))
+    else:
+        print(summary_faults(result))
+    return 0
+
+
+def summary_faults(r: dict[str, Any]) -> str:
+    lines = [
+        f"{r['sim_days']:g} days simulated in {r['wall_s']:.1f} s (speed-up {r['speedup']:.0f}); "
+        f"faults {r['faults_source']}, seed {r['seed']}",
+        f"uptime {r['uptime']:.4f}; escalations {r['escalations']}; stuck {r['stuck']}; "
+        f"final state {r['final_state']}",
+    ]
+    for kind, f in r["faults"].items():
+        mttr = f["mttr_s"]
+        lines.append(
+            f"  {kind:14s} {f['count']:4d} faults, {f['recovered']:4d} recovered, "
+            f"{f['escalated']:2d} escalated; time to recover median {mttr['median']:.1f} s, "
+            f"max {mttr['max']:.1f} s"
+        )
+    return "\n".join(lines)
 
 
 def summary(r: dict[str, Any]) -> str:

@@ -39,6 +39,8 @@ def run(args: argparse.Namespace) -> int:
         command_endpoint=f"tcp://{config.bus.host}:{port}",
         state_dir=state_dir,
         aux_locks=dict(config.servo.aux_locks),
+        recovery=config.recovery,
+        health=config.health,
     )
 
     def stop() -> None:

@@ -30,7 +30,9 @@ PROCESS_COMMANDS: dict[str, tuple[str, ...]] = {
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser("up", help="start the whole lab (hub, sim, drivers, daemon, sequencer service)")
+    parser = subparsers.add_parser(
+        "up", help="start the whole lab (hub, sim, drivers, daemon, sequencer service)"
+    )
     parser.add_argument("--config", default=str(DEFAULT_CONFIG), help="lab file")
     parser.add_argument("--duration", type=float, default=None, help="stop after SECONDS")
     parser.add_argument("--summary-json", default=None, help="write a JSON summary to FILE")

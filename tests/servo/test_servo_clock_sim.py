@@ -108,3 +108,47 @@ def test_bad_input_is_one_error_line(capsys, argv, message):
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_faults_adds_uptime_faults_escalations_and_stuck(capsys):
+    assert main(["clock-sim", "--hours", "6", "--faults", "default", "--seed", "1", "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["stuck"] == 0 and r["escalations"] == 0
+    assert r["uptime"] > 0.97
+    assert set(r["faults"]) >= {"ion_loss", "mode_hop"}
+    for f in r["faults"].values():
+        assert f["recovered"] == f["count"] and f["escalated"] == 0
+        assert set(f["mttr_s"]) == {"median", "max"}
+    assert r["injected"]["ion_loss"] == 2  # at 1 h and 5 h
+
+
+def test_faults_file_and_days(tmp_path, capsys):
+    path = tmp_path / "faults.yaml"
+    path.write_text(
+        "ion_loss_every: 0\ncooling_mode_hop_every: 0\nrepump_mode_hop_every: 0\n"
+        "cavity_unlock_every: 0\nrf_trip_every: 0\ndriver_crash_every: 0\n"
+        "events:\n  - {at: 20 min, fault: driver_crash}\n  - {at: 40 min, fault: cavity_unlock}\n"
+    )
+    argv = ["clock-sim", "--days", "0.05", "--faults", str(path), "--json"]
+    assert main(argv) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["sim_hours"] == pytest.approx(1.2)
+    assert r["faults"]["driver_stale"]["recovered"] == 1
+    assert r["faults"]["cavity_unlock"]["recovered"] == 1
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("ion_loss_every: soon\n", "ion_loss_every"),
+        ("bogus: 1 h\n", "unknown key 'bogus'"),
+        ("events:\n  - {at: 1 h, fault: meteor}\n", "unknown fault 'meteor'"),
+    ],
+)
+def test_bad_fault_files_are_one_error_line(tmp_path, capsys, text, message):
+    path = tmp_path / "faults.yaml"
+    path.write_text(text)
+    assert main(["clock-sim", "--hours", "1", "--faults", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err
+    assert len(err.strip().splitlines()) == 1

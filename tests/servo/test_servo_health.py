@@ -1,0 +1,142 @@
+"""Health monitor on a manual clock: bands with hysteresis, rate, staleness, debounce, severity
+order, aggregate, latching and acknowledgement (recorded with who sent it); the audit log."""
+
+from ionpilot.bus.clock import ManualClock
+from ionpilot.bus.units import Quantity
+from ionpilot.servo.audit import AuditLog
+from ionpilot.servo.health import HealthMonitor, Severity
+from ionpilot.servo.settings import HealthRule
+
+
+def q(value, unit="V"):
+    return Quantity(value, unit)
+
+
+def rule(**kw):
+    base = {
+        "lolo": q(0.0),
+        "low": q(1.0),
+        "high": q(9.0),
+        "hihi": q(10.0),
+        "hysteresis": q(0.5),
+        "stale_after": 5.0,
+    }
+    base.update(kw)
+    return HealthRule(**base)
+
+
+def test_severities_are_ordered_like_epics():
+    assert Severity.OK < Severity.MINOR < Severity.MAJOR < Severity.INVALID
+
+
+def test_bands_with_hysteresis():
+    clock = ManualClock()
+    h = HealthMonitor({"x": rule()}, clock)
+    seq = [
+        (5.0, Severity.OK),
+        (9.2, Severity.MINOR),
+        (8.8, Severity.MINOR),  # inside HIGH but not by the hysteresis
+        (8.4, Severity.OK),
+        (10.1, Severity.MAJOR),
+        (9.7, Severity.MAJOR),  # hysteresis holds MAJOR
+        (9.4, Severity.MINOR),
+        (-0.1, Severity.MAJOR),
+        (0.3, Severity.MAJOR),
+        (0.6, Severity.MINOR),
+        (1.6, Severity.OK),
+    ]
+    for value, expected in seq:
+        clock.advance(0.1)
+        h.observe("x", value)
+        assert h.severity("x") is expected, (value, h.signals["x"].reason)
+
+
+def test_staleness_on_the_injected_clock_is_invalid():
+    clock = ManualClock()
+    h = HealthMonitor({"x": rule(stale_after=2.0)}, clock)
+    h.observe("x", 5.0)
+    clock.advance(1.9)
+    assert h.evaluate() is Severity.OK
+    clock.advance(0.2)
+    assert h.evaluate() is Severity.INVALID
+    assert "stale" in h.signals["x"].reason
+    h.observe("x", 5.0)
+    assert h.severity("x") is Severity.OK
+
+
+def test_rate_of_change_and_invalid_readings():
+    clock = ManualClock()
+    h = HealthMonitor({"x": rule(max_rate=q(1.0, "V/s"))}, clock)
+    h.observe("x", 5.0)
+    clock.advance(1.0)
+    h.observe("x", 5.5)
+    assert h.severity("x") is Severity.OK
+    clock.advance(1.0)
+    h.observe("x", 7.0)  # 1.5 V/s
+    assert h.severity("x") is Severity.MAJOR and "rate" in h.signals["x"].reason
+    h.observe_invalid("x", "underexposed")
+    assert h.severity("x") is Severity.INVALID
+
+
+def test_debounce_ignores_a_single_bad_reading():
+    clock = ManualClock()
+    h = HealthMonitor({"x": rule(debounce=1.0)}, clock)
+    h.observe("x", 5.0)
+    clock.advance(1.0)
+    h.observe_invalid("x", "one bad exposure")
+    assert h.severity("x") is Severity.OK
+    clock.advance(1.0)
+    h.observe("x", 5.0)
+    assert h.severity("x") is Severity.OK
+    h.observe("x", 11.0)
+    clock.advance(0.5)
+    h.observe("x", 11.0)
+    assert h.severity("x") is Severity.OK
+    clock.advance(0.6)
+    h.observe("x", 11.0)
+    assert h.severity("x") is Severity.MAJOR
+
+
+def test_alarms_latch_until_acknowledged_and_the_ack_names_the_sender(tmp_path):
+    clock = ManualClock()
+    audit = AuditLog(clock, tmp_path / "audit.sqlite")
+    published = []
+    h = HealthMonitor(
+        {"x": rule(), "y": rule()},
+        clock,
+        sink=lambda topic, payload: published.append((topic, payload)),
+        on_acknowledge=lambda s, who, sev: audit.record(
+            "ack", s, f"acknowledged by {who}", source="operator", severity=sev.name
+        ),
+    )
+    h.observe("x", 5.0)
+    h.observe("y", 5.0)
+    h.observe("x", 11.0)
+    h.observe("x", 5.0)
+    h.evaluate()
+    assert h.severity("x") is Severity.OK
+    assert h.signals["x"].latched is Severity.MAJOR
+    assert h.unacknowledged() == ["x"]
+    assert h.aggregate is Severity.OK
+    assert h.acknowledge(None, "alice@console") == ["x"]
+    assert h.signals["x"].latched is Severity.OK
+    assert h.signals["x"].acknowledged_by == "alice@console"
+    assert h.unacknowledged() == []
+    rows = audit.rows("ack")
+    assert rows[0][3] == "x" and "alice@console" in rows[0][4]
+    topics = [t for t, _ in published]
+    assert "health.x" in topics and "health.aggregate" in topics
+    aggregate = [p for t, p in published if t == "health.aggregate"][-1]
+    assert aggregate["severity"] == "OK" and aggregate["unacknowledged"] == ""
+    audit.close()
+
+
+def test_aggregate_is_the_worst_signal():
+    clock = ManualClock()
+    h = HealthMonitor({"x": rule(), "y": rule()}, clock)
+    h.observe("x", 9.5)
+    h.observe("y", 5.0)
+    assert h.evaluate() is Severity.MINOR
+    clock.advance(6.0)
+    h.observe("x", 5.0)
+    assert h.evaluate() is Severity.INVALID  # y went stale
