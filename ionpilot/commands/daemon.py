@@ -22,29 +22,43 @@ def run(args: argparse.Namespace) -> int:
     config = load_or_report(args.config)
     if config is None:
         return 2
-    from ionpilot.bus.client import CommandClient
+    from ionpilot.bus.codec import BusError
     from ionpilot.bus.directory import Directory
+    from ionpilot.script import Lab
     from ionpilot.servo.daemon import Daemon
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s daemon %(levelname)s %(message)s")
+    log = logging.getLogger("ionpilot.daemon")
     directory = Directory.from_config(config.bus.host, config.processes, config.instruments)
-    drivers = CommandClient(config.bus, directory.resolve(config.servo.clock_lock.pulser))
+    lab = Lab(directory, config.bus, name="daemon")  # routes each target to its process
+
+    def hold_jobs(hold: bool, reason: str) -> None:
+        """Hold user jobs on the sequencer service during a recovery (if it runs)."""
+        if "sequencer" not in config.processes:
+            return
+        args = {"name": "hold", "reason": reason} if hold else {"name": "resume"}
+        try:
+            lab.call("sequencer", "call", dict(args), timeout=1.0)
+        except BusError as exc:
+            log.warning("sequencer jobs not %s: %s", "held" if hold else "resumed", exc)
+
     state_dir = Path(args.state_dir or Path(config.lab.data_dir) / "servo")
     port = config.processes["daemon"].command_port
     daemon = Daemon(
         config.servo.clock_lock,
         config.servo.pulses,
         config.bus,
-        drivers_call=drivers.call,
+        drivers_call=lab.call,
         command_endpoint=f"tcp://{config.bus.host}:{port}",
         state_dir=state_dir,
         aux_locks=dict(config.servo.aux_locks),
         recovery=config.recovery,
         health=config.health,
+        hold_jobs=hold_jobs,
     )
 
     def stop() -> None:
         daemon.stop()
-        drivers.close()
+        lab.close()
 
     return run_service(daemon.start, stop, f"ready daemon (state in {state_dir})")

@@ -86,7 +86,7 @@ def test_up_locks_survives_daemon_kill_and_leaves_nothing(tmp_path: Path) -> Non
             "--config",
             str(lab),
             "--duration",
-            "50",
+            "80",
             "--summary-json",
             str(summary_path),
             "--quiet",
@@ -139,6 +139,20 @@ def test_up_locks_survives_daemon_kill_and_leaves_nothing(tmp_path: Path) -> Non
     assert status["aux_locks"] == {"cooling": "locked", "repump": "locked"}, status
     first_daemon = pids["daemon"][0]
     os.kill(first_daemon, signal.SIGKILL)
+    with CommandClient(config.bus, daemon_endpoint) as client:
+
+        def restarted_and_locked() -> bool:
+            if len(pids.get("daemon", [])) < 2:
+                return False
+            reply = client.request("daemon", "status", {}, timeout=2.0)
+            return reply.ok and isinstance(reply.value, dict) and reply.value["state"] == "locked"
+
+        deadline = time.monotonic() + 40
+        while time.monotonic() < deadline and not restarted_and_locked():
+            time.sleep(0.2)
+        assert restarted_and_locked(), "".join(output)
+    # now the driver host dies: the supervisor restarts it and the lock carries on
+    os.kill(pids["drivers"][0], signal.SIGKILL)
     proc.wait(timeout=150)
     reader.join(5)
     text = "".join(output)
@@ -146,6 +160,8 @@ def test_up_locks_survives_daemon_kill_and_leaves_nothing(tmp_path: Path) -> Non
     summary = json.loads(summary_path.read_text())
     assert summary["time_to_lock_s"] is not None and summary["time_to_lock_s"] < 60, summary
     assert summary["processes"]["daemon"]["restarts"] == 1, text
+    assert summary["processes"]["drivers"]["restarts"] == 1, text
+    assert len(pids["drivers"]) == 2
     states = [entry["state"] for entry in summary["state_history"]]
     assert states.count("acquiring") == 1, states  # the restarted daemon did not search again
     assert summary["final_state"] == "locked", summary
