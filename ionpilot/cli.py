@@ -20,6 +20,7 @@ COMMAND_MODULES: list[str] = [
     "clock_sim",
     "sequencer",
     "up",
+    "gui",
 ]
 
 
