@@ -1,24 +1,22 @@
 """Sequencer: edit or load OpenQASM, compile, see the pulse schedule per channel, submit a job,
 watch the queue, and see results as a histogram with 95 % Wilson error bars.
 
-Compiling (and a quick run on the local simulated chain) happens in this process, in a worker
-thread; it goes through `ionpilot.sequencer` and hands the panel plain JSON — the same schedule
-and result documents the sequencer service sends over the bus. Jobs go to the service (target
-`sequencer`, `call` name=submit / jobs); when it does not answer, the panel says so.
+Everything goes through the sequencer service on the bus (target `sequencer`): `call`
+name=compile for the schedule and report, name=simulate for a quick run on the simulated chain,
+name=submit for a job on the trap, `list` / `get` for the queue and results. When the service
+does not answer, the panel says so.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
-from PyQt6.QtCore import QObject, QSettings, Qt, pyqtSignal
+from PyQt6.QtCore import QSettings, Qt
 from PyQt6.QtGui import QFont
 from PyQt6.QtWidgets import (
     QFileDialog,
@@ -53,28 +51,6 @@ KIND_COLOURS = {"pulse": "#4fc3f7", "ttl": "#90a4ae", "pump": "#ba68c8", "detect
 QUEUE_COLUMNS = ("Job", "State", "Shots", "Submitter", "Submitted (Unix s)")
 
 
-def compile_locally(text: str, device: Any) -> dict[str, Any]:
-    """Parse, compile, schedule and validate; the schedule and report as plain data."""
-    from ionpilot.sequencer import DeviceSettings, compile_program, parse_qasm
-
-    program = compile_program(parse_qasm(text, name="console"), device or DeviceSettings())
-    return {"schedule": program.schedule.to_json(), "report": program.report.to_json()}
-
-
-def run_locally(text: str, device: Any, shots: int) -> dict[str, Any]:
-    """Compile and run on the simulated chain (with its error model); the result document."""
-    from ionpilot.sequencer import DeviceSettings, get_backend, run_qasm
-
-    dev = device or DeviceSettings()
-    return run_qasm(text, get_backend("sim", dev), dev, shots=shots, name="console")
-
-
-class _Relay(QObject):
-    """Carries a worker thread's result to the GUI thread (queued signal)."""
-
-    done = pyqtSignal(object, object)  # callback, (ok, value)
-
-
 class SequencerPanel(QWidget):
     """Editor on the left; timeline, queue and histogram on the right."""
 
@@ -84,9 +60,6 @@ class SequencerPanel(QWidget):
     def __init__(self, ctx: Context, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.ctx = ctx
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="gui-sequencer")
-        self._relay = _Relay()
-        self._relay.done.connect(lambda cb, outcome: cb(*outcome))
         self.schedule: dict[str, Any] | None = None
         self.result: dict[str, Any] | None = None
         self.service_state = "unknown"
@@ -167,29 +140,20 @@ class SequencerPanel(QWidget):
         layout.setContentsMargins(8, 8, 8, 8)
         layout.addWidget(self.splitter)
 
-    # ------------------------------------------------------------------------- workers
-
-    def _in_worker(self, work: Callable[[], Any], callback: Callable[[bool, Any], None]) -> None:
-        def finished(future: Future[Any]) -> None:
-            exc = future.exception()
-            outcome = (False, exc) if exc is not None else (True, future.result())
-            self._relay.done.emit(callback, outcome)
-
-        self._pool.submit(work).add_done_callback(finished)
-
-    def close_workers(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
-
     # ------------------------------------------------------------------------- compile
 
     def compile(self) -> None:
         text = self.editor.toPlainText()
         self._say("compiling …", "")
         started = time.perf_counter()
-        device = self.ctx.facts.device
-        self._in_worker(
-            lambda: compile_locally(text, device),
-            lambda ok, value: self._on_compiled(ok, value, started),
+        self.ctx.bus.request(
+            self.ctx.settings.sequencer_target,
+            "call",
+            {"name": "compile", "qasm": text},
+            lambda reply: self._on_compiled(
+                reply.ok, reply.value if reply.ok else describe_reply(reply), started
+            ),
+            timeout=30.0,
         )
 
     def _on_compiled(self, ok: bool, value: Any, started: float) -> None:
@@ -243,9 +207,16 @@ class SequencerPanel(QWidget):
     def run_local(self) -> None:
         text = self.editor.toPlainText()
         shots = self.shots.value()
-        device = self.ctx.facts.device
-        self._say(f"running {shots} shots on the local simulated chain …", "")
-        self._in_worker(lambda: run_locally(text, device, shots), self._on_result)
+        self._say(f"running {shots} shots on the simulated chain …", "")
+        self.ctx.bus.request(
+            self.ctx.settings.sequencer_target,
+            "call",
+            {"name": "simulate", "qasm": text, "shots": shots},
+            lambda reply: self._on_result(
+                reply.ok, reply.value if reply.ok else describe_reply(reply)
+            ),
+            timeout=60.0,
+        )
 
     def _on_result(self, ok: bool, value: Any) -> None:
         if not ok:

@@ -299,5 +299,4 @@ class ConsoleWindow(QMainWindow):
     def closeEvent(self, event: QCloseEvent | None) -> None:  # noqa: N802
         self.save_layout()
         self.timer.stop()
-        self.sequencer.close_workers()
         super().closeEvent(event)

@@ -23,10 +23,11 @@ from ionpilot.bus.codec import BusError, ErrorCode, Request
 from ionpilot.bus.pubsub import HeartbeatPublisher, Publisher
 from ionpilot.bus.server import CommandServer
 from ionpilot.bus.settings import BusSettings
+from ionpilot.sequencer.backends import get_backend
 from ionpilot.sequencer.errors import JobError, SequencerError
 from ionpilot.sequencer.jobs import Job, JobQueue
 from ionpilot.sequencer.qasm import parse_qasm
-from ionpilot.sequencer.runner import compile_program
+from ionpilot.sequencer.runner import compile_program, run_qasm
 from ionpilot.sequencer.schedule import Schedule, validate_schedule
 from ionpilot.sequencer.settings import DeviceSettings
 
@@ -63,6 +64,8 @@ class SequencerService:
     * `call name=submit qasm=TEXT [shots priority due_s client]` -> `{id}`; clock interrogations
       as `call name=submit kind=clock schedule=JSON-TEXT` (they run even while held);
     * `call name=cancel id=ID`, `call name=hold [reason]`, `call name=resume`;
+    * `call name=compile qasm=TEXT` -> schedule and compile report (nothing runs);
+    * `call name=simulate qasm=TEXT [shots ideal]` -> a result on the simulated chain, at once;
     * `get name=job id=ID` -> the job with its state, result or error;
     * `list [limit]` -> jobs (summaries) and the latest audit records;
     * `status` -> held or not, queue counts, backend.
@@ -199,12 +202,38 @@ class SequencerService:
                     self.queue.resume(who)
                     self._cond.notify_all()
                 return {"held": False}
+            if name == "compile":
+                return self._compile(_text(request.args, "qasm"))
+            if name == "simulate":
+                return self._simulate(request.args)
         except JobError as exc:
             raise BusError(ErrorCode.BAD_REQUEST, str(exc)) from None
         raise BusError(
             ErrorCode.UNKNOWN_METHOD,
-            f"sequencer does not serve call {name!r}; calls: submit, cancel, hold, resume",
+            f"sequencer does not serve call {name!r}; calls: submit, cancel, hold, resume, "
+            "compile, simulate",
         )
+
+    def _compile(self, qasm: str) -> dict[str, Any]:
+        """Compile for this device without running anything: the schedule and the report (what
+        the console draws), or the program's error with line and column."""
+        try:
+            program = compile_program(parse_qasm(qasm, name="request"), self.device)
+        except SequencerError as exc:
+            raise BusError(ErrorCode.BAD_REQUEST, str(exc)) from None
+        return {"schedule": program.schedule.to_json(), "report": program.report.to_json()}
+
+    def _simulate(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Run on the simulated ion chain (never the trap, never queued): a quick look at what a
+        program should give before it is submitted."""
+        shots = _int(args, "shots", 1000)
+        if not 1 <= shots <= MAX_SHOTS:
+            raise BusError(ErrorCode.BAD_REQUEST, f"shots must be 1..{MAX_SHOTS}")
+        backend = get_backend("sim", self.device, ideal=bool(args.get("ideal", False)))
+        try:
+            return run_qasm(_text(args, "qasm"), backend, self.device, shots=shots, name="request")
+        except SequencerError as exc:
+            raise BusError(ErrorCode.BAD_REQUEST, str(exc)) from None
 
     def _submit(self, args: dict[str, Any], who: str) -> str:
         kind = args.get("kind", "user")

@@ -37,10 +37,11 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--duration", type=float, default=None, help="stop after SECONDS")
     parser.add_argument("--summary-json", default=None, help="write a JSON summary to FILE")
     parser.add_argument("--quiet", action="store_true", help="no live status")
+    parser.add_argument("--gui", action="store_true", help="also open the operator console")
     parser.set_defaults(handler=run)
 
 
-def child_specs(config_path: str, config: LabConfig) -> list[ChildSpec]:
+def child_specs(config_path: str, config: LabConfig, gui: bool = False) -> list[ChildSpec]:
     specs = [
         ChildSpec(
             "hub",
@@ -58,6 +59,15 @@ def child_specs(config_path: str, config: LabConfig) -> list[ChildSpec]:
                     heartbeat=process,
                 )
             )
+    if gui:  # the console: the operator's window, closed at will, never restarted
+        specs.append(
+            ChildSpec(
+                "gui",
+                ionpilot_argv("gui", "--config", config_path),
+                restart=False,
+                wait_ready=False,
+            )
+        )
     return specs
 
 
@@ -180,7 +190,7 @@ def run(args: argparse.Namespace) -> int:
     watcher = BusWatcher(config, tracker)
     out: TextIO = sys.stdout
     supervisor = Supervisor(
-        child_specs(args.config, config),
+        child_specs(args.config, config, gui=args.gui),
         heartbeat_age=watcher.heartbeat_age,
         stale_after_s=max(5.0, config.bus.stale_after * 2),
         backoff_initial_s=config.recovery.restart_backoff_initial,

@@ -118,6 +118,23 @@ def test_a_bad_program_is_refused_at_submission(running):
     assert running.client.call("sequencer", "list")["jobs"] == []
 
 
+def test_compile_and_simulate_answer_at_once_and_queue_nothing(running):
+    compiled = running.call("compile", qasm=BELL)
+    assert compiled["report"]["two_qubit_count"] == 1
+    channels = {e["channel"] for e in compiled["schedule"]["events"]}
+    assert channels  # the schedule the console draws
+    result = running.call("simulate", qasm=BELL, shots=400, ideal=True)
+    assert set(result["counts"]) == {"00", "11"}
+    assert sum(result["counts"].values()) == 400
+    with pytest.raises(BusError) as refused:
+        running.call("compile", qasm=V3 + "qubit q;\nfoo q;\n")
+    assert refused.value.code == "bad_request" and "line 4" in refused.value.message
+    with pytest.raises(BusError) as refused:
+        running.call("simulate", qasm=BELL, shots=0)
+    assert refused.value.code == "bad_request"
+    assert running.client.call("sequencer", "list")["jobs"] == []
+
+
 def test_hold_keeps_user_jobs_but_runs_clock_jobs(running):
     assert running.call("hold", reason="ion loss recovery", client="daemon") == {
         "held": True,
