@@ -28,12 +28,15 @@ from ionpilot.bus.codec import (
     DecodeError,
     ErrorCode,
     Reply,
-    Request,
     Value,
 )
 from ionpilot.bus.hub import hard_frame_limit
 from ionpilot.bus.settings import BusSettings
-from ionpilot.bus.wire import recv_frames
+
+# Plain ints: with pyzmq's flag enums every `|` and `&` is a Python-level call.
+_NOBLOCK = int(zmq.NOBLOCK)
+_POLLIN = int(zmq.POLLIN)
+_POLLOUT = int(zmq.POLLOUT)
 
 
 def default_client_name() -> str:
@@ -56,6 +59,7 @@ class ClientCore:
         self.name = name or default_client_name()
         self._codec = Codec(settings.max_message_bytes)
         self._decode_reply = self._codec.decode_reply
+        self._encode_call = self._codec.encode_call
         sock = (context or zmq.Context.instance()).socket(zmq.DEALER)
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.IMMEDIATE, 1)
@@ -64,6 +68,7 @@ class ClientCore:
         sock.setsockopt(zmq.MAXMSGSIZE, hard_frame_limit(settings.max_message_bytes))
         sock.connect(endpoint)
         self.socket = sock
+        self._send = super(zmq.Socket, sock).send  # the Cython send, without pyzmq's wrapper
         self._ids: Iterator[int] = itertools.count(random.SystemRandom().randrange(1, 2**40))
         self._outbox: deque[tuple[int, bytes]] = deque()
         self._rcvtimeo = -1
@@ -90,9 +95,7 @@ class ClientCore:
         """A fresh id and the encoded request; `BusError(bad_request)` for unsendable args."""
         rid = next(self._ids)
         try:
-            payload = self._codec.encode_request(
-                Request(rid, method, target, args or {}, self.name)
-            )
+            payload = self._encode_call(rid, method, target, args or {}, self.name)
         except DecodeError as exc:
             raise BusError(ErrorCode.BAD_REQUEST, str(exc)) from None
         return rid, payload
@@ -101,7 +104,7 @@ class ClientCore:
         """Send now, or queue until the connection is up (bounded; `busy` when full)."""
         if not self._outbox:
             try:
-                self.socket.send(payload, zmq.NOBLOCK)
+                self._send(payload, _NOBLOCK)
                 return
             except zmq.Again:
                 pass
@@ -121,14 +124,14 @@ class ClientCore:
         while True:
             events = cast(int, sock.getsockopt(zmq.EVENTS))
             progressed = False
-            if events & zmq.POLLOUT and self._outbox:
+            if events & _POLLOUT and self._outbox:
                 try:
-                    sock.send(self._outbox[0][1], zmq.NOBLOCK)
+                    sock.send(self._outbox[0][1], _NOBLOCK)
                     self._outbox.popleft()
                     progressed = True
                 except zmq.Again:
                     pass
-            if events & zmq.POLLIN:
+            if events & _POLLIN:
                 reply = self.read_reply()
                 if reply is not None:
                     replies.append(reply)
@@ -138,18 +141,19 @@ class ClientCore:
 
     def read_reply(self, wait_ms: int = 0) -> Reply | None:
         """Read one message, waiting up to `wait_ms`; None on timeout or (counted) garbage."""
-        try:
+        sock = self.socket
+        try:  # one frame: a reply is one; the frames of a longer message count one by one
             if wait_ms <= 0:
-                frames = recv_frames(self.socket, zmq.NOBLOCK)
+                data = sock.recv(_NOBLOCK)
             else:
                 if wait_ms != self._rcvtimeo:
-                    self.socket.setsockopt(zmq.RCVTIMEO, wait_ms)
+                    sock.setsockopt(zmq.RCVTIMEO, wait_ms)
                     self._rcvtimeo = wait_ms
-                frames = recv_frames(self.socket)
+                data = sock.recv()
         except zmq.Again:
             return None
         try:
-            return self._decode_reply(frames[-1])
+            return self._decode_reply(data)
         except DecodeError:
             self.bad_replies += 1
             return None

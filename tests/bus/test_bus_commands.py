@@ -132,6 +132,26 @@ def test_busy_beyond_max_in_flight(settings, server, ctx):
     dealer.close()
 
 
+def test_socket_loop_answers_envelopes_and_garbage_then_still_serves(settings, server, ctx):
+    """The loop's fast path takes [identity, payload]; anything longer goes the general way."""
+    assert server.endpoint.startswith("tcp://127.0.0.1:")  # not the internal wake-up address
+    codec = Codec()
+    req = ctx.socket(zmq.REQ)  # REQ framing: an empty delimiter before the payload
+    req.connect(server.endpoint)
+    req.send(codec.encode_request(Request(7, "get", "rf_drive", {"name": "frequency"})))
+    assert codec.decode_reply(req.recv()).value == 25e6
+    req.close()
+    dealer = ctx.socket(zmq.DEALER)
+    dealer.connect(server.endpoint)
+    dealer.send_multipart([b"x" * 300, b"junk"])  # oversized routing frame
+    dealer.send(b"\xc1")  # never valid msgpack
+    replies = [codec.decode_reply(dealer.recv_multipart()[-1]) for _ in range(2)]
+    assert [r.code for r in replies] == ["bad_request", "bad_request"]
+    dealer.send(codec.encode_request(Request(8, "get", "rf_drive", {"name": "frequency"})))
+    assert codec.decode_reply(dealer.recv()).id == 8
+    dealer.close()
+
+
 def test_many_clients_concurrently_while_a_handler_is_slow(settings, server, ctx, bus, release):
     """One slow request blocks neither other clients nor the process's heartbeats."""
     slow = CommandClient(settings, server.endpoint, context=ctx)

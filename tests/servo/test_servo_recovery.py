@@ -6,6 +6,7 @@ driver-host crash through the adapter) and steps everything; bounds are world se
 
 import dataclasses
 import sqlite3
+from typing import Any
 
 import pytest
 
@@ -48,6 +49,12 @@ def make(seed=1, recovery=None, rules=None, fraction=0.0):
 
 def go(world, run, seconds):
     autonomy.step_until(run, world, world.now() + seconds)
+
+
+def lock_state(run) -> LockState:
+    """Read through a call: mypy must not carry an earlier assert's narrowing past the run."""
+    state: LockState = run.lock.state
+    return state
 
 
 def until(world, run, predicate, limit_s, step_s=0.5):
@@ -195,7 +202,7 @@ def test_retries_run_out_into_the_safe_state_with_an_alert():
     # the operator fixes the laser and resumes: the clock locks again
     world.set_laser("399", enabled=True)
     run.engine.operator_resume("bob")
-    until(world, run, lambda: run.lock.state is LockState.LOCKED, 600)
+    until(world, run, lambda: lock_state(run) is LockState.LOCKED, 600)
 
 
 def test_a_watched_signal_without_playbook_escalates_as_unrecognised():
@@ -297,7 +304,7 @@ def test_sqlite_audit_file_holds_every_decision(tmp_path):
     run = autonomy.build(
         world, LOCK, RecoverySettings(), default_aux_locks(sim), 1, audit_path=path
     )
-    seen = []
+    seen: list[Any] = []
     run.audit.sinks.append(seen.append)
     autonomy.start(run)
     go(world, run, 120)
