@@ -60,6 +60,7 @@ class _Entry:
     fn: Handler
     is_async: bool
     inline: bool
+    deferred: bool = False  # called in the socket thread, returns a concurrent Future
 
 
 class CommandServer:
@@ -111,18 +112,32 @@ class CommandServer:
             self._targets[check_name(target)] = {}
             self.register(target, "ping", self._ping, inline=True)
 
-    def register(self, target: str, method: str, handler: Handler, *, inline: bool = False) -> None:
+    def register(
+        self,
+        target: str,
+        method: str,
+        handler: Handler,
+        *,
+        inline: bool = False,
+        deferred: bool = False,
+    ) -> None:
         """Serve `method` on `target` with `handler(request) -> value`.
 
         `inline=True` runs a sync handler in the socket loop: only for handlers that never block
-        (reading a cached value). Other sync handlers run in the thread pool; coroutine
-        functions run as tasks. Handlers refuse with `raise BusError(code, message)`.
+        (reading a cached value). `deferred=True`: a sync handler, also run in the socket loop,
+        that only hands the work to a thread of its own and returns a
+        `concurrent.futures.Future` of the value; the reply goes out when it completes, with no
+        thread or event loop in between (a driver host's instrument workers). Other sync
+        handlers run in the thread pool; coroutine functions run as tasks. Handlers refuse with
+        `raise BusError(code, message)`, or a deferred one by failing its future with it.
         """
         if method not in METHODS:
             raise ValueError(f"{method!r} is not a bus method; allowed: {sorted(METHODS)}")
         self.add_target(target)
         is_async = inspect.iscoroutinefunction(handler)
-        self._targets[target][method] = _Entry(handler, is_async, inline and not is_async)
+        if deferred and (is_async or inline):
+            raise ValueError("a deferred handler is a plain function returning a Future")
+        self._targets[target][method] = _Entry(handler, is_async, inline and not is_async, deferred)
 
     def targets(self) -> dict[str, list[str]]:
         return {t: sorted(m) for t, m in sorted(self._targets.items())}
@@ -205,7 +220,16 @@ class CommandServer:
             self.stats["busy"] += 1
             return self._fail(rid, ErrorCode.BUSY, "too many requests in progress")
         future: concurrent.futures.Future[Any]
-        if entry.is_async:
+        if entry.deferred:
+            try:
+                future = entry.fn(req)
+            except BusError as exc:
+                return self._fail(rid, exc.code, exc.message)
+            except Exception as exc:
+                return self._fail(rid, ErrorCode.INTERNAL, _describe(exc))
+            if not isinstance(future, concurrent.futures.Future):
+                return self._fail(rid, ErrorCode.INTERNAL, "deferred handler returned no Future")
+        elif entry.is_async:
             future = asyncio.run_coroutine_threadsafe(entry.fn(req), self._async_loop())
         else:
             future = self._executor.submit(entry.fn, req)

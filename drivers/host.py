@@ -9,8 +9,8 @@ carries on. Nothing an instrument does can take the host down.
 
 from __future__ import annotations
 
-import asyncio
 import logging
+import math
 import queue
 import threading
 from collections.abc import Callable
@@ -69,6 +69,7 @@ class _Command:
     value: Any = None
     args: list[Any] = field(default_factory=list)
     future: Future[Any] = field(default_factory=Future)
+    deadline: float = math.inf  # host clock; a command still queued after it is not applied
 
 
 def _wire(value: Any) -> Any:
@@ -239,6 +240,15 @@ class InstrumentWorker:
 
     def _execute(self, command: _Command) -> None:
         self.stats["commands"] += 1
+        if self._clock.now() > command.deadline:
+            command.future.set_exception(
+                BusError(
+                    ErrorCode.INSTRUMENT_TIMEOUT,
+                    f"{self.spec.name}: {command.kind} {command.name} waited too long behind "
+                    "other commands; not applied",
+                )
+            )
+            return
         instrument = self.instrument
         if instrument is None:
             command.future.set_exception(
@@ -402,9 +412,9 @@ class DriverHost:
         self.server.register(process, "describe", self._describe_host, inline=True)
         self.server.register(process, "status", self._describe_host, inline=True)
         for name in self.workers:
-            self.server.register(name, "get", self._get)
-            self.server.register(name, "set", self._set)
-            self.server.register(name, "call", self._call)
+            self.server.register(name, "get", self._get, deferred=True)
+            self.server.register(name, "set", self._set, deferred=True)
+            self.server.register(name, "call", self._call, deferred=True)
             self.server.register(name, "describe", self._describe, inline=True)
 
     @property
@@ -433,17 +443,13 @@ class DriverHost:
 
     # --------------------------------------------------------------------------- handlers
 
-    async def _run(self, request: Request, command: _Command) -> Any:
+    def _run(self, request: Request, command: _Command) -> Future[Any]:
+        """Hand the command to the instrument's worker; the server replies when it completes.
+        A command still queued after the budget is refused there, never applied late."""
         worker = self.workers[request.target]
-        future = worker.submit(command)
-        budget = worker.spec.timeout_s * 3 + 1.0  # a ramp or a reconnect-in-progress
-        try:
-            return await asyncio.wait_for(asyncio.wrap_future(future), budget)
-        except TimeoutError:
-            raise BusError(
-                ErrorCode.INSTRUMENT_TIMEOUT,
-                f"{request.target} did not complete {command.kind} within {budget:.1f} s",
-            ) from None
+        budget = worker.spec.timeout_s * 3 + 1.0  # a ramp or a long run ahead of it
+        command.deadline = self._clock.now() + budget
+        return worker.submit(command)
 
     @staticmethod
     def _name(request: Request) -> str:
@@ -454,10 +460,10 @@ class DriverHost:
             )
         return name
 
-    async def _get(self, request: Request) -> Any:
-        return await self._run(request, _Command("get", self._name(request)))
+    def _get(self, request: Request) -> Future[Any]:
+        return self._run(request, _Command("get", self._name(request)))
 
-    async def _set(self, request: Request) -> Any:
+    def _set(self, request: Request) -> Future[Any]:
         if "value" not in request.args:
             raise BusError(ErrorCode.BAD_REQUEST, "set needs args.value")
         value = request.args["value"]
@@ -466,13 +472,13 @@ class DriverHost:
                 ErrorCode.BAD_REQUEST,
                 f"value must be a number, boolean or text, not {type(value).__name__}",
             )
-        return await self._run(request, _Command("set", self._name(request), value=value))
+        return self._run(request, _Command("set", self._name(request), value=value))
 
-    async def _call(self, request: Request) -> Any:
+    def _call(self, request: Request) -> Future[Any]:
         args = request.args.get("args", [])
         if not isinstance(args, list):
             raise BusError(ErrorCode.BAD_REQUEST, "args.args must be a list")
-        return await self._run(request, _Command("call", self._name(request), args=args))
+        return self._run(request, _Command("call", self._name(request), args=args))
 
     def _describe(self, request: Request) -> Any:
         return self.workers[request.target].describe()

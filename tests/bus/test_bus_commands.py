@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from dataclasses import replace
 
 import pytest
@@ -19,6 +20,7 @@ from ionpilot.bus import (
     Directory,
     HeartbeatPublisher,
     ProcessSettings,
+    Reply,
     Request,
     Subscriber,
 )
@@ -236,3 +238,62 @@ def test_settings_defaults():
     assert (s.host, s.publish_port, s.subscribe_port) == ("127.0.0.1", 15600, 15601)
     assert (s.max_message_bytes, s.high_water_mark) == (1 << 20, 10_000)
     assert (s.heartbeat_period, s.stale_after, s.request_timeout) == (1.0, 3.0, 2.0)
+
+
+def test_deferred_handlers_reply_when_their_future_completes(settings, ctx):
+    """A deferred handler hands work to its own thread and returns a Future: the reply waits
+    for it without holding the socket loop, failures come back structured, and nothing is
+    handed over once the server is at its in-flight limit."""
+    import concurrent.futures
+
+    pending: list[concurrent.futures.Future[object]] = []
+    handed_over: list[str] = []
+
+    def deferred(request: Request) -> concurrent.futures.Future[object]:
+        handed_over.append(str(request.args.get("name")))
+        future: concurrent.futures.Future[object] = concurrent.futures.Future()
+        pending.append(future)
+        return future
+
+    srv = CommandServer("drivers", replace(settings, max_in_flight=2), context=ctx)
+    srv.register("pulser", "get", deferred, deferred=True)
+    srv.bind("tcp://127.0.0.1:0")
+    srv.start()
+    try:
+        with (
+            CommandClient(settings, srv.endpoint, context=ctx) as a,
+            CommandClient(settings, srv.endpoint, context=ctx) as b,
+            CommandClient(settings, srv.endpoint, context=ctx) as c,
+        ):
+            results: dict[str, object] = {}
+            threads = [
+                threading.Thread(
+                    target=lambda n=n, cl=cl: results.__setitem__(
+                        n, cl.request("pulser", "get", {"name": n}, timeout=10.0, retries=0)
+                    )
+                )
+                for n, cl in (("one", a), ("two", b))
+            ]
+            for t in threads:
+                t.start()
+            deadline = time.monotonic() + 10
+            while len(pending) < 2 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert len(pending) == 2
+            busy = c.request("pulser", "get", {"name": "three"}, timeout=5.0, retries=0)
+            assert not busy.ok and busy.code == "busy"
+            assert "three" not in handed_over  # refused before the handler was called
+            assert c.call("drivers", "ping", {})  # the loop is free meanwhile
+            pending[0].set_result({"value": 1.5})
+            pending[1].set_exception(BusError("instrument_timeout", "no answer"))
+            for t in threads:
+                t.join(10)
+        one, two = results["one"], results["two"]
+        assert isinstance(one, Reply) and isinstance(two, Reply)
+        assert one.ok and one.value == {"value": 1.5}
+        assert not two.ok and two.code == "instrument_timeout"
+    finally:
+        for future in pending:  # never leave a client waiting on a failed test
+            if not future.done():
+                future.set_result(None)
+        srv.close()

@@ -188,3 +188,65 @@ def test_faulty_instrument_goes_invalid_and_recovers_while_others_carry_on(
     wait_for(lambda: live.fresh("tlm.rf_drive.power", t2), timeout=10.0)
     assert live.host.workers["rf_drive"].stats["reconnects"] >= 1
     assert live.client.call("rf_drive", "get", {"name": "power"})["unit"] == "dBm"
+
+
+class _CountingParameter:
+    unit = "V"
+    settable = True
+
+    def __init__(self) -> None:
+        self.sets: list[object] = []
+
+    def set(self, value: object) -> None:
+        self.sets.append(value)
+
+    def get(self) -> float:
+        return 1.0
+
+
+class _FakeInstrument:
+    """Just what the worker touches; enough to test its command rules without a lab."""
+
+    bus_methods = ()
+
+    def __init__(self) -> None:
+        self.voltage = _CountingParameter()
+
+    def parameter_by_path(self, path: str) -> _CountingParameter:
+        if path != "voltage":
+            raise KeyError(path)
+        return self.voltage
+
+    def telemetry_parameters(self) -> tuple[str, ...]:
+        return ("voltage",)
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_command_that_waited_past_its_deadline_is_not_applied() -> None:
+    from ionpilot.bus.clock import ManualClock
+    from ionpilot.drivers.host import InstrumentWorker, _Command
+
+    fake = _FakeInstrument()
+    clock = ManualClock()
+    bus = BusSettings(publish_port=1)  # nothing listens: telemetry is dropped, never blocks
+    worker = InstrumentWorker(
+        InstrumentSpec("box", "qdac2", "TCPIP0::127.0.0.1::1::SOCKET"),
+        lambda spec: fake,  # type: ignore[arg-type, return-value]
+        bus,
+        clock=clock,
+    ).start()
+    try:
+        wait_for(lambda: worker.state == "connected")
+        stale = _Command("set", "voltage", value=2.0, deadline=clock.now() - 1.0)
+        fresh = _Command("set", "voltage", value=3.0, deadline=clock.now() + 10.0)
+        worker.submit(stale)
+        worker.submit(fresh)
+        with pytest.raises(BusError) as refused:
+            stale.future.result(timeout=10)
+        assert refused.value.code == "instrument_timeout"
+        assert fresh.future.result(timeout=10)["value"] == 1.0
+        assert fake.voltage.sets == [3.0]  # the late set never reached the instrument
+    finally:
+        worker.stop()
