@@ -4,7 +4,6 @@ clock lock resumes; every decision is in the audit log (SQLite) with its reason.
 
 from __future__ import annotations
 
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -13,51 +12,10 @@ import time
 from pathlib import Path
 
 import pytest
+from labprocs import lab_on_free_ports
 
 from ionpilot.bus.client import CommandClient
 from ionpilot.config import load_config
-from ionpilot.drivers.hardware import MODELS
-
-ROOT = Path(__file__).resolve().parents[2]
-SIM_LAB = ROOT / "configs" / "sim-lab.yaml"
-
-
-def free_ports(n: int) -> list[int]:
-    sockets = []
-    for _ in range(n):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        sockets.append(s)
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
-def lab_on_free_ports(tmp: Path) -> Path:
-    config = load_config(SIM_LAB)
-    ports = iter(free_ports(2 + len(config.processes) + len(config.instruments)))
-    lines = [
-        f"include: {SIM_LAB}",
-        f"lab: {{name: e2e-recovery, data_dir: {tmp / 'var'}}}",
-        f"bus: {{publish_port: {next(ports)}, subscribe_port: {next(ports)}}}",
-        "processes:",
-    ]
-    lines += [f"  {name}: {{command_port: {next(ports)}}}" for name in config.processes]
-    lines.append("instruments:")
-    forms = {
-        "visa-socket": "TCPIP0::127.0.0.1::{}::SOCKET",
-        "telnet": "TCPIP0::127.0.0.1::{}::SOCKET",
-        "serial-socket": "socket://127.0.0.1:{}",
-        "xmlrpc": "http://127.0.0.1:{}/RPC2",
-        "tcp-json": "tcp://127.0.0.1:{}",
-    }
-    for name, inst in config.instruments.items():
-        address = forms[MODELS[inst.model].transport].format(next(ports))
-        lines.append(f"  {name}: {{address: '{address}'}}")
-    path = tmp / "lab.yaml"
-    path.write_text("\n".join(lines) + "\n")
-    return path
 
 
 def wait_for(predicate, seconds: float, step: float = 0.5) -> bool:
@@ -72,7 +30,7 @@ def wait_for(predicate, seconds: float, step: float = 0.5) -> bool:
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_ion_loss_during_up_is_recovered_and_the_lock_resumes(tmp_path: Path) -> None:
-    lab = lab_on_free_ports(tmp_path)
+    lab = lab_on_free_ports(tmp_path, "e2e-recovery")
     proc = subprocess.Popen(
         [sys.executable, "-m", "ionpilot.cli", "up", "--config", str(lab), "--duration", "200"],
         stdout=subprocess.PIPE,

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -15,67 +14,16 @@ import time
 from pathlib import Path
 
 import pytest
+from labprocs import alive, lab_on_free_ports
 
 from ionpilot.bus.client import CommandClient
 from ionpilot.config import load_config
-from ionpilot.drivers.hardware import MODELS
-
-ROOT = Path(__file__).resolve().parents[2]
-SIM_LAB = ROOT / "configs" / "sim-lab.yaml"
-
-
-def free_ports(n: int) -> list[int]:
-    sockets = []
-    for _ in range(n):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        sockets.append(s)
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
-def lab_on_free_ports(tmp: Path) -> Path:
-    """The default lab, every port moved to a free one, state kept in tmp."""
-    config = load_config(SIM_LAB)
-    ports = iter(free_ports(2 + len(config.processes) + len(config.instruments)))
-    lines = [
-        f"include: {SIM_LAB}",
-        f"lab: {{name: e2e, data_dir: {tmp / 'var'}}}",
-        f"bus: {{publish_port: {next(ports)}, subscribe_port: {next(ports)}}}",
-        "servo: {clock_lock: {persist_period: 1 s}}",
-        "processes:",
-    ]
-    lines += [f"  {name}: {{command_port: {next(ports)}}}" for name in config.processes]
-    lines.append("instruments:")
-    forms = {
-        "visa-socket": "TCPIP0::127.0.0.1::{}::SOCKET",
-        "telnet": "TCPIP0::127.0.0.1::{}::SOCKET",
-        "serial-socket": "socket://127.0.0.1:{}",
-        "xmlrpc": "http://127.0.0.1:{}/RPC2",
-        "tcp-json": "tcp://127.0.0.1:{}",
-    }
-    for name, inst in config.instruments.items():
-        address = forms[MODELS[inst.model].transport].format(next(ports))
-        lines.append(f"  {name}: {{address: '{address}'}}")
-    path = tmp / "lab.yaml"
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split()[2] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(240)
 def test_up_locks_survives_daemon_kill_and_leaves_nothing(tmp_path: Path) -> None:
-    lab = lab_on_free_ports(tmp_path)
+    lab = lab_on_free_ports(tmp_path, "e2e", ["servo: {clock_lock: {persist_period: 1 s}}"])
     summary_path = tmp_path / "summary.json"
     proc = subprocess.Popen(
         [
@@ -168,4 +116,4 @@ def test_up_locks_survives_daemon_kill_and_leaves_nothing(tmp_path: Path) -> Non
     assert len(pids["daemon"]) == 2
     for name, numbers in pids.items():
         for pid in numbers:
-            assert not _alive(pid), f"{name} pid {pid} left behind"
+            assert not alive(pid), f"{name} pid {pid} left behind"
