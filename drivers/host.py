@@ -13,6 +13,7 @@ import logging
 import math
 import queue
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -428,6 +429,16 @@ class DriverHost:
         for worker in self.workers.values():
             worker.start()
         return self
+
+    def wait_first_attempts(self, timeout_s: float) -> bool:
+        """Wait until every instrument has been tried once (connected or not); True if so.
+        A host is "ready" only then: its drivers' own start-up printing is over by that time."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if all(w.state != "connecting" for w in self.workers.values()):
+                return True
+            time.sleep(0.02)
+        return all(w.state != "connecting" for w in self.workers.values())
 
     def stop(self) -> None:
         for worker in self.workers.values():

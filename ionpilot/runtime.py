@@ -56,7 +56,9 @@ def run_service(start: Callable[[], object], stop: Callable[[], object], ready: 
     signalled, then stop it."""
     start()
     try:
-        print(ready, flush=True)
+        # one write, so another thread's output cannot land inside the line
+        sys.stdout.write(f"{ready}\n")
+        sys.stdout.flush()
         wait_for_stop_signal()
     finally:
         stop()

@@ -71,4 +71,10 @@ def run(args: argparse.Namespace) -> int:
     port = config.processes[args.process].command_port
     host = DriverHost(args.process, specs, config.bus, f"tcp://{config.bus.host}:{port}", open_spec)
     names = ", ".join(s.name for s in specs) or "no instruments"
-    return run_service(host.start, host.stop, f"ready {args.process}: {names}")
+    first_attempt_s = max((s.timeout_s for s in specs), default=0.0) * 2 + 5.0
+
+    def start() -> None:
+        host.start()
+        host.wait_first_attempts(first_attempt_s)
+
+    return run_service(start, host.stop, f"ready {args.process}: {names}")
