@@ -1,9 +1,12 @@
 """Health and events: the alarm table (worst first) with acknowledge, and the searchable log.
 
 Alarms come from two streams: `health.<signal>` readings whose severity is not OK (they clear
-when the signal does), and events of severity MINOR or worse (one row per source and kind, kept
-until acknowledged). An acknowledgement is a bus command (`ack` on the health monitor's process,
-`name` = the alarm's signal); the monitor records who sent it, the console shows its reply. The
+when the signal does; a cleared alarm the monitor latched stays, dimmed, until acknowledged), and
+events of severity MINOR or worse (one row per source and kind, state `event`, kept until
+acknowledged). An active alarm's severity is a filled pill; a cleared one keeps its severity's
+colour without the fill. An acknowledgement is a bus command (`call` name=acknowledge on the
+health monitor's process, `signals` = the alarm's name); the monitor records who sent it, the
+console shows its reply. The
 log below holds every event the console received, searchable and filterable; the audit of
 automatic actions (recovery steps, playbooks) is one tick away.
 """
@@ -39,7 +42,14 @@ from ionpilot.gui.connection import describe_reply
 from ionpilot.gui.context import Context
 from ionpilot.gui.overview import health_severity
 from ionpilot.gui.store import EventRecord, severity_rank
-from ionpilot.gui.style import DIM_TEXT, format_value, section_title, severity_colour
+from ionpilot.gui.style import (
+    DIM_TEXT,
+    TEXT,
+    format_value,
+    section_title,
+    severity_colour,
+    text_on,
+)
 
 AUDIT_WORDS = ("audit", "recover", "playbook", "action", "step", "escalat", "restart", "ack")
 ALARM_COLUMNS = ("Severity", "Alarm", "Detail", "First", "Last", "Count", "State", "Acknowledged")
@@ -59,6 +69,13 @@ class Alarm:
     active: bool = True
     from_health: bool = False
     acked: str = ""
+
+
+def alarm_state(alarm: Alarm) -> str:
+    """`active` / `cleared` for a signal's alarm; an event happened once: `event`."""
+    if not alarm.from_health:
+        return "event"
+    return "active" if alarm.active else "cleared"
 
 
 def _clock(t: float) -> str:
@@ -165,7 +182,8 @@ class HealthPanel(QWidget):
         self.show_cleared = QCheckBox("show cleared")
         self.show_cleared.setChecked(True)
         self.show_cleared.toggled.connect(self.refresh)
-        self.ack_button = QPushButton("Acknowledge selected (Ctrl+K)")
+        self.ack_button = QPushButton("Acknowledge all (Ctrl+K)")
+        self.ack_button.setToolTip("the selected alarms, or with none selected all shown")
         self.ack_button.clicked.connect(self.acknowledge_selected)
         self.ack_label = QLabel("")
         self.ack_label.setWordWrap(True)
@@ -185,6 +203,7 @@ class HealthPanel(QWidget):
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.verticalHeader().setVisible(False)  # type: ignore[union-attr]
+        self.table.itemSelectionChanged.connect(self._ack_label)
         header = self.table.horizontalHeader()
         assert header is not None
         header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
@@ -270,11 +289,14 @@ class HealthPanel(QWidget):
                 alarm.acked = acked_by
             if sev == "OK" and latched not in ("OK", "") and not acked_by:
                 sev_shown = latched  # cleared, but latched until acknowledged
-                if alarm is None:
-                    self.alarms[key] = Alarm(key, sev_shown, detail, t, t, 1, False, True)
+                if alarm is None:  # it cleared before this console started
+                    note = f"{latched} earlier, latched until acknowledged; now: {detail}"
+                    self.alarms[key] = Alarm(key, sev_shown, note, t, t, 1, False, True)
                 elif alarm.active:
                     alarm.active = False
-                    alarm.detail = f"cleared at {_clock(t)}, latched until acknowledged"
+                    alarm.detail = (
+                        f"cleared at {_clock(t)}, latched until acknowledged (was: {alarm.detail})"
+                    )
                 continue
             if sev != "OK":
                 if alarm is None or not alarm.active:
@@ -319,7 +341,10 @@ class HealthPanel(QWidget):
             and (a.active or self.show_cleared.isChecked())
             and not (a.acked and not a.active)
         ]
-        rows.sort(key=lambda a: (not a.active, -severity_rank(a.severity), -a.last))
+        # signals in alarm now first, then what happened (cleared alarms, events), worst first
+        rows.sort(
+            key=lambda a: (not (a.active and a.from_health), -severity_rank(a.severity), -a.last)
+        )
         selected = set(self.selected_keys())
         self.table.setRowCount(len(rows))
         for r, alarm in enumerate(rows):
@@ -330,22 +355,32 @@ class HealthPanel(QWidget):
                 _clock(alarm.first),
                 _clock(alarm.last),
                 str(alarm.count),
-                "active" if alarm.active else "cleared",
+                alarm_state(alarm),
                 alarm.acked,
             )
+            # now (bright, filled) or history (dim): a cleared alarm, an acknowledged event
+            current = alarm.active and not (alarm.acked and not alarm.from_health)
+            text_colour = QBrush(QColor(TEXT if current else DIM_TEXT))
             for c, text in enumerate(values):
                 item = self.table.item(r, c)
                 if item is None:
                     item = QTableWidgetItem()
                     self.table.setItem(r, c, item)
                 item.setText(text)
+                item.setForeground(text_colour)
                 if c == 1:
                     item.setData(Qt.ItemDataRole.UserRole, alarm.key)
+                if c == 2:
+                    item.setToolTip(text)  # the column may elide a long message
             sev_item = self.table.item(r, 0)
             assert sev_item is not None
-            colour = severity_colour(alarm.severity) if alarm.active else DIM_TEXT
-            sev_item.setBackground(QBrush(QColor(colour)))
-            sev_item.setForeground(QBrush(QColor("#ffffff")))
+            colour = severity_colour(alarm.severity)
+            if current:  # a filled pill
+                sev_item.setBackground(QBrush(QColor(colour)))
+                sev_item.setForeground(QBrush(QColor(text_on(colour))))
+            else:  # history: the severity it had, in its colour, no fill
+                sev_item.setData(Qt.ItemDataRole.BackgroundRole, None)
+                sev_item.setForeground(QBrush(QColor(colour)))
             if alarm.key in selected:
                 self.table.selectRow(r)
         self.empty_label.setVisible(not rows)
@@ -373,10 +408,17 @@ class HealthPanel(QWidget):
 
     # ----------------------------------------------------------------------- acknowledge
 
+    def _ack_label(self) -> None:
+        which = "selected" if self.selected_keys() else "all"
+        self.ack_button.setText(f"Acknowledge {which} (Ctrl+K)")
+
     def acknowledge_selected(self) -> None:
-        keys = self.selected_keys()
+        """The selected rows; with none selected, every row not yet acknowledged."""
+        keys = self.selected_keys() or [
+            key for key in self.visible_alarms() if not self.alarms[key].acked
+        ]
         if not keys:
-            self.ack_label.setText("select one or more alarms first")
+            self.ack_label.setText("nothing to acknowledge")
             return
         for key in keys:
             self.acknowledge(key)

@@ -29,6 +29,7 @@ BACKGROUND = "#1c1f26"
 PANEL = "#252a33"
 TEXT = "#e8eaf0"
 DIM_TEXT = "#a7adba"
+DARK_TEXT = "#111318"  # on light fills (amber, grey)
 TRACE_COLOURS = [
     "#4fc3f7",
     "#ffb74d",
@@ -92,13 +93,37 @@ def big_font(point_size: int, bold: bool = True) -> QFont:
     return font
 
 
-def badge(label: QLabel, text: str, colour: str, *, fg: str = "#ffffff") -> None:
-    """A label drawn as a coloured pill (status, severity)."""
-    label.setText(text)
-    label.setStyleSheet(
-        f"QLabel {{ background: {colour}; color: {fg}; border-radius: 6px; padding: 4px 10px;"
-        " font-weight: bold; }"
+def relative_luminance(colour: str) -> float:
+    """WCAG relative luminance of `#rrggbb`."""
+    c = QColor(colour)
+
+    def linear(v: int) -> float:
+        x = v / 255
+        return x / 12.92 if x <= 0.04045 else ((x + 0.055) / 1.055) ** 2.4
+
+    return 0.2126 * linear(c.red()) + 0.7152 * linear(c.green()) + 0.0722 * linear(c.blue())
+
+
+def text_on(background: str) -> str:
+    """White or near-black text, whichever contrasts more with `background` (white on amber or
+    on light grey is hard to read from across the lab)."""
+    lum = relative_luminance(background)
+    on_white = 1.05 / (lum + 0.05)
+    on_dark = (lum + 0.05) / (relative_luminance(DARK_TEXT) + 0.05)
+    return "#ffffff" if on_white >= on_dark else DARK_TEXT
+
+
+def badge(label: QLabel, text: str, colour: str, *, fg: str | None = None) -> None:
+    """A label drawn as a coloured pill (status, severity); restyled only when it changes (a
+    style sheet re-polishes the widget, and the strip refreshes several times a second)."""
+    if label.text() != text:
+        label.setText(text)
+    style = (
+        f"QLabel {{ background: {colour}; color: {fg or text_on(colour)}; border-radius: 6px;"
+        " padding: 4px 10px; font-weight: bold; }"
     )
+    if label.styleSheet() != style:
+        label.setStyleSheet(style)
 
 
 def section_title(text: str) -> QLabel:

@@ -22,7 +22,7 @@ from PyQt6.QtWidgets import (
 from ionpilot.gui.clock import ClockPanel
 from ionpilot.gui.connection import CONNECTED, CONNECTING
 from ionpilot.gui.context import Context
-from ionpilot.gui.health import HealthPanel
+from ionpilot.gui.health import Alarm, HealthPanel
 from ionpilot.gui.instruments import InstrumentsPanel
 from ionpilot.gui.overview import OverviewPanel, health_severity
 from ionpilot.gui.plots import PlotsPanel
@@ -49,12 +49,16 @@ SHORTCUTS = (
     ("Ctrl+F", "search / filter in the current panel"),
     ("Space", "pause or resume the strip charts (Plots)"),
     ("Ctrl+E", "export the visible traces to CSV (Plots)"),
-    ("Ctrl+K", "acknowledge the selected alarms (Health)"),
+    ("Ctrl+K", "acknowledge the selected alarms, or all when none is selected (Health)"),
     ("Ctrl+Return", "compile the program (Sequencer)"),
     ("Ctrl+Shift+P / Ctrl+Shift+R", "pause / resume the clock lock"),
     ("F1", "this list"),
     ("Ctrl+Q", "quit"),
 )
+
+
+def worst_of(alarms: list[Alarm]) -> str:
+    return max((a.severity for a in alarms), key=severity_rank, default="OK")
 
 
 class Panel(Protocol):
@@ -93,7 +97,11 @@ class StatusStrip(QWidget):
         layout.addWidget(self.detail, 1)
         layout.addWidget(self.clock)
 
-    def refresh(self, active_alarms: int, worst: str) -> None:
+    def refresh(
+        self, active_alarms: int, worst: str, unacknowledged: int = 0, worst_unacked: str = "OK"
+    ) -> None:
+        """`active_alarms`: signals in alarm now; `unacknowledged`: rows nobody acknowledged yet
+        (cleared but latched alarms, events)."""
         bus = self.ctx.bus
         store = self.ctx.store
         if bus.state == CONNECTED:
@@ -130,11 +138,14 @@ class StatusStrip(QWidget):
         else:
             badge(self.health, "HEALTH —", UNKNOWN_COLOUR)
         if active_alarms:
+            text = f"{active_alarms} ALARM{'S' if active_alarms > 1 else ''}"
             badge(
                 self.alarms,
-                f"{active_alarms} ALARM{'S' if active_alarms > 1 else ''}",
+                text + (f" · {unacknowledged} TO ACK" if unacknowledged else ""),
                 severity_colour(worst),
             )
+        elif unacknowledged:  # nothing in alarm now, but something happened nobody has seen
+            badge(self.alarms, f"{unacknowledged} TO ACKNOWLEDGE", severity_colour(worst_unacked))
         else:
             badge(self.alarms, "NO ALARMS", severity_colour("OK"))
         self.clock.setText(time.strftime("%H:%M:%S"))
@@ -203,13 +214,10 @@ class ConsoleWindow(QMainWindow):
     def tick(self) -> None:
         """Refresh the strip and the visible panel (the others refresh when shown)."""
         self.health.ingest()
-        active = [a for a in self.health.alarms.values() if a.active and not a.acked]
-        worst = max(
-            (a.severity for a in active),
-            key=severity_rank,
-            default="OK",
-        )
-        self.strip.refresh(len(active), worst)
+        alarms = self.health.alarms.values()
+        active = [a for a in alarms if a.active and a.from_health]  # in alarm now, acked or not
+        unacked = [a for a in alarms if not a.acked]  # events, and alarms latched at the monitor
+        self.strip.refresh(len(active), worst_of(active), len(unacked), worst_of(unacked))
         current = self.tabs.currentWidget()
         if current is None:
             return
