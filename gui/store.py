@@ -3,6 +3,10 @@
 Messages arrive at up to thousands per second; panels repaint a few to thirty times per second.
 So the store only records (latest value per topic, a fixed ring of numbers per numeric topic,
 heartbeats, a bounded event log) and bumps counters; panels poll what changed on their own timer.
+
+A console stays open for weeks, and any script may publish: topics, plotted series and
+heartbeat sources are capped (`max_topics`, `max_series`; a series ring is 32 bytes a point),
+and what is beyond a cap is counted in `refused`, not stored.
 """
 
 from __future__ import annotations
@@ -121,9 +125,15 @@ class LabStore:
         history_points: int = 10_000,
         max_events: int = 5_000,
         clock: Callable[[], float] = time.monotonic,
+        *,
+        max_topics: int = 5_000,
+        max_series: int = 500,
     ) -> None:
         self.history_points = history_points
         self.clock = clock
+        self.max_topics = max_topics
+        self.max_series = max_series
+        self.refused = {"topics": 0, "series": 0, "sources": 0}  # messages beyond the caps
         self.latest: dict[str, Latest] = {}
         self.history: dict[str, RingBuffer] = {}
         self.changes: dict[str, deque[tuple[float, str]]] = {}  # text topics: (t_s, new value)
@@ -150,6 +160,9 @@ class LabStore:
             assert isinstance(msg, Heartbeat)
             beat = self.beats.get(msg.src)
             if beat is None:
+                if len(self.beats) >= self.max_topics:
+                    self.refused["sources"] += 1
+                    return
                 beat = self.beats[msg.src] = ProcessBeat(msg.status, msg.period, now)
                 self.topics_version += 1
             beat.status = msg.status
@@ -171,6 +184,9 @@ class LabStore:
         topic = msg.topic
         latest = self.latest.get(topic)
         if latest is None:
+            if len(self.latest) >= self.max_topics:
+                self.refused["topics"] += 1
+                return
             self.latest[topic] = Latest(msg.value, msg.unit, msg.status, msg.t, msg.src, now)
             self.topics_version += 1
         else:
@@ -196,6 +212,9 @@ class LabStore:
     def _record(self, series: str, t_s: float, y: float) -> None:
         ring = self.history.get(series)
         if ring is None:
+            if len(self.history) >= self.max_series:
+                self.refused["series"] += 1
+                return
             ring = self.history[series] = RingBuffer(self.history_points)
             self.topics_version += 1
         ring.append(t_s, y)

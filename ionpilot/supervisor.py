@@ -4,6 +4,11 @@ cleanly — SIGTERM to each process group, SIGKILL after a grace period, so no o
 
 The restart decisions (`RestartPolicy`) run on an injectable clock and are tested on virtual
 time; `Supervisor` is the thin layer of real processes around them.
+
+A child's stdout and stderr go to one pipe that a thread drains for as long as the child lives,
+whatever it writes (bytes that are not UTF-8, lines of any length, no newline at all) and whatever
+a line callback does: a child must never block on a full pipe. Lines are cut at
+`MAX_LINE_BYTES`; the bookkeeping per child (last lines, exit codes) is bounded.
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ from ionpilot.bus.clock import Clock, SystemClock
 log = logging.getLogger(__name__)
 
 PR_SET_PDEATHSIG = 1
+MAX_LINE_BYTES = 8192  # a longer line is passed on in pieces of this size
+KEEP_EXIT_CODES = 100  # the newest exit codes per child (a crash loop runs for weeks)
 
 
 @dataclass(frozen=True)
@@ -89,12 +96,14 @@ class Child:
 
     spec: ChildSpec
     policy: RestartPolicy
-    process: subprocess.Popen[str] | None = None
+    process: subprocess.Popen[bytes] | None = None
     state: str = "stopped"  # starting, running, dead, backoff, stopped
     ready: threading.Event = field(default_factory=threading.Event)
     last_lines: deque[str] = field(default_factory=lambda: deque(maxlen=50))
-    exit_codes: list[int] = field(default_factory=list)
+    exit_codes: list[int] = field(default_factory=list)  # the newest KEEP_EXIT_CODES
+    deaths: int = 0  # exits ever seen
     heartbeat_deaths: int = 0
+    lines: int = 0  # output lines ever read
 
     @property
     def pid(self) -> int | None:
@@ -138,8 +147,7 @@ class Supervisor:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            text=True,
-            bufsize=1,
+            # bytes, not text: decoding is the pump's job, and there it never fails
             preexec_fn=_die_with_parent,  # noqa: PLW1509 (setsid + PDEATHSIG; no threads touched)
         )
         child.state = "starting"
@@ -150,17 +158,34 @@ class Supervisor:
         self._on_event(name, f"started (pid {child.process.pid})")
         return child
 
-    def _pump(self, child: Child, process: subprocess.Popen[str]) -> None:
-        assert process.stdout is not None
-        for raw in process.stdout:
-            line = raw.rstrip("\n")
-            child.last_lines.append(line)
-            if line.startswith(child.spec.ready_prefix) and process is child.process:
-                child.ready.set()
-                if child.state == "starting":
-                    child.state = "running"
-            if self._on_line is not None:
+    def _pump(self, child: Child, process: subprocess.Popen[bytes]) -> None:
+        """Drain the child's output until EOF, whatever arrives (see the module docstring)."""
+        stream = process.stdout
+        assert stream is not None
+        try:
+            while True:
+                raw = stream.readline(MAX_LINE_BYTES)  # what is there, up to a newline
+                if not raw:
+                    return
+                self._line(child, process, raw.rstrip(b"\r\n").decode("utf-8", "replace"))
+        except (OSError, ValueError):  # the pipe was closed under us
+            return
+        finally:
+            with contextlib.suppress(OSError):
+                stream.close()
+
+    def _line(self, child: Child, process: subprocess.Popen[bytes], line: str) -> None:
+        child.lines += 1
+        child.last_lines.append(line)
+        if line.startswith(child.spec.ready_prefix) and process is child.process:
+            child.ready.set()
+            if child.state == "starting":
+                child.state = "running"
+        if self._on_line is not None:
+            try:
                 self._on_line(child.spec.name, line)
+            except Exception:  # a bad callback must not stop the draining
+                log.exception("supervisor: line callback failed for %s", child.spec.name)
 
     def start_all(self, ready_timeout_s: float = 60.0) -> None:
         """Start the children in order, each one ready before the next (the hub before its users)."""
@@ -185,7 +210,10 @@ class Supervisor:
         if child.state in ("starting", "running") and process is not None:
             code = process.poll()
             if code is not None:
+                child.deaths += 1
                 child.exit_codes.append(code)
+                del child.exit_codes[:-KEEP_EXIT_CODES]
+                self._kill_group(process.pid)  # what it started must not outlive it
                 self._dead(child, f"exited with code {code}")
                 return
             if child.state == "running" and self._silent(child):
@@ -217,7 +245,15 @@ class Supervisor:
         self._on_event(child.spec.name, f"{reason}; restarting in {delay:.1f} s")
 
     @staticmethod
-    def _kill(process: subprocess.Popen[str], grace_s: float = 5.0) -> None:
+    def _kill_group(pgid: int) -> None:
+        """SIGKILL what is left of an exited child's process group (its own children still
+        holding ports, or the output pipe open). Safe: a group id is not reused while any
+        process is in the group, and the child's setsid made the group its own."""
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, signal.SIGKILL)
+
+    @staticmethod
+    def _kill(process: subprocess.Popen[bytes], grace_s: float = 5.0) -> None:
         """SIGTERM the child's process group, SIGKILL it after `grace_s`."""
         if process.poll() is not None:
             return

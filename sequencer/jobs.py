@@ -1,5 +1,14 @@
 """The job queue: priorities, due times, cancellation, hold/resume for recoveries, an audit trail,
-persisted to a JSON file after every change so a restart loses nothing.
+persisted after every change so a restart loses nothing.
+
+Persistence is a snapshot (`jobs.json`, replaced atomically: temporary file, fsync, rename, fsync
+of the directory) plus a journal (`jobs.json.journal`, one JSON line per change, appended and
+fsynced). A change costs one short line, not a rewrite of every job and the whole audit trail;
+the snapshot is rewritten when the journal has `compact_every` lines and a quarter of the
+snapshot's bytes (so rewriting it costs at most four times what the journal took, whatever the
+size of the kept history). A line torn by a power cut
+ends the replay; a snapshot that cannot be read is moved aside (`jobs.json.corrupt-<time>`) and
+the queue starts from the journal, so a bad file never stops the service from starting again.
 
 In-process and transport-free: the sequencer service will serve these methods on the bus. Time
 comes from an injectable clock. Clock interrogations (`kind="clock"`) are served even while user
@@ -10,8 +19,10 @@ on restart (and the audit says so).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import tempfile
 import time
 import uuid
 from collections.abc import Callable
@@ -67,8 +78,11 @@ class _State:
     seq: int = 0
 
 
+SNAPSHOT_FORMAT = "ionpilot.jobs/1"
+
+
 class JobQueue:
-    """Bounded, persistent queue of jobs; every mutation is written to `path` (if given)."""
+    """Bounded, persistent queue of jobs; every mutation is journalled next to `path` (if given)."""
 
     def __init__(
         self,
@@ -77,14 +91,29 @@ class JobQueue:
         max_queued: int = 1000,
         max_finished: int = 1000,
         max_audit: int = 100_000,
+        *,
+        compact_every: int = 1000,
     ) -> None:
         self.path = Path(path) if path is not None else None
+        self.journal_path = (
+            self.path.with_name(self.path.name + ".journal") if self.path is not None else None
+        )
         self.clock = clock
         self.max_queued = max_queued
         self.max_finished = max_finished
         self.max_audit = max_audit
+        self.compact_every = max(1, compact_every)
         self._state = _State()
-        if self.path is not None and self.path.exists():
+        self._changed: dict[str, Job] = {}  # jobs changed since the last journal line
+        self._dropped: list[str] = []
+        self._new_audit: list[AuditRecord] = []
+        self._journal_lines = 0  # lines in the journal since the snapshot
+        self._journal_bytes = 0
+        self._snapshot_bytes = 0
+        self._entry = 0  # number of the last journal line written or replayed
+        self.load_error: str | None = None  # why the snapshot was set aside at start, if it was
+        self.bytes_written = 0  # snapshot and journal bytes written by this process
+        if self.path is not None and (self.path.exists() or self._journal_exists()):
             self._load()
 
     # --- requests -------------------------------------------------------------------------
@@ -123,6 +152,7 @@ class JobQueue:
             seq=self._state.seq,
         )
         self._state.jobs[job.job_id] = job
+        self._changed[job.job_id] = job
         self._audit(job.job_id, "submit", submitter, detail=f"{kind} priority={priority}")
         self._save()
         return job.job_id
@@ -134,6 +164,7 @@ class JobQueue:
             raise JobError(f"job {job_id} is {job.state}; only queued jobs can be cancelled")
         job.state = "cancelled"
         job.finished_s = self.clock()
+        self._changed[job_id] = job
         self._audit(job_id, "cancel", who)
         self._prune()
         self._save()
@@ -190,6 +221,7 @@ class JobQueue:
         job = min(ready, key=lambda j: (-j.priority, j.due_s, j.seq))
         job.state = "running"
         job.started_s = now
+        self._changed[job.job_id] = job
         self._audit(job.job_id, "start", who)
         self._save()
         return job
@@ -210,6 +242,7 @@ class JobQueue:
         job.finished_s = now
         job.result = result
         job.error = error
+        self._changed[job_id] = job
         duration = now - job.started_s if job.started_s is not None else None
         self._audit(job_id, job.state, who, duration_s=duration, detail=error or "")
         self._prune()
@@ -235,47 +268,180 @@ class JobQueue:
     def _audit(
         self, job_id: str, action: str, who: str, duration_s: float | None = None, detail: str = ""
     ) -> None:
-        self._state.audit.append(AuditRecord(job_id, action, who, self.clock(), duration_s, detail))
-        if len(self._state.audit) > self.max_audit:
-            del self._state.audit[: len(self._state.audit) - self.max_audit]
+        record = AuditRecord(job_id, action, who, self.clock(), duration_s, detail)
+        self._append_audit(record)
+        self._new_audit.append(record)
+
+    def _append_audit(self, record: AuditRecord) -> None:
+        audit = self._state.audit
+        audit.append(record)
+        if len(audit) > self.max_audit:
+            del audit[: len(audit) - self.max_audit]
 
     def _prune(self) -> None:
         finished = [j for j in self.jobs() if j.state in ("done", "failed", "cancelled")]
         for job in finished[: max(0, len(finished) - self.max_finished)]:
             del self._state.jobs[job.job_id]
+            self._changed.pop(job.job_id, None)
+            self._dropped.append(job.job_id)
+
+    # --- persistence ------------------------------------------------------------------------
 
     def _save(self) -> None:
-        if self.path is None:
+        """Journal what changed since the last call (one line); compact when the journal is long."""
+        changed, self._changed = list(self._changed.values()), {}
+        dropped, self._dropped = self._dropped, []
+        audit, self._new_audit = self._new_audit, []
+        if self.path is None or self.journal_path is None:
             return
+        if (
+            self._journal_lines >= self.compact_every
+            and 4 * self._journal_bytes >= self._snapshot_bytes
+        ):
+            self._compact()
+            return
+        self._entry += 1
+        line = json.dumps(
+            {
+                "n": self._entry,
+                "seq": self._state.seq,
+                "held": self._state.held,
+                "hold_reason": self._state.hold_reason,
+                "jobs": [asdict(j) for j in changed],
+                "drop": dropped,
+                "audit": [asdict(a) for a in audit],
+            }
+        ).encode("utf-8")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.journal_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            os.write(fd, line + b"\n")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        self.bytes_written += len(line) + 1
+        self._journal_lines += 1
+        self._journal_bytes += len(line) + 1
+
+    def checkpoint(self) -> None:
+        """Write the snapshot now and empty the journal (a clean stop leaves one plain file)."""
+        if self.path is not None:
+            self._compact()
+
+    def _compact(self) -> None:
+        """Write the whole state as the snapshot (atomically), then empty the journal."""
+        assert self.path is not None and self.journal_path is not None
         data = {
-            "format": "ionpilot.jobs/1",
+            "format": SNAPSHOT_FORMAT,
+            "journal_entry": self._entry,
             "held": self._state.held,
             "hold_reason": self._state.hold_reason,
             "seq": self._state.seq,
             "jobs": [asdict(j) for j in self.jobs()],
             "audit": [asdict(a) for a in self._state.audit],
         }
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(self.path.suffix + ".tmp")
-        tmp.write_text(json.dumps(data))
-        os.replace(tmp, self.path)
+        self._snapshot_bytes = _write_atomically(self.path, json.dumps(data).encode("utf-8"))
+        self.bytes_written += self._snapshot_bytes
+        # the snapshot holds every journalled line (entry numbers up to `journal_entry`): a crash
+        # before the truncation below only leaves lines that the next load skips
+        with contextlib.suppress(FileNotFoundError), open(self.journal_path, "r+b") as handle:
+            handle.truncate(0)
+            handle.flush()
+            os.fsync(handle.fileno())
+        self._journal_lines = 0
+        self._journal_bytes = 0
+
+    def _journal_exists(self) -> bool:
+        return self.journal_path is not None and self.journal_path.exists()
 
     def _load(self) -> None:
         assert self.path is not None
-        try:
-            data = json.loads(self.path.read_text())
-            state = _State(
-                jobs={j["job_id"]: Job(**j) for j in data["jobs"]},
-                audit=[AuditRecord(**a) for a in data["audit"]],
-                held=bool(data["held"]),
-                hold_reason=str(data.get("hold_reason", "")),
-                seq=int(data["seq"]),
-            )
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise JobError(f"cannot read job queue file {self.path}: {exc}") from None
+        state = _State()
+        applied = 0
+        if self.path.exists():
+            try:
+                state, applied = self._read_snapshot()
+            except JobError as exc:
+                self.load_error = str(exc)
+                aside = self.path.with_name(f"{self.path.name}.corrupt-{time.time_ns()}")
+                os.replace(self.path, aside)
+                self.load_error += f"; moved to {aside.name}, starting from the journal"
+                state, applied = _State(), 0
         self._state = state
+        self._entry = applied
+        self._replay(applied)
+        if self.load_error is not None:
+            self._audit("", "restore_failed", "sequencer", detail=self.load_error)
         for job in self.jobs("running"):
             job.state = "queued"
             job.started_s = None
             self._audit(job.job_id, "requeue", "sequencer", detail="was running when stopped")
-        self._save()
+        self._changed, self._dropped, self._new_audit = {}, [], []
+        self._compact()  # a clean snapshot and an empty journal to append to
+
+    def _read_snapshot(self) -> tuple[_State, int]:
+        assert self.path is not None
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+            state = _State(
+                jobs={j["job_id"]: Job(**j) for j in data["jobs"]},
+                audit=[AuditRecord(**a) for a in data["audit"]][-self.max_audit :],
+                held=bool(data["held"]),
+                hold_reason=str(data.get("hold_reason", "")),
+                seq=int(data["seq"]),
+            )
+            applied = int(data.get("journal_entry", 0))
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise JobError(f"cannot read job queue file {self.path}: {exc}") from None
+        return state, applied
+
+    def _replay(self, applied: int) -> None:
+        """Apply the journal lines newer than the snapshot; a torn or bad line ends the replay."""
+        if self.journal_path is None or not self.journal_path.exists():
+            return
+        state = self._state
+        with open(self.journal_path, "rb") as handle:
+            for raw in handle:
+                try:
+                    entry = json.loads(raw)
+                    n = int(entry["n"])
+                    if n <= applied:
+                        continue
+                    jobs = [Job(**j) for j in entry["jobs"]]
+                    audit = [AuditRecord(**a) for a in entry["audit"]]
+                    dropped = [str(d) for d in entry["drop"]]
+                    seq, held = int(entry["seq"]), bool(entry["held"])
+                    hold_reason = str(entry["hold_reason"])
+                except (ValueError, KeyError, TypeError):
+                    break  # written last, torn by a crash: everything before it is kept
+                for job in jobs:
+                    state.jobs[job.job_id] = job
+                for job_id in dropped:
+                    state.jobs.pop(job_id, None)
+                for record in audit:
+                    self._append_audit(record)
+                state.seq, state.held, state.hold_reason = seq, held, hold_reason
+                self._entry = n
+
+
+def _write_atomically(path: Path, data: bytes) -> int:
+    """Replace `path` by `data` so that a crash at any moment leaves the old file or the new one,
+    never a mixture: temporary file in the same directory, fsync, rename, fsync the directory."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+    return len(data)

@@ -131,6 +131,8 @@ class SequencerService:
             self._worker = None
         self.heartbeat.stop()
         self.server.close()
+        with self._cond:
+            self.queue.checkpoint()
 
     def __enter__(self) -> SequencerService:
         return self.start()
@@ -142,6 +144,9 @@ class SequencerService:
 
     def _work(self) -> None:
         publisher = Publisher(self._bus, self.PROCESS, clock=self._clock, context=self._context)
+        if self.queue.load_error is not None:  # the saved queue was unreadable and set aside
+            log.warning("%s", self.queue.load_error)
+            publisher.publish_event("queue_restore_failed", self.queue.load_error[:1000], "MAJOR")
         try:
             while not self._stop.is_set():
                 with self._cond:

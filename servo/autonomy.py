@@ -323,7 +323,7 @@ def summarise(
         "locked_s": run.uptime.locked_s,
         "faults": run.uptime.summary(),
         "injected": dict(sorted(injected.items())),
-        "escalations": len(engine.escalations),
+        "escalations": engine.escalation_count,
         "escalation_log": engine.escalations,
         "stuck": engine.stuck(now),
         "in_progress": engine.in_progress(),

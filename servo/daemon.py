@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ionpilot.bus.clock import Clock, SystemClock
-from ionpilot.bus.codec import BusError, Request
+from ionpilot.bus.codec import BusError, ErrorCode, Request
 from ionpilot.bus.pubsub import HeartbeatPublisher, Publisher
 from ionpilot.bus.server import CommandServer
 from ionpilot.bus.settings import BusSettings
@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 
 Call = Callable[..., Any]
 RETRY_AFTER_LAB_ERROR_S = 2.0  # CommandClient.call(target, method, args, timeout=...)
+MAX_PENDING_ACTIONS = 16  # operator commands waiting for the lock thread; beyond: `busy`
 
 
 class BusLab:
@@ -265,7 +266,7 @@ class Daemon:
         self.server.register(self.PROCESS, "call", self._command)
         self._endpoint = command_endpoint
         self._stop = threading.Event()
-        self._pending: list[str] = []
+        self._pending: list[tuple[str, list[str] | None]] = []  # (action, signals to ack)
         self._operator_paused = False
         self._pending_lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="clock-lock", daemon=True)
@@ -295,8 +296,8 @@ class Daemon:
         while not self._stop.is_set():
             with self._pending_lock:
                 pending, self._pending = self._pending, []
-            for action in pending:
-                self._apply(action)
+            for action, signals in pending:
+                self._apply(action, signals)
             busy = self.recovery.tick() if self.recovery is not None else False
             if not busy:
                 self.lock.step()
@@ -340,11 +341,11 @@ class Daemon:
         except LabError as exc:
             self.publisher.publish_event("aux_error", f"{what}: {exc}", "MAJOR")
 
-    def _apply(self, action: str) -> None:
+    def _apply(self, action: str, signals: list[str] | None = None) -> None:
         verb, _, who = action.partition(":")
         if verb in ("acknowledge", "leave_safe_state") and self.recovery is not None:
             if verb == "acknowledge":
-                self.recovery.acknowledge(who or "unknown")
+                self.recovery.acknowledge(who or "unknown", signals)
             else:
                 self.recovery.operator_resume(who or "unknown")
             return
@@ -381,6 +382,15 @@ class Daemon:
         action = str(name)
         if name in ("acknowledge", "leave_safe_state"):
             action = f"{name}:{request.client or 'unknown'}"  # recorded with who sent it
+        signals = request.args.get("signals")  # acknowledge: only these (absent: all latched)
+        chosen = [str(s) for s in signals] if isinstance(signals, list) else None
         with self._pending_lock:
-            self._pending.append(action)
+            # the lock thread takes these between steps (a step may take seconds): a script
+            # calling in a loop must not grow the list without bound
+            if len(self._pending) >= MAX_PENDING_ACTIONS:
+                raise BusError(
+                    ErrorCode.BUSY,
+                    f"{len(self._pending)} daemon commands are waiting for the lock thread",
+                )
+            self._pending.append((action, chosen))
         return {"queued": name}

@@ -1,6 +1,7 @@
-"""Persisted lock state: written atomically (temporary file + os.replace) so a crash never
-leaves half a file, and validated on restore so a stale or corrupt file is refused with a clear
-message instead of steering the laser somewhere wrong."""
+"""Persisted lock state: written atomically (temporary file, fsync, os.replace, fsync of the
+directory) so neither a kill -9 nor a power cut mid-write leaves half a file or loses the
+rename, and validated on restore so a stale or corrupt file is refused with a clear message
+instead of steering the laser somewhere wrong (the lock then reacquires; start never fails)."""
 
 from __future__ import annotations
 
@@ -83,9 +84,24 @@ class StateStore:
     def __init__(self, directory: str | Path, name: str = "clock_lock.json") -> None:
         self.directory = Path(directory)
         self.path = self.directory / name
+        self._swept = False
+
+    def _temporary_files(self) -> list[Path]:
+        return list(self.directory.glob(f".{self.path.name}.*"))
+
+    def _sweep(self) -> None:
+        """Remove temporary files a killed process left behind (one per crash mid-write, else
+        they pile up over weeks of restarts); only ours, once per process, before the first
+        save."""
+        self._swept = True
+        for stale in self._temporary_files():
+            with contextlib.suppress(OSError):
+                stale.unlink()
 
     def save(self, snapshot: ClockLockSnapshot) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
+        if not self._swept:
+            self._sweep()
         fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.directory)
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
@@ -97,6 +113,12 @@ class StateStore:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise
+        # the rename itself is durable only once the directory is on disk (power cut)
+        dir_fd = os.open(self.directory, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
 
     def load(self, now_wall_ns: int, max_age_s: float) -> ClockLockSnapshot:
         """The saved state if it is readable, sane and younger than `max_age_s`."""

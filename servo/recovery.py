@@ -34,6 +34,7 @@ from ionpilot.servo.uptime import FaultRecord, UptimeAccount
 JobsHook = Callable[[bool, str], None]  # (hold, reason): hold or release queued user jobs
 RestartHook = Callable[[str], None]  # restart a supervised process by name
 SenseHook = Callable[[float], None]  # read the signals into the health monitor
+KEEP_ESCALATIONS = 100  # escalations kept in memory (all are in the audit log)
 
 
 @dataclass
@@ -90,7 +91,8 @@ class RecoveryEngine:
         self.queue: dict[str, float] = {}  # playbook name → trip time
         self.in_episode = False
         self.safe = False
-        self.escalations: list[dict[str, object]] = []
+        self.escalations: list[dict[str, object]] = []  # the newest KEEP_ESCALATIONS
+        self.escalation_count = 0
         self.awaiting_lock: list[FaultRecord] = []
         self._trips: dict[str, deque[float]] = {}
         self._next_scheduled = {
@@ -496,6 +498,8 @@ class RecoveryEngine:
         self.safe = True
         self.in_episode = False
         self.escalations.append({"t_s": now, "kind": kind, "reason": reason})
+        self.escalation_count += 1
+        del self.escalations[:-KEEP_ESCALATIONS]
         self.audit.record(
             "escalate", kind, f"{reason}; safe state: {', '.join(done)}", severity="ALERT"
         )

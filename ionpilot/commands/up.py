@@ -20,6 +20,8 @@ from ionpilot.config import DEFAULT_CONFIG, LabConfig
 from ionpilot.runtime import load_or_report, wait_for_stop_signal
 from ionpilot.supervisor import ChildSpec, Supervisor, ionpilot_argv
 
+KEEP_STATES = 1000  # lock state changes kept for the summary
+
 # Which subcommand runs each process of the lab file, in start order.
 PROCESS_COMMANDS: dict[str, tuple[str, ...]] = {
     "sim": ("sim",),
@@ -82,7 +84,8 @@ class LockTracker:
     locked_total: float = 0.0
     corrections: int = 0
     last_correction_hz: float | None = None
-    states: list[tuple[float, str]] = field(default_factory=list)
+    states: list[tuple[float, str]] = field(default_factory=list)  # the newest KEEP_STATES
+    state_changes: int = 0
 
     def on_state(self, now: float, state: str) -> None:
         if state == self.state:
@@ -96,6 +99,8 @@ class LockTracker:
                 self.first_locked = now
         self.state = state
         self.states.append((now - self.started, state))
+        self.state_changes += 1
+        del self.states[:-KEEP_STATES]  # a lock that flaps for weeks: the newest changes
 
     def on_update(self, correction_hz: float) -> None:
         self.corrections += 1
@@ -112,6 +117,7 @@ class LockTracker:
             "corrections": self.corrections,
             "last_correction_hz": self.last_correction_hz,
             "final_state": self.state,
+            "state_changes": self.state_changes,
             "state_history": [{"t_s": round(t, 3), "state": s} for t, s in self.states],
         }
 
