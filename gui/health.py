@@ -281,7 +281,9 @@ class HealthPanel(QWidget):
             detail = format_value(value)
             latched, acked_by = "OK", ""
             if isinstance(value, dict):
-                detail = f"{value.get('reason', '')}  (value {format_value(value.get('value'))})"
+                unit = str(value.get("unit", "") or "")  # "" from monitors that send none
+                shown = format_value(value.get("value"), unit)
+                detail = f"{value.get('reason', '')}  (value {shown})"
                 latched = str(value.get("latched", "OK"))
                 acked_by = str(value.get("acknowledged_by", "") or "")
             t = latest.t_ns * 1e-9

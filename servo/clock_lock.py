@@ -31,7 +31,12 @@ from ionpilot.servo.outputs import (
     Outputs,
     ServoAlarm,
 )
-from ionpilot.servo.persistence import ClockLockSnapshot, StateRestoreError, StateStore
+from ionpilot.servo.persistence import (
+    ClockLockSnapshot,
+    StateMissing,
+    StateRestoreError,
+    StateStore,
+)
 from ionpilot.servo.seams import (
     LabError,
     LabInterface,
@@ -139,7 +144,7 @@ class ClockLock:
                 self.clock.wall_ns(),
                 LOOP,
                 kind,
-                "MAJOR" if severity == "MAJOR" else "MINOR",
+                "MAJOR" if severity == "MAJOR" else "OK" if severity == "OK" else "MINOR",
                 message,
             )
         )
@@ -151,7 +156,10 @@ class ClockLock:
         if self.store is not None:
             try:
                 snapshot = self.store.load(self.clock.wall_ns(), self.settings.max_state_age)
-            except StateRestoreError as exc:
+            except StateMissing as exc:  # a fresh start is normal: information, no alarm
+                self.restore_error = str(exc)
+                self._alarm("state_fresh", "OK", f"{exc}: acquiring the line")
+            except StateRestoreError as exc:  # a file that exists but cannot be trusted
                 self.restore_error = str(exc)
                 self._alarm("state_rejected", "MINOR", f"not resuming: {exc}")
             else:

@@ -33,7 +33,7 @@ from ionpilot.servo.outputs import (
 )
 from ionpilot.servo.persistence import StateStore
 from ionpilot.servo.recovery import JobsHook
-from ionpilot.servo.seams import LabError, SignalInvalid
+from ionpilot.servo.seams import LabError, LabRefused, SignalInvalid
 from ionpilot.servo.settings import (
     AuxLockSettings,
     ClockLockSettings,
@@ -46,6 +46,9 @@ log = logging.getLogger(__name__)
 
 Call = Callable[..., Any]
 RETRY_AFTER_LAB_ERROR_S = 2.0  # CommandClient.call(target, method, args, timeout=...)
+# refused as such, nothing applied: asking again the same way cannot help
+REFUSALS = frozenset({ErrorCode.OUT_OF_LIMITS, ErrorCode.FORBIDDEN, ErrorCode.BAD_REQUEST})
+BUSY_POLL_S = 0.2  # the lock thread's longest nap while a recovery runs
 MAX_PENDING_ACTIONS = 16  # operator commands waiting for the lock thread; beyond: `busy`
 
 
@@ -61,7 +64,10 @@ class BusLab:
         try:
             return self._call(target, method, args, timeout=timeout)
         except BusError as exc:
-            raise LabError(f"{target} {method} {args.get('name', '')}: {exc}") from exc
+            text = f"{target} {method} {args.get('name', '')}: {exc}"
+            if exc.code in REFUSALS:
+                raise LabRefused(text) from exc
+            raise LabError(text) from exc
 
     def schedule(self, probe: ProbeSpec, aom_frequency_hz: float) -> list[dict[str, Any]]:
         """One clock cycle as pulses: cool, the probe (Rabi π or Ramsey π/2–T–π/2), detect."""
@@ -147,6 +153,21 @@ class BusLab:
     def set(self, parameter: str, value: float) -> None:
         instrument, _, name = parameter.partition(".")
         self._bus(instrument, "set", {"name": name, "value": value})
+
+    def limits(self, parameter: str) -> tuple[float, float] | None:
+        """What the driver host allows a set of `parameter` to request (its `describe`)."""
+        instrument, _, name = parameter.partition(".")
+        reply = self._bus(instrument, "describe", {})
+        params = reply.get("parameters") if isinstance(reply, dict) else None
+        entry = params.get(name) if isinstance(params, dict) else None
+        allowed = entry.get("allowed") if isinstance(entry, dict) else None
+        if (
+            isinstance(allowed, list)
+            and len(allowed) == 2
+            and all(isinstance(v, int | float) and not isinstance(v, bool) for v in allowed)
+        ):
+            return float(allowed[0]), float(allowed[1])
+        return None
 
     def is_ion_present(self) -> bool:
         p = self.pulses
@@ -305,8 +326,11 @@ class Daemon:
             for aux in self.aux_locks:  # between clock updates, when due
                 if now >= aux.next_due:
                     if aux.state == "stopped":
+                        # one that could not start is tried again; one a recovery stopped (a
+                        # mode search, the safe state) stays stopped until the recovery is over
                         aux.next_due = now + aux.settings.update_period
-                        self._guarded(aux.start, f"aux lock {aux.name} cannot start")
+                        if not busy:
+                            self._guarded(aux.start, f"aux lock {aux.name} cannot start")
                     else:
                         aux.step()
             if now - last_state_beat >= 1.0:  # late subscribers learn the state within 1 s
@@ -314,7 +338,9 @@ class Daemon:
                 last_state_beat = now
             if self.recovery is not None:  # the recovery engine decides about hold-over
                 if busy or self.lock.state.value in ("holdover", "unlocked"):
-                    self._stop.wait(0.2)
+                    # a step's own pace (a current sweep steps every 0.1 s), at most 0.2 s
+                    nap = min(BUSY_POLL_S, max(0.02, self.recovery.next_tick_s))
+                    self._stop.wait(nap)
             elif self.lock.state.value in ("holdover", "unlocked"):
                 # a lab error paused the lock: try again (resume re-verifies a long hold-over)
                 if not self._operator_paused and self._stop.wait(RETRY_AFTER_LAB_ERROR_S) is False:

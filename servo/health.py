@@ -38,12 +38,14 @@ class SignalStatus:
     latched: Severity
     acknowledged_by: str | None
     since_s: float  # clock time the reported severity started
+    unit: str = ""
 
     def fields(self) -> dict[str, object]:
         return {
             "severity": self.severity.name,
             "reason": self.reason,
             "value": self.value,
+            "unit": self.unit,
             "latched": self.latched.name,
             "acknowledged_by": self.acknowledged_by or "",
         }
@@ -52,6 +54,17 @@ class SignalStatus:
 def _level(rule: HealthRule, name: str) -> float | None:
     q = getattr(rule, name)
     return None if q is None else float(q.value)
+
+
+def rule_unit(rule: HealthRule) -> str:
+    """The unit of a signal's value: the rule's own, else its limits' (dimensionless: '')."""
+    if rule.unit:
+        return rule.unit
+    for name in ("lolo", "low", "high", "hihi", "hysteresis"):
+        q = getattr(rule, name)
+        if q is not None and q.unit:
+            return "" if q.unit == "1" else str(q.unit)
+    return ""
 
 
 class SignalHealth:
@@ -79,6 +92,7 @@ class SignalHealth:
         self.since = now
         self.latched = Severity.OK
         self.acknowledged_by: str | None = None
+        self.unit = rule_unit(rule)
 
     # -- the rule ------------------------------------------------------------------------------
 
@@ -174,6 +188,7 @@ class SignalHealth:
             self.latched,
             self.acknowledged_by,
             self.since,
+            self.unit,
         )
 
 

@@ -21,7 +21,7 @@ from ionpilot.servo.health import HealthMonitor, Severity
 from ionpilot.servo.interrogation import ProbeSpec
 from ionpilot.servo.playbooks import COUNT_RATE, default_rules, standard_playbooks
 from ionpilot.servo.recovery import JobsHook, RecoveryEngine, RestartHook
-from ionpilot.servo.seams import LabError, LabInterface, SignalInvalid
+from ionpilot.servo.seams import LabError, LabInterface, SignalInvalid, parameter_limits
 from ionpilot.servo.settings import HealthSettings, PulseCalibration, RecoverySettings
 from ionpilot.servo.uptime import UptimeAccount
 
@@ -65,6 +65,9 @@ class LiveLab:
 
     def set(self, parameter: str, value: float) -> None:
         self.lab.set(parameter, value)
+
+    def limits(self, parameter: str) -> tuple[float, float] | None:
+        return parameter_limits(self.lab, parameter)
 
     def is_ion_present(self) -> bool:
         return self.lab.is_ion_present()
@@ -126,6 +129,7 @@ class LiveRecovery:
             restart_process=restart_process or (lambda name: None),
         )
         self._next_uptime = -math.inf
+        self.next_tick_s = recovery.health_period  # what the engine asked for last
 
     def _event(self, entry: AuditEntry) -> None:
         severity = "MAJOR" if entry.severity == "ALERT" else entry.severity
@@ -147,9 +151,10 @@ class LiveRecovery:
     def tick(self) -> bool:
         """One round of health and recovery; True while the lock must not be stepped."""
         try:
-            self.engine.tick()
+            self.next_tick_s = self.engine.tick()
         except LabError as exc:  # a sensor or step error outside the guarded paths
             self.audit.record("lab_error", "tick", str(exc), severity="MINOR")
+            self.next_tick_s = self.engine.settings.health_period
         now = self.clock.now()
         self.uptime.observe(now, self.lock.state is LockState.LOCKED)
         if now >= self._next_uptime:

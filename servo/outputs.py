@@ -88,14 +88,14 @@ class AuxLockUpdate:
 @dataclass(frozen=True, slots=True)
 class ServoAlarm:
     """Something a person or the recovery layer must know: railing, timeouts, a lost line,
-    a rejected persisted state."""
+    a rejected persisted state; or only informational (OK: a fresh start without state)."""
 
     topic: ClassVar[str] = "servo.alarm"
     t_s: float
     wall_ns: int
     loop: str
     kind: str  # railed, relock_timeout, out_of_capture, invalid_timeout, line_not_found, ...
-    severity: Literal["MINOR", "MAJOR"]
+    severity: Literal["OK", "MINOR", "MAJOR"]
     message: str
 
     def fields(self) -> dict[str, object]:

@@ -20,6 +20,10 @@ class StateRestoreError(Exception):
     """The persisted state cannot be used; the message says why. The lock reacquires."""
 
 
+class StateMissing(StateRestoreError):
+    """There is no state file: a fresh lab (or a fresh state directory), not a fault."""
+
+
 @dataclass(frozen=True)
 class ClockLockSnapshot:
     """Everything needed to resume the clock lock: the AOM frequency (the line-centre
@@ -125,7 +129,7 @@ class StateStore:
         try:
             text = self.path.read_text(encoding="utf-8")
         except FileNotFoundError as exc:
-            raise StateRestoreError(f"no saved state at {self.path}") from exc
+            raise StateMissing(f"no saved state at {self.path}") from exc
         except OSError as exc:
             raise StateRestoreError(f"cannot read {self.path}: {exc}") from exc
         try:

@@ -11,6 +11,7 @@ Fault signatures and recovery times: REFERENCE.md §3.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
@@ -21,7 +22,15 @@ from ionpilot.bus.units import Quantity
 from ionpilot.servo.aux_lock import AuxLock
 from ionpilot.servo.clock_lock import ClockLock
 from ionpilot.servo.health import HealthMonitor, Severity
-from ionpilot.servo.seams import LabInterface
+from ionpilot.servo.seams import (
+    LabError,
+    LabInterface,
+    LabRefused,
+    SignalInvalid,
+    diode_current,
+    parameter_limits,
+    wavemeter_frequency,
+)
 from ionpilot.servo.settings import (
     AuxLockSettings,
     HealthRule,
@@ -60,6 +69,7 @@ class StepResult:
     status: StepStatus
     wait_s: float = 0.0
     note: str = ""
+    retry: bool = True  # FAIL only: False when another attempt cannot help (escalate now)
 
 
 def done(note: str = "") -> StepResult:
@@ -72,6 +82,11 @@ def wait(seconds: float, note: str = "") -> StepResult:
 
 def fail(note: str) -> StepResult:
     return StepResult(StepStatus.FAIL, 0.0, note)
+
+
+def give_up(note: str) -> StepResult:
+    """A failure that retrying cannot mend (a safety limit, a search that was exhausted)."""
+    return StepResult(StepStatus.FAIL, 0.0, note, retry=False)
 
 
 @dataclass
@@ -93,6 +108,9 @@ class RecoveryContext:
     force_reacquire: bool = False  # the line must be searched for on resume
     reference_optical_hz: float | None = None  # clock laser before the fault (cavity mode)
     loading_started: bool = False  # a reload has begun in this recovery (not a dark state)
+    # set points a step moved and must be put back (kept across runs: a pre-empted sweep whose
+    # tidy-up failed still knows where the laser was)
+    restore: dict[str, float] = field(default_factory=dict)
 
     def reset(self, target: str) -> None:
         """A new playbook run."""
@@ -196,6 +214,7 @@ def default_rules(
             hysteresis=_q(0.1 * threshold, "1/s"),
             stale_after=5.0,
             debounce=0.5,
+            unit="counts/s",
         ),
         HEARTBEAT: HealthRule(stale_after=settings.heartbeat_stale_after),
         cavity_signal(cavity_laser): HealthRule(lolo=_q(1.5, "1"), stale_after=5.0),
@@ -293,13 +312,181 @@ def recool(ctx: RecoveryContext) -> StepResult:
     return done("cooled")
 
 
+@dataclass
+class CurrentSweep:
+    """Progress of one mode search, kept in the step's scratch between calls."""
+
+    parameter: str  # `<laser>.current`
+    setpoint_a: float  # where the laser was, and is put back
+    floor_a: float  # the lowest current the instrument's limits allow (-inf: unknown)
+    current_a: float
+    tries: int = 0  # sweeps finished
+    excursion_a: float = 0.0  # of the present sweep
+    phase: str = "down"  # down, up, check
+    invalid_reads: int = 0
+    last_error_hz: float = math.nan  # target − wavemeter after the last sweep
+
+
+def _wavemeter_error(ctx: RecoveryContext, s: AuxLockSettings) -> float | None:
+    """Target − wavemeter reading of the aux lock's laser (Hz); None when the exposure is bad."""
+    try:
+        frequency = ctx.lab.read(wavemeter_frequency(s.wavemeter, s.wavemeter_channel))
+    except SignalInvalid:
+        return None
+    if not math.isfinite(frequency) or frequency <= 0:
+        return None
+    return s.target - frequency
+
+
+def _ma(amps: float) -> str:
+    return f"{amps * 1e3:.2f} mA"
+
+
+def _missed(sweep: CurrentSweep) -> str:
+    if not math.isfinite(sweep.last_error_hz):
+        return ""
+    return f" (still {sweep.last_error_hz / 1e9:+.2f} GHz from target)"
+
+
+def _sweep_note(s: AuxLockSettings, sweep: CurrentSweep) -> str:
+    """One audit line per sweep (the engine records a wait's note when it changes)."""
+    return (
+        f"sweep {sweep.tries + 1} of {s.mode_search_tries}: {s.laser} current "
+        f"{_ma(sweep.setpoint_a)} → {_ma(sweep.setpoint_a - sweep.excursion_a)} and back, "
+        f"wavemeter lock stopped{_missed(sweep)}"
+    )
+
+
+def _back_to_setpoint(ctx: RecoveryContext, sweep: CurrentSweep) -> str:
+    """Put the set point back if it moved; '' when done, else why not (the playbook's abort
+    tries again: `ctx.restore` still holds it)."""
+    if sweep.current_a != sweep.setpoint_a:
+        try:
+            ctx.set(sweep.parameter, sweep.setpoint_a)
+        except LabError as exc:
+            return f"; restoring {_ma(sweep.setpoint_a)} failed: {exc}"
+        sweep.current_a = sweep.setpoint_a
+    ctx.restore.pop(sweep.parameter, None)
+    return ""
+
+
+def _plan_sweep(ctx: RecoveryContext, s: AuxLockSettings, sweep: CurrentSweep) -> StepResult:
+    """The next sweep, deeper than the last, within the limits; or give up."""
+    laser = s.laser
+    missed = _missed(sweep)
+    if sweep.tries >= s.mode_search_tries:
+        note = _back_to_setpoint(ctx, sweep)
+        return give_up(
+            f"{laser}: {sweep.tries} current sweeps, the last {_ma(sweep.excursion_a)} deep, did "
+            f"not bring it back within the wavemeter lock's capture range{missed}{note}"
+        )
+    wanted = min(
+        s.mode_search_excursion + sweep.tries * s.mode_search_deepen, s.mode_search_max_excursion
+    )
+    room = sweep.setpoint_a - sweep.floor_a
+    if room < s.mode_search_excursion - 1e-9:
+        note = _back_to_setpoint(ctx, sweep)
+        return give_up(
+            f"{laser}: a mode search sweeps the current {_ma(s.mode_search_excursion)} below its "
+            f"{_ma(sweep.setpoint_a)} set point, but its lower current limit is "
+            f"{_ma(sweep.floor_a)}: not sweeping{missed}{note}"
+        )
+    if room < wanted and room <= sweep.excursion_a + 1e-9:
+        note = _back_to_setpoint(ctx, sweep)
+        return give_up(
+            f"{laser}: {sweep.tries} sweeps did not bring it back{missed} and its lower current "
+            f"limit {_ma(sweep.floor_a)} allows none deeper than {_ma(sweep.excursion_a)}{note}"
+        )
+    sweep.excursion_a = min(wanted, room)
+    sweep.phase = "down"
+    sweep.invalid_reads = 0
+    return wait(0.0, _sweep_note(s, sweep))
+
+
 def mode_search(ctx: RecoveryContext) -> StepResult:
-    """Bring a hopped laser back to its mode: the laser's relock sweep (`<laser>.mode_search`)
-    with its wavemeter lock stopped so the two do not fight."""
+    """Bring a hopped diode laser back to its mode the way a lab does: with its wavemeter lock
+    stopped, sweep the diode current down through the hop and back to its set point (an ECDL
+    mode hop is hysteretic: below the hop region the laser drops back to its own mode and stays
+    there on the way up), then the wavemeter must show it within the lock's capture range.
+    A miss is swept again deeper, up to `mode_search_tries` sweeps and never below the
+    instrument's current limit; then it gives up (escalation). The sweep is steps of
+    `mode_search_step` every `mode_search_dwell`: one lab call per call of the step."""
     aux = ctx.auxes[ctx.target]
-    aux.stop()
-    ctx.set(f"{aux.settings.laser}.mode_search", True)
-    return done(f"{aux.settings.laser} relock sweep finished")
+    s = aux.settings
+    sweep = ctx.scratch.get("sweep")
+    if not isinstance(sweep, CurrentSweep):
+        aux.stop()
+        error = _wavemeter_error(ctx, s)
+        if error is not None and abs(error) <= s.capture_range:
+            return done(
+                f"{s.laser} {error / 1e6:+.0f} MHz from target, within the capture range: "
+                "no sweep needed"
+            )
+        parameter = diode_current(s.laser)
+        current = ctx.lab.read(parameter)
+        setpoint = ctx.restore.setdefault(parameter, current)  # a cut-short sweep's comes first
+        limits = parameter_limits(ctx.lab, parameter)
+        floor = limits[0] if limits is not None else -math.inf
+        sweep = CurrentSweep(parameter, setpoint, floor, current_a=current)
+        ctx.scratch["sweep"] = sweep
+        return _plan_sweep(ctx, s, sweep)
+    step = s.mode_search_step
+    if sweep.phase in ("down", "up"):
+        if sweep.phase == "down":
+            bottom = sweep.setpoint_a - sweep.excursion_a
+            target = max(bottom, sweep.current_a - step)
+        else:
+            target = sweep.current_a + step
+            if target >= sweep.setpoint_a - 1e-9:
+                target = sweep.setpoint_a  # exactly the set point it had
+        try:
+            ctx.set(sweep.parameter, target)
+        except LabRefused as exc:
+            note = _back_to_setpoint(ctx, sweep)
+            return give_up(
+                f"{s.laser}: the driver host refused current {_ma(target)} ({exc}); set point "
+                f"{_ma(sweep.setpoint_a)} restored, no further sweep{note}"
+            )
+        sweep.current_a = target
+        if sweep.phase == "down" and target <= sweep.setpoint_a - sweep.excursion_a + 1e-12:
+            sweep.phase = "up"
+        elif sweep.phase == "up" and target == sweep.setpoint_a:
+            sweep.phase = "check"
+            return wait(s.mode_search_settle, _sweep_note(s, sweep))
+        return wait(s.mode_search_dwell, _sweep_note(s, sweep))
+    error = _wavemeter_error(ctx, s)
+    if error is None:
+        sweep.invalid_reads += 1
+        if sweep.invalid_reads >= 5:
+            return fail(f"wavemeter channel {s.wavemeter_channel} invalid after the sweep")
+        return wait(0.5)
+    sweep.tries += 1
+    sweep.last_error_hz = error
+    if abs(error) <= s.capture_range:
+        ctx.restore.pop(sweep.parameter, None)
+        return done(
+            f"{s.laser} back on its mode after a {_ma(sweep.excursion_a)} current sweep "
+            f"(sweep {sweep.tries}): {error / 1e6:+.0f} MHz from target, "
+            f"set point {_ma(sweep.setpoint_a)} restored"
+        )
+    return _plan_sweep(ctx, s, sweep)
+
+
+def restore_set_points(ctx: RecoveryContext) -> StepResult:
+    """Tidy-up after a failed or pre-empted sweep: the laser back at its set point."""
+    restored = []
+    for parameter, value in list(ctx.restore.items()):
+        ctx.set(parameter, value)
+        del ctx.restore[parameter]
+        restored.append(f"{parameter} {value:g}")
+    return done(f"restored {', '.join(restored)}" if restored else "nothing to restore")
+
+
+def mode_search_timeout_s(s: AuxLockSettings) -> float:
+    """Time for every sweep at its deepest, with ~0.25 s of lab round trip per current step."""
+    steps = 2 * s.mode_search_max_excursion / s.mode_search_step + 2
+    per_sweep = steps * (s.mode_search_dwell + 0.25) + s.mode_search_settle + 5.0
+    return s.mode_search_tries * per_sweep + 10.0
 
 
 def wavemeter_relock(ctx: RecoveryContext) -> StepResult:
@@ -494,7 +681,7 @@ def standard_playbooks(
             settings=cfg("cavity_unlock"),
         ),
     ]
-    for loop in aux:
+    for loop, loop_settings in aux.items():
         books.append(
             Playbook(
                 f"mode_hop:{loop}",
@@ -503,12 +690,13 @@ def standard_playbooks(
                 trip=(Condition(aux_error_signal(loop), BAD),),
                 resume=(Condition(aux_error_signal(loop), GOOD, 0.0),),
                 steps=(
-                    Step("mode_search", mode_search, 30.0),
+                    Step("mode_search", mode_search, mode_search_timeout_s(loop_settings)),
                     Step("wavemeter_relock", wavemeter_relock, 15.0),
                     Step("verify_fluorescence", verify_fluorescence, 10.0),
                 ),
                 settings=cfg("mode_hop"),
                 target=loop,
+                abort=restore_set_points,
             )
         )
     books.append(

@@ -313,7 +313,7 @@ class RecoveryEngine:
                 self._next_step(run)
             return 0.0
         if result.status is StepStatus.FAIL:
-            return self._fail(now, run, f"{step.name}: {result.note}")
+            return self._fail(now, run, f"{step.name}: {result.note}", retry=result.retry)
         if result.note and (run.scratch.get("noted") != result.note):
             run.scratch["noted"] = result.note
             self.audit.record("wait", f"{book.name}.{step.name}", result.note)
@@ -338,10 +338,13 @@ class RecoveryEngine:
             return self._fail(now, run, "resume condition not met: " + "; ".join(failing))
         return min(self.settings.health_period, 0.5)
 
-    def _fail(self, now: float, run: Run, reason: str) -> float:
+    def _fail(self, now: float, run: Run, reason: str, retry: bool = True) -> float:
         book = run.playbook
         run.attempt += 1
         self._abort(run)
+        if not retry:  # a limit or an exhausted search: another attempt cannot help
+            self._escalate(now, book.kind, f"{book.name}: {reason} (gave up: not retried)")
+            return 0.0
         if run.attempt > book.settings.max_retries:
             self._escalate(now, book.kind, f"{book.name}: {reason} (after {run.attempt} attempts)")
             return 0.0

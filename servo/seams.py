@@ -9,7 +9,7 @@ implementation has one place to map them.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from ionpilot.servo.interrogation import ProbeSpec
 
@@ -20,6 +20,11 @@ class LabError(Exception):
 
 class SignalInvalid(LabError):
     """A reading exists but means nothing now (wavemeter underexposed, comb unlocked)."""
+
+
+class LabRefused(LabError):
+    """The lab refused a set as unsafe or malformed (out of its limits, forbidden): nothing was
+    applied, and asking again the same way cannot help (unlike a timeout)."""
 
 
 class LabInterface(Protocol):
@@ -47,6 +52,22 @@ class LabInterface(Protocol):
         ...
 
 
+@runtime_checkable
+class KnowsLimits(Protocol):
+    """A lab that can say what a parameter may be set to (the driver host's safety limits)."""
+
+    def limits(self, parameter: str) -> tuple[float, float] | None:
+        """(min, max) a set of `parameter` may request now, in SI units; None if unknown."""
+        ...
+
+
+def parameter_limits(lab: object, parameter: str) -> tuple[float, float] | None:
+    """The lab's limits of `parameter` if it can tell (None otherwise: a set may be refused)."""
+    if isinstance(lab, KnowsLimits):
+        return lab.limits(parameter)
+    return None
+
+
 def wavemeter_frequency(wavemeter: str, channel: int) -> str:
     """Optical frequency (Hz) of the laser on one fibre-switch channel."""
     return f"{wavemeter}.ch{channel}.frequency"
@@ -55,6 +76,11 @@ def wavemeter_frequency(wavemeter: str, channel: int) -> str:
 def piezo_voltage(laser: str) -> str:
     """A diode laser's piezo voltage set point (V)."""
     return f"{laser}.piezo_voltage"
+
+
+def diode_current(laser: str) -> str:
+    """A diode laser's current set point (A)."""
+    return f"{laser}.current"
 
 
 def comb_repetition_rate(comb: str) -> str:

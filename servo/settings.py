@@ -93,6 +93,27 @@ class AuxLockSettings:
     piezo_min: Annotated[float, "V"] = 10.0  # rails: a lock that needs more has railed
     piezo_max: Annotated[float, "V"] = 130.0
     invalid_timeout: Annotated[float, "s"] = 5.0  # wavemeter reading invalid this long = alarm
+    # Mode search after a mode hop: the diode current is swept down through the hop and back
+    # (ECDL hops are hysteretic), deeper on each try, never beyond the instrument's limits.
+    mode_search_excursion: Annotated[float, "A"] = 2e-3  # first sweep: this far below the set point
+    mode_search_deepen: Annotated[float, "A"] = 1e-3  # each further sweep goes this much deeper
+    mode_search_max_excursion: Annotated[float, "A"] = 5e-3  # never further from the set point
+    mode_search_tries: int = 3  # sweeps before giving up (escalation)
+    mode_search_step: Annotated[float, "A"] = 0.25e-3  # current step of the sweep
+    mode_search_dwell: Annotated[float, "s"] = 0.1  # time at each step (~2.5 mA/s)
+    mode_search_settle: Annotated[float, "s"] = 0.5  # back at the set point: before the wavemeter
+
+    def __post_init__(self) -> None:
+        if self.mode_search_tries < 1:
+            raise ValueError(
+                f"mode_search_tries must be at least 1, found {self.mode_search_tries}"
+            )
+        if not 0 < self.mode_search_excursion <= self.mode_search_max_excursion:
+            raise ValueError(
+                "mode_search_excursion must be positive and at most mode_search_max_excursion"
+            )
+        if self.mode_search_step <= 0 or self.mode_search_deepen < 0:
+            raise ValueError("mode_search_step must be positive, mode_search_deepen not negative")
 
 
 @dataclass(frozen=True)
@@ -129,6 +150,7 @@ class HealthRule:
     max_rate: Quantity | None = None
     stale_after: Annotated[float, "s"] = 5.0
     debounce: Annotated[float, "s"] = 0.0
+    unit: str = ""  # of the signal's value, for people ("counts/s"); "" = the limits' unit
 
 
 @dataclass(frozen=True)

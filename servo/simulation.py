@@ -27,7 +27,7 @@ from ionpilot.servo.aux_lock import AuxLock
 from ionpilot.servo.clock_lock import ClockLock, LockState
 from ionpilot.servo.interrogation import ProbeSpec
 from ionpilot.servo.outputs import Outputs
-from ionpilot.servo.seams import LabError, SignalInvalid
+from ionpilot.servo.seams import LabError, LabRefused, SignalInvalid
 from ionpilot.servo.settings import AuxLockSettings, ClockLockSettings
 from ionpilot.servo.stability import (
     ONE_SIGMA,
@@ -185,6 +185,8 @@ class WorldLab:
             return float(reading.frequency_hz)
         if parameter == "piezo_voltage":
             return float(w.lasers[_laser_key(instrument)].piezo_v)
+        if parameter == "current":
+            return float(w.lasers[_laser_key(instrument)].current_a)
         if parameter in ("repetition_rate", "offset_frequency", "frequency"):
             record = w.comb_query(w.epoch_unix + w.now())
             if record is None or not record.locked:
@@ -200,6 +202,9 @@ class WorldLab:
         instrument, _, name = parameter.partition(".")
         if name == "piezo_voltage":
             self.world.set_laser(_laser_key(instrument), piezo_v=value)
+            return
+        if name == "current":  # the DLC pro's current set point (the world models mode hops)
+            self.world.set_laser(_laser_key(instrument), current_a=value)
             return
         raise LabError(f"unknown parameter '{parameter}'")
 
@@ -403,11 +408,12 @@ class FaultyWorldLab(WorldLab):
       has restarted it every lab call raises `LabError` and its heartbeat stops;
     * a fraction of single wavemeter exposures invalid (the World only has invalid periods).
 
-    Lab actions map onto the World's public setters under the drivers' parameter names. The
-    lasers' relock sweep (`<laser>.mode_search`) is modelled here: the World has no mode
-    structure, so a sweep takes `mode_search_s` and puts the laser back on its mode through the
-    World's restore API. Micromotion (`trap.micromotion_index`) is the World's β, measured in
-    `micromotion_probe_s` (a sideband probe)."""
+    Lab actions map onto the World's public setters under the drivers' parameter names; a mode
+    hop is undone as in the lab, by the playbook's current sweep (the World models the hop's
+    hysteresis). `limits` are the driver host's safety limits (parameter → (min, max) in SI):
+    a set outside them is refused (`LabRefused`, nothing applied), as the host refuses it.
+    Micromotion (`trap.micromotion_index`) is the World's β, measured in `micromotion_probe_s`
+    (a sideband probe)."""
 
     def __init__(
         self,
@@ -417,9 +423,9 @@ class FaultyWorldLab(WorldLab):
         wavemeter_invalid_fraction: float = 0.0,
         supervisor_restart_s: float = 6.0,
         driver_start_s: float = 4.0,
-        mode_search_s: float = 3.0,
         micromotion_probe_s: float = 5.0,
         record_truth: bool = True,
+        limits: dict[str, tuple[float, float]] | None = None,
     ) -> None:
         super().__init__(world, seed, record_truth)
         self.w: Any = world
@@ -427,7 +433,8 @@ class FaultyWorldLab(WorldLab):
         self.wavemeter_invalid_fraction = wavemeter_invalid_fraction
         self.supervisor_restart_s = supervisor_restart_s
         self.driver_start_s = driver_start_s
-        self.mode_search_s = mode_search_s
+        self.limits_si = dict(limits or {})
+        self.refused: list[tuple[str, float]] = []  # sets refused as out of limits
         self.micromotion_probe_s = micromotion_probe_s
         self.crash_times: list[float] = []
         self.host_back_at: float | None = None  # host down until then
@@ -512,8 +519,20 @@ class FaultyWorldLab(WorldLab):
             return float(w.dc_output(int(parameter[2:4])))
         return super().read(signal)
 
+    def limits(self, parameter: str) -> tuple[float, float] | None:
+        """The host's limits of `parameter` (None: none configured)."""
+        self._host()
+        return self.limits_si.get(parameter)
+
     def set(self, parameter: str, value: float) -> None:
         self._host()
+        bounds = self.limits_si.get(parameter)
+        if bounds is not None and not bounds[0] <= value <= bounds[1]:
+            self.refused.append((parameter, value))
+            raise LabRefused(
+                f"out_of_limits: {parameter} = {value:g} outside the allowed "
+                f"{bounds[0]:g}..{bounds[1]:g}; nothing applied"
+            )
         w = self.w
         instrument, _, name = parameter.partition(".")
         if instrument == "oven":
@@ -547,9 +566,5 @@ class FaultyWorldLab(WorldLab):
             return
         if name == "lock_enabled":
             w.set_cavity_lock(bool(value))
-            return
-        if name == "mode_search":
-            w.advance(self.mode_search_s)
-            w.inject("restore", instrument)
             return
         super().set(parameter, value)

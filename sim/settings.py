@@ -51,6 +51,9 @@ class AuxLaserSettings:
     piezo_tuning: Annotated[float, "Hz/V"] = 0.4e9
     current_tuning: Annotated[float, "Hz/A"] = -0.1e12  # -0.1 GHz/mA
     mode_hop_size: Annotated[float, "Hz"] = 3e9
+    # ECDL mode hops are hysteretic: a hopped laser drops back to its mode once its diode
+    # current is taken this far below the current it hopped at (and stays there on the way up)
+    mode_hop_current_excursion: Annotated[float, "A"] = 1.5e-3
     frequency_walk: Annotated[float, "Hz"] = 50e3  # random-walk rms after 1 s (grows as sqrt t)
     mode_hop_rate: Annotated[float, "1/s"] = 0.0  # spontaneous hops per laser
 

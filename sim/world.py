@@ -94,7 +94,12 @@ class FaultError(ValueError):
 
 @dataclass
 class Laser:
-    """One diode laser: DLC pro settings plus the frequency offsets they and faults cause."""
+    """One diode laser: DLC pro settings plus the frequency offsets they and faults cause.
+
+    A mode hop moves the laser to a neighbouring external-cavity mode (`hop_hz`) at the diode
+    current it had then (`hop_current_a`). Hops are hysteretic: the laser stays on the new mode
+    until the current is taken `mode_hop_current_excursion` below that point, where it drops
+    back to its own mode and stays there when the current is brought back (`sweep_current`)."""
 
     spec: LaserSpec
     current_a: float
@@ -102,6 +107,28 @@ class Laser:
     enabled: bool = True
     hop_hz: float = 0.0
     walk_hz: float = 0.0
+    hop_current_a: float | None = None  # diode current when it hopped (None: on its mode)
+
+    def hop(self, offset_hz: float) -> None:
+        """Jump to another mode; a second hop before the first is undone keeps the first's
+        current as the point the hysteresis is measured from."""
+        self.hop_hz += offset_hz
+        if self.hop_hz == 0.0:
+            self.hop_current_a = None  # hopped back by itself
+        elif self.hop_current_a is None:
+            self.hop_current_a = self.current_a
+
+    def return_to_mode(self) -> None:
+        self.hop_hz = 0.0
+        self.hop_current_a = None
+
+    def sweep_current(self, current_a: float, excursion_a: float) -> bool:
+        """A new current set-point; True if it took a hopped laser back to its mode."""
+        self.current_a = current_a
+        if self.hop_current_a is None or current_a > self.hop_current_a - excursion_a:
+            return False
+        self.return_to_mode()
+        return True
 
     @property
     def emitting(self) -> bool:
@@ -546,7 +573,12 @@ class World:
             laser = self.lasers[key]
             was_repumping = self._repump_on()
             if current_a is not None:
-                laser.current_a = current_a
+                excursion = self.settings.aux_lasers.mode_hop_current_excursion
+                if laser.sweep_current(current_a, excursion):
+                    self._log(
+                        f"laser {key} back on its mode (current {current_a * 1e3:.2f} mA, "
+                        f"{excursion * 1e3:g} mA below the hop)"
+                    )
             if piezo_v is not None:
                 laser.piezo_v = piezo_v
             if enabled is not None:
@@ -957,7 +989,7 @@ class World:
             sign = 1.0 if self.rng.random() < 0.5 else -1.0
             if key == "435":
                 self._unlock_cavity()
-            self.lasers[key].hop_hz += sign * s.aux_lasers.mode_hop_size
+            self.lasers[key].hop(sign * s.aux_lasers.mode_hop_size)
             text = f"laser {key} mode hop {sign * s.aux_lasers.mode_hop_size / 1e9:+.1f} GHz"
         elif kind == "cavity_unlock":
             self._unlock_cavity()
@@ -1019,7 +1051,7 @@ class World:
             done.append("cavity locked")
         for key in ("369", "935", "399", "435"):
             if key in low and self.lasers[key].hop_hz:
-                self.lasers[key].hop_hz = 0.0
+                self.lasers[key].return_to_mode()
                 done.append(f"laser {key} back on its mode")
         if low in ("ion", "ions"):
             self.present = [True] * self.settings.n_ions

@@ -9,6 +9,7 @@ import dataclasses
 import os
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -70,7 +71,7 @@ def test_audit_is_pruned_at_open_for_a_daemon_that_restarts_often(tmp_path: Path
 def test_damaged_audit_file_is_set_aside_and_the_daemon_starts(tmp_path: Path) -> None:
     path = tmp_path / "audit.sqlite"
     path.write_bytes(b"\x00not a database, a power cut\xff" * 500)
-    seen = []
+    seen: list[Any] = []
     log = AuditLog(ManualClock(), path, sinks=[seen.append])
     assert log.open_error is not None and "moved to" in log.open_error
     aside = [p for p in tmp_path.iterdir() if p.name.startswith("audit.sqlite.corrupt-")]

@@ -1,0 +1,103 @@
+"""End to end with real processes: during `ionpilot up`, `ionpilot sim fault mode_hop laser_369`
+puts the cooling laser on another external-cavity mode (±3 GHz). The daemon's health monitor
+trips the mode-hop playbook, which sweeps the DLC pro's diode current down through the hop and
+back over the bus (the simulated laser's hop is hysteretic: nothing else brings it back), checks
+the wavemeter, restarts the wavemeter lock, and the lab returns to locked without the safe state,
+with the laser's current set point exactly where it was. Every decision is in the audit log."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from labprocs import UpRun, lab_on_free_ports
+
+from ionpilot.bus.client import CommandClient
+from ionpilot.config import load_config
+
+
+def wait_for(predicate: Callable[[], bool], seconds: float, up: UpRun, step: float = 0.25) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        up.check()
+        if predicate():
+            return True
+        time.sleep(step)
+    return predicate()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_a_live_mode_hop_is_swept_back_and_the_cooling_lock_relocks(tmp_path: Path) -> None:
+    lab = lab_on_free_ports(tmp_path, "e2e-mode-hop")
+    config = load_config(lab)
+    daemon_at = f"tcp://127.0.0.1:{config.processes['daemon'].command_port}"
+    drivers_at = f"tcp://127.0.0.1:{config.processes['drivers'].command_port}"
+    cooling = config.servo.aux_locks["cooling"]
+    audit = tmp_path / "var" / "servo" / "audit.sqlite"
+    with (
+        UpRun(lab, 240, tmp_path) as up,
+        CommandClient(config.bus, daemon_at) as daemon,
+        CommandClient(config.bus, drivers_at) as drivers,
+    ):
+
+        def status() -> dict[str, Any]:
+            try:
+                reply = daemon.call("daemon", "status", {}, timeout=5.0)
+            except Exception:  # not up yet
+                return {}
+            return reply if isinstance(reply, dict) else {}
+
+        def locked_and_idle() -> bool:
+            s = status()
+            return (
+                s.get("state") == "locked"
+                and s.get("recovering") == ""
+                and s.get("aux_locks") == {"cooling": "locked", "repump": "locked"}
+            )
+
+        def current_a() -> float:
+            return float(
+                drivers.call("laser_369", "get", {"name": "current"}, timeout=5.0)["value"]
+            )
+
+        def cooling_error_hz() -> float:
+            channel = cooling.wavemeter_channel
+            reading = drivers.call("wavemeter", "call", {"name": "measure", "args": [channel]})
+            return cooling.target - float(reading)
+
+        assert wait_for(locked_and_idle, 120, up), up.tail()
+        setpoint = current_a()
+        assert abs(cooling_error_hz()) < 50e6
+        cli = [sys.executable, "-m", "ionpilot.cli", "sim", "--config", str(lab)]
+        fault = subprocess.run(
+            [*cli, "fault", "mode_hop", "laser_369"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        assert fault.returncode == 0, fault.stdout + fault.stderr
+        assert abs(abs(cooling_error_hz()) - 3e9) < 100e6  # hopped by one mode
+        assert wait_for(lambda: status().get("recovering") != "", 20, up), status()
+        assert wait_for(locked_and_idle, 180, up), (status(), up.tail())
+        final = status()
+        assert final["safe_state"] is False
+        assert current_a() == pytest.approx(setpoint, abs=1e-6)  # the set point restored
+        assert abs(cooling_error_hz()) < 50e6  # on its mode, held by the wavemeter lock
+    assert up.proc.returncode is not None
+    assert up.left_behind() == []
+    rows = list(sqlite3.connect(audit).execute("SELECT kind, action, reason FROM audit"))
+    actions = [(k, a) for k, a, _ in rows]
+    assert ("trip", "mode_hop:cooling") in actions, rows
+    (searched,) = [r for k, a, r in rows if (k, a) == ("step", "mode_hop:cooling.mode_search")]
+    assert "back on its mode after a" in searched and "current sweep" in searched, rows
+    assert ("step", "mode_hop:cooling.wavemeter_relock") in actions, rows
+    assert ("recovered", "mode_hop:cooling") in actions, rows
+    assert not [r for r in rows if r[0] == "escalate"], rows
