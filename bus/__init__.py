@@ -25,7 +25,7 @@ from ionpilot.bus.directory import Directory
 from ionpilot.bus.hub import Hub
 from ionpilot.bus.pubsub import GapCounter, HeartbeatPublisher, Liveness, Publisher, Subscriber
 from ionpilot.bus.server import CommandServer
-from ionpilot.bus.settings import BusSettings, ProcessSettings
+from ionpilot.bus.settings import BusSecurity, BusSettings, CurveClient, ProcessSettings
 
 __all__ = [
     "ERROR_CODES",
@@ -34,12 +34,14 @@ __all__ = [
     "STATUSES",
     "AsyncCommandClient",
     "BusError",
+    "BusSecurity",
     "BusSettings",
     "ClientCore",
     "Clock",
     "Codec",
     "CommandClient",
     "CommandServer",
+    "CurveClient",
     "DecodeError",
     "Directory",
     "ErrorCode",

@@ -10,19 +10,22 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import math
 import os
 import random
 import socket
 import threading
-import time
 from collections import deque
 from collections.abc import Iterator
+from time import monotonic as _monotonic
 from typing import cast
 
+import msgpack
 import zmq
 
 from ionpilot.bus.codec import (
     IDEMPOTENT_METHODS,
+    SCALAR_TYPES,
     BusError,
     Codec,
     DecodeError,
@@ -31,12 +34,15 @@ from ionpilot.bus.codec import (
     Value,
 )
 from ionpilot.bus.hub import hard_frame_limit
+from ionpilot.bus.security import ClientKeys
 from ionpilot.bus.settings import BusSettings
 
 # Plain ints: with pyzmq's flag enums every `|` and `&` is a Python-level call.
 _NOBLOCK = int(zmq.NOBLOCK)
 _POLLIN = int(zmq.POLLIN)
 _POLLOUT = int(zmq.POLLOUT)
+_SCALARS = SCALAR_TYPES
+_unpackb = msgpack.unpackb  # defaults, no ext hook: see ionpilot.bus.codec
 
 
 def default_client_name() -> str:
@@ -53,11 +59,15 @@ class ClientCore:
         *,
         context: zmq.Context[zmq.Socket[bytes]] | None = None,
         name: str = "",
+        keys: ClientKeys | None = None,
     ) -> None:
         self.settings = settings
         self.endpoint = endpoint
+        if keys is None and settings.security.curve:  # the config's client identity
+            keys = ClientKeys.from_settings(settings.security)
         self.name = name or default_client_name()
         self._codec = Codec(settings.max_message_bytes)
+        self.packer = self._codec.packer
         self._decode_reply = self._codec.decode_reply
         self._encode_call = self._codec.encode_call
         sock = (context or zmq.Context.instance()).socket(zmq.DEALER)
@@ -66,12 +76,14 @@ class ClientCore:
         sock.setsockopt(zmq.SNDHWM, settings.high_water_mark)
         sock.setsockopt(zmq.RCVHWM, settings.high_water_mark)
         sock.setsockopt(zmq.MAXMSGSIZE, hard_frame_limit(settings.max_message_bytes))
+        if keys is not None:
+            keys.apply(sock)
         sock.connect(endpoint)
         self.socket = sock
-        self._send = super(zmq.Socket, sock).send  # the Cython send, without pyzmq's wrapper
-        self._ids: Iterator[int] = itertools.count(random.SystemRandom().randrange(1, 2**40))
-        self._outbox: deque[tuple[int, bytes]] = deque()
-        self._rcvtimeo = -1
+        self.send = super(zmq.Socket, sock).send  # the Cython send, without pyzmq's wrapper
+        self.ids: Iterator[int] = itertools.count(random.SystemRandom().randrange(1, 2**40))
+        self.outbox: deque[tuple[int, bytes]] = deque()  # requests waiting for a connection
+        self.rcvtimeo = -1  # the socket's receive timeout (ms), kept here: getsockopt is slow
         self.bad_replies = 0
 
     @property
@@ -81,7 +93,7 @@ class ClientCore:
 
     @property
     def has_outbox(self) -> bool:
-        return bool(self._outbox)
+        return bool(self.outbox)
 
     def attempts(self, method: str, retries: int | None) -> int:
         """1 + retries for idempotent reads; exactly 1 for anything that changes state."""
@@ -93,29 +105,44 @@ class ClientCore:
         self, target: str, method: str, args: dict[str, Value] | None
     ) -> tuple[int, bytes]:
         """A fresh id and the encoded request; `BusError(bad_request)` for unsendable args."""
-        rid = next(self._ids)
+        rid = next(self.ids)
+        return rid, self.encode(rid, target, method, args)
+
+    def encode(self, rid: int, target: str, method: str, args: dict[str, Value] | None) -> bytes:
+        """The encoded request; `BusError(bad_request)` for arguments that cannot travel."""
         try:
-            payload = self._encode_call(rid, method, target, args or {}, self.name)
+            return self._encode_call(rid, method, target, {} if args is None else args, self.name)
         except DecodeError as exc:
             raise BusError(ErrorCode.BAD_REQUEST, str(exc)) from None
-        return rid, payload
+
+    def set_rcvtimeo(self, wait_ms: int) -> None:
+        self.socket.setsockopt(zmq.RCVTIMEO, wait_ms)
+        self.rcvtimeo = wait_ms
+
+    def decode(self, data: bytes) -> Reply | None:
+        """A received reply, or None for (counted) garbage."""
+        try:
+            return self._decode_reply(data)
+        except DecodeError:
+            self.bad_replies += 1
+            return None
 
     def submit(self, rid: int, payload: bytes) -> None:
         """Send now, or queue until the connection is up (bounded; `busy` when full)."""
-        if not self._outbox:
+        if not self.outbox:
             try:
-                self._send(payload, _NOBLOCK)
+                self.send(payload, _NOBLOCK)
                 return
             except zmq.Again:
                 pass
-        if len(self._outbox) >= self.settings.high_water_mark:
+        if len(self.outbox) >= self.settings.high_water_mark:
             raise BusError(ErrorCode.BUSY, "too many requests waiting for a connection")
-        self._outbox.append((rid, payload))
+        self.outbox.append((rid, payload))
 
     def cancel(self, rid: int) -> None:
         """Take a request back if it has not left yet."""
-        if any(r == rid for r, _ in self._outbox):
-            self._outbox = deque(item for item in self._outbox if item[0] != rid)
+        if any(r == rid for r, _ in self.outbox):
+            self.outbox = deque(item for item in self.outbox if item[0] != rid)
 
     def service(self) -> list[Reply]:
         """Flush queued requests and read every reply available, without blocking."""
@@ -124,10 +151,10 @@ class ClientCore:
         while True:
             events = cast(int, sock.getsockopt(zmq.EVENTS))
             progressed = False
-            if events & _POLLOUT and self._outbox:
+            if events & _POLLOUT and self.outbox:
                 try:
-                    sock.send(self._outbox[0][1], _NOBLOCK)
-                    self._outbox.popleft()
+                    sock.send(self.outbox[0][1], _NOBLOCK)
+                    self.outbox.popleft()
                     progressed = True
                 except zmq.Again:
                     pass
@@ -146,17 +173,12 @@ class ClientCore:
             if wait_ms <= 0:
                 data = sock.recv(_NOBLOCK)
             else:
-                if wait_ms != self._rcvtimeo:
-                    sock.setsockopt(zmq.RCVTIMEO, wait_ms)
-                    self._rcvtimeo = wait_ms
+                if wait_ms != self.rcvtimeo:
+                    self.set_rcvtimeo(wait_ms)
                 data = sock.recv()
         except zmq.Again:
             return None
-        try:
-            return self._decode_reply(data)
-        except DecodeError:
-            self.bad_replies += 1
-            return None
+        return self.decode(data)
 
     def timeout_reply(self, rid: int, timeout: float, attempts: int) -> Reply:
         return Reply.failure(
@@ -179,10 +201,20 @@ class CommandClient:
         *,
         context: zmq.Context[zmq.Socket[bytes]] | None = None,
         name: str = "",
+        keys: ClientKeys | None = None,
     ) -> None:
-        self._core = ClientCore(settings, endpoint, context=context, name=name)
+        """`keys`: a CURVE identity other than the config's `client_key_file`."""
+        self._core = core = ClientCore(settings, endpoint, context=context, name=name, keys=keys)
         self._settings = settings
         self._lock = threading.Lock()
+        # What `request` uses on every call, looked up once.
+        self._timeout = settings.request_timeout
+        self._max_bytes = settings.max_message_bytes
+        self._name = core.name
+        self._pack = core.packer.pack
+        self._send = core.send
+        self._recv = core.socket.recv
+        self._timeout_s = math.nan  # the call timeout the socket's receive timeout is set for
 
     @property
     def bad_replies(self) -> int:
@@ -197,39 +229,140 @@ class CommandClient:
         timeout: float | None = None,
         retries: int | None = None,
     ) -> Reply:
-        """Send one command and wait for its reply; failures come back as a `Reply`."""
+        """Send one command and wait for its reply; failures come back as a `Reply`.
+
+        The common case (flat arguments, connected, the reply arrives in time) is written
+        out here, like the server's socket loop: pack, send, one blocking receive with the
+        timeout, check the reply. Everything else goes through `ClientCore`'s general steps,
+        which check and report exactly the same way."""
+        if timeout is None:
+            timeout = self._timeout
+        if args is None:
+            args = {}
         core = self._core
-        timeout = self._settings.request_timeout if timeout is None else timeout
-        attempts = core.attempts(method, retries)
         with self._lock:
-            try:
-                rid, payload = core.new_request(target, method, args)
-            except BusError as exc:
-                return Reply.failure(None, exc.code, exc.message)
-            sock = core.socket
-            for _ in range(attempts):
+            start = _monotonic()
+            rid = next(core.ids)
+            payload = b""
+            if type(args) is dict:
+                for key, item in args.items():
+                    if type(key) is not str or type(item) not in _SCALARS:
+                        break  # nested or odd args: `new_request` checks them
+                else:
+                    try:
+                        payload = self._pack(
+                            {
+                                "id": rid,
+                                "method": method,
+                                "target": target,
+                                "args": args,
+                                "client": self._name,
+                            }
+                        )
+                    except Exception:
+                        payload = b""
+            if not payload or len(payload) > self._max_bytes:
+                try:  # the general encoder: checks deeply and says what is wrong
+                    payload = core.encode(rid, target, method, args)
+                except BusError as exc:
+                    return Reply.failure(None, exc.code, exc.message)
+            if not core.outbox:
+                try:
+                    self._send(payload, _NOBLOCK)
+                except zmq.Again:  # not connected yet: the general path queues it
+                    return self._wait(
+                        rid,
+                        payload,
+                        method=method,
+                        timeout=timeout,
+                        retries=retries,
+                        start=start,
+                        sent=False,
+                    )
+                if timeout != self._timeout_s:  # the receive timeout follows the call's
+                    wait_ms = int(timeout * 1000 + 0.999)
+                    core.set_rcvtimeo(wait_ms if wait_ms >= 1 else 1)  # -1 means "forever"
+                    self._timeout_s = timeout
+                try:
+                    data = self._recv()
+                except zmq.Again:
+                    data = None
+                if data is not None and len(data) <= self._max_bytes:
+                    try:
+                        obj = _unpackb(data)
+                        if (
+                            obj["ok"] is True
+                            and obj["id"] == rid
+                            and type(obj["id"]) is int
+                            and type(value := obj["value"]) in _SCALARS
+                        ):
+                            return Reply(rid, True, value)
+                    except Exception:  # garbage, or not a plain success: the general path
+                        pass
+                if data is not None:  # an error, an old reply, or garbage: the general path
+                    reply = core.decode(data)
+                    if reply is not None and reply.id == rid:
+                        return reply
+                return self._wait(
+                    rid,
+                    payload,
+                    method=method,
+                    timeout=timeout,
+                    retries=retries,
+                    start=start,
+                    sent=True,
+                )
+            return self._wait(
+                rid,
+                payload,
+                method=method,
+                timeout=timeout,
+                retries=retries,
+                start=start,
+                sent=False,
+            )
+
+    def _wait(
+        self,
+        rid: int,
+        payload: bytes,
+        *,
+        method: str,
+        timeout: float,
+        retries: int | None,
+        start: float,
+        sent: bool,
+    ) -> Reply:
+        """The general path of `request` (lock held): queue while not connected, skip old
+        replies and garbage, retry idempotent reads, give up with `timeout`."""
+        core = self._core
+        sock = core.socket
+        attempts = core.attempts(method, retries)
+        self._timeout_s = math.nan  # `read_reply` sets the receive timeout its own way
+        for attempt in range(attempts):
+            if attempt or not sent:
                 try:
                     core.submit(rid, payload)
                 except BusError as exc:
                     return Reply.failure(rid, exc.code, exc.message)
-                deadline = time.monotonic() + timeout
-                wait_ms = max(1, int(timeout * 1000 + 0.999))
-                while True:
-                    if core.has_outbox:  # not connected yet: wait for either direction
-                        sock.poll(wait_ms, zmq.POLLIN | zmq.POLLOUT)
-                        for reply in core.service():
-                            if reply.id == rid:
-                                return reply
-                    else:  # a blocking receive with a timeout: cheaper than poll + receive
-                        answer = core.read_reply(wait_ms)
-                        if answer is not None and answer.id == rid:
-                            return answer
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        break
-                    wait_ms = max(1, int(remaining * 1000 + 0.999))
-                core.cancel(rid)
-            return core.timeout_reply(rid, timeout, attempts)
+                start = _monotonic()
+            deadline = start + timeout
+            while True:
+                remaining = deadline - _monotonic()
+                if remaining <= 0:
+                    break
+                wait_ms = max(1, int(remaining * 1000 + 0.999))
+                if core.has_outbox:  # not connected yet: wait for either direction
+                    sock.poll(wait_ms, zmq.POLLIN | zmq.POLLOUT)
+                    for reply in core.service():
+                        if reply.id == rid:
+                            return reply
+                else:  # a blocking receive with a timeout: cheaper than poll + receive
+                    answer = core.read_reply(wait_ms)
+                    if answer is not None and answer.id == rid:
+                        return answer
+            core.cancel(rid)
+        return core.timeout_reply(rid, timeout, attempts)
 
     def call(
         self,
@@ -266,8 +399,10 @@ class AsyncCommandClient:
         *,
         context: zmq.Context[zmq.Socket[bytes]] | None = None,
         name: str = "",
+        keys: ClientKeys | None = None,
     ) -> None:
-        self._core = ClientCore(settings, endpoint, context=context, name=name)
+        """`keys`: a CURVE identity other than the config's `client_key_file`."""
+        self._core = ClientCore(settings, endpoint, context=context, name=name, keys=keys)
         self._settings = settings
         self._pending: dict[int, asyncio.Future[Reply]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None

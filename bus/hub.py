@@ -7,10 +7,12 @@ slows a publisher down.
 
 from __future__ import annotations
 
+import secrets
 import threading
 
 import zmq
 
+from ionpilot.bus.security import PUBLISHER_ROLES, SecurityError, ServerKeys, ZapHandler
 from ionpilot.bus.settings import BusSettings
 
 
@@ -26,13 +28,24 @@ def hard_frame_limit(max_message_bytes: int) -> int:
 
 
 class Hub:
-    """An XSUB (publishers connect) / XPUB (subscribers connect) forwarder in a thread."""
+    """An XSUB (publishers connect) / XPUB (subscribers connect) forwarder in a thread.
+
+    With `settings.security.curve` on (or `keys` given) both sides take CURVE clients on the
+    allow-list only: anyone listed may subscribe, operators and admins may publish.
+    """
 
     def __init__(
-        self, settings: BusSettings, context: zmq.Context[zmq.Socket[bytes]] | None = None
+        self,
+        settings: BusSettings,
+        context: zmq.Context[zmq.Socket[bytes]] | None = None,
+        *,
+        keys: ServerKeys | None = None,
     ):
         if settings.high_water_mark <= 0:
             raise ValueError("high_water_mark must be positive (0 would mean unbounded queues)")
+        if keys is None and settings.security.curve:
+            keys = ServerKeys.from_settings(settings.security)
+        self._keys = keys
         self._settings = settings
         self._context = context or zmq.Context.instance()
         self._control_endpoint = f"inproc://ionpilot-hub-{id(self):x}"
@@ -57,7 +70,21 @@ class Hub:
         xsub = ctx.socket(zmq.XSUB)
         xpub = ctx.socket(zmq.XPUB)
         control = ctx.socket(zmq.PAIR)
+        domains: list[str] = []
         try:
+            if self._keys is not None:
+                token = secrets.token_hex(4)
+                publishers = {
+                    key: who for key, who in self._keys.allowed.items() if who[1] in PUBLISHER_ROLES
+                }
+                for sock, side, allowed in (
+                    (xsub, "publish", publishers),
+                    (xpub, "subscribe", self._keys.allowed),
+                ):
+                    domain = f"ionpilot-hub-{side}-{token}"
+                    ZapHandler.register(ctx, domain, allowed)
+                    domains.append(domain)
+                    self._keys.apply(sock, domain)
             for sock in (xsub, xpub, control):
                 sock.setsockopt(zmq.LINGER, 0)
             # A publisher sending frames beyond the bound is cut off here, before any subscriber.
@@ -71,10 +98,16 @@ class Hub:
             control.bind(self._control_endpoint)
             self.publish_endpoint = xsub.getsockopt_string(zmq.LAST_ENDPOINT)
             self.subscribe_endpoint = xpub.getsockopt_string(zmq.LAST_ENDPOINT)
-        except zmq.ZMQError as exc:
-            self._error = OSError(f"hub cannot bind on {s.host}: {exc}")
+        except (zmq.ZMQError, SecurityError) as exc:
+            self._error = (
+                exc
+                if isinstance(exc, SecurityError)
+                else OSError(f"hub cannot bind on {s.host}: {exc}")
+            )
             for sock in (xsub, xpub, control):
                 sock.close()
+            for domain in domains:
+                ZapHandler.unregister(ctx, domain)
             self._ready.set()
             return
         self._ready.set()
@@ -85,6 +118,8 @@ class Hub:
         finally:
             for sock in (xsub, xpub, control):
                 sock.close()
+            for domain in domains:
+                ZapHandler.unregister(ctx, domain)
 
     def stop(self) -> None:
         """Stop forwarding and release the ports."""

@@ -27,6 +27,7 @@ from ionpilot.bus.codec import (
     check_value,
 )
 from ionpilot.bus.hub import endpoint, hard_frame_limit
+from ionpilot.bus.security import ClientKeys
 from ionpilot.bus.settings import BusSettings
 from ionpilot.bus.wire import recv_frames
 
@@ -56,7 +57,10 @@ class Publisher:
         context: Context | None = None,
         connect: str | None = None,
         send_hwm: int | None = None,
+        keys: ClientKeys | None = None,
     ) -> None:
+        """With `settings.security.curve` on, connects with the config's CURVE identity (or
+        `keys`); the hub takes publications from operators and admins only."""
         if not src or len(src) > 128:
             raise ValueError("src must be a short non-empty name")
         self.src = src
@@ -67,6 +71,7 @@ class Publisher:
         self._sock = (context or zmq.Context.instance()).socket(zmq.PUB)
         self._sock.setsockopt(zmq.LINGER, 0)
         self._sock.setsockopt(zmq.SNDHWM, _hwm(send_hwm or settings.high_water_mark))
+        _secure(self._sock, settings, keys)
         self._sock.connect(connect or endpoint(settings.host, settings.publish_port))
         self._send = self._sock.send
         self._seq: dict[str, int] = {}
@@ -236,7 +241,10 @@ class Subscriber:
         context: Context | None = None,
         connect: str | None = None,
         recv_hwm: int | None = None,
+        keys: ClientKeys | None = None,
     ) -> None:
+        """With `settings.security.curve` on, connects with the config's CURVE identity (or
+        `keys`): any client on the allow-list may listen, nobody else."""
         self._clock = clock or SystemClock()
         self._codec = Codec(settings.max_message_bytes)
         self._decode = self._codec.decode_message
@@ -244,6 +252,7 @@ class Subscriber:
         self._sock.setsockopt(zmq.LINGER, 0)
         self._sock.setsockopt(zmq.RCVHWM, _hwm(recv_hwm or settings.high_water_mark))
         self._sock.setsockopt(zmq.MAXMSGSIZE, hard_frame_limit(settings.max_message_bytes))
+        _secure(self._sock, settings, keys)
         self._sock.connect(connect or endpoint(settings.host, settings.subscribe_port))
         for prefix in prefixes:
             self.subscribe(prefix)
@@ -410,3 +419,11 @@ class HeartbeatPublisher:
             if self._publisher is not None:
                 self._publisher.close()
                 self._publisher = None
+
+
+def _secure(sock: zmq.Socket[bytes], settings: BusSettings, keys: ClientKeys | None) -> None:
+    """Make `sock` a CURVE client when security is on (or keys are given), before it connects."""
+    if keys is None and settings.security.curve:
+        keys = ClientKeys.from_settings(settings.security)
+    if keys is not None:
+        keys.apply(sock)

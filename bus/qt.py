@@ -17,6 +17,7 @@ from PyQt6.QtCore import QObject, QSocketNotifier, QTimer
 from ionpilot.bus.client import ClientCore
 from ionpilot.bus.codec import BusError, Message, Reply, Value
 from ionpilot.bus.pubsub import Subscriber
+from ionpilot.bus.security import ClientKeys
 from ionpilot.bus.settings import BusSettings
 
 ReplyCallback = Callable[[Reply], None]
@@ -43,10 +44,11 @@ class QtCommandClient(QObject):
         context: zmq.Context[zmq.Socket[bytes]] | None = None,
         name: str = "",
         parent: QObject | None = None,
+        keys: ClientKeys | None = None,
     ) -> None:
         super().__init__(parent)
         self._settings = settings
-        self._core = ClientCore(settings, endpoint, context=context, name=name)
+        self._core = ClientCore(settings, endpoint, context=context, name=name, keys=keys)
         self._pending: dict[int, _Pending] = {}
         self._notifier = QSocketNotifier(
             sip.voidptr(self._core.fd), QSocketNotifier.Type.Read, self

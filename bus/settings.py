@@ -2,8 +2,55 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Annotated
+import ipaddress
+import re
+from dataclasses import dataclass, field
+from typing import Annotated, Literal
+
+_Z85_KEY = re.compile(r"[0-9a-zA-Z.\-:+=^!/*?&<>()\[\]{}@%$#]{40}")
+
+
+def _check_key(key: str, where: str) -> None:
+    if not _Z85_KEY.fullmatch(key):
+        raise ValueError(f"{where} must be a 40-character Z85 CURVE public key")
+
+
+@dataclass(frozen=True)
+class CurveClient:
+    """A client allowed on the secured bus: its CURVE public key and what it may do."""
+
+    public_key: str  # Z85, as in its NAME.key file (`ionpilot bus keys show NAME.key`)
+    role: Literal["observer", "operator", "admin"] = "observer"  # observer: reads only
+
+    def __post_init__(self) -> None:
+        _check_key(self.public_key, "public_key")
+
+
+@dataclass(frozen=True)
+class BusSecurity:
+    """CURVE encryption and authentication of commands and the hub; off unless `curve`."""
+
+    curve: bool = False
+    server_public_key: str = ""  # Z85 public key shared by the lab's servers and hub
+    server_key_file: str = ""  # the servers' secret certificate (processes that serve)
+    client_key_file: str = ""  # this installation's client identity (processes that call)
+    clients: dict[str, CurveClient] = field(default_factory=dict)  # name -> key and role
+
+    def __post_init__(self) -> None:
+        if not self.curve:
+            return
+        if not self.server_public_key:
+            raise ValueError("curve is on: server_public_key is needed")
+        _check_key(self.server_public_key, "server_public_key")
+        if not self.clients:
+            raise ValueError("curve is on: list at least one client (name: {public_key, role})")
+        seen: dict[str, str] = {}
+        for name, client in self.clients.items():
+            if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_.\-]{0,127}", name):
+                raise ValueError(f"client name {name!r}: letters, digits, _ . - only")
+            if client.public_key in seen:
+                raise ValueError(f"clients {seen[client.public_key]} and {name} share a key")
+            seen[client.public_key] = name
 
 
 @dataclass(frozen=True)
@@ -21,6 +68,24 @@ class BusSettings:
     request_retries: int = 1  # extra attempts, for idempotent reads only
     max_in_flight: int = 64  # deferred requests a server runs at once; beyond: `busy`
     handler_threads: int = 4  # worker threads for blocking (sync) command handlers
+    security: BusSecurity = field(default_factory=BusSecurity)
+
+    def __post_init__(self) -> None:
+        if not self.security.curve and not is_loopback(self.host):
+            raise ValueError(
+                f"host {self.host} is off loopback: turn on security (curve: true) first, "
+                "CURVE keys are required off loopback"
+            )
+
+
+def is_loopback(host: str) -> bool:
+    """127.0.0.0/8, ::1 or localhost: nobody else on the network can reach it."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 @dataclass(frozen=True)

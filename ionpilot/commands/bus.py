@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import threading
@@ -51,6 +52,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     monitor.add_argument("--count", type=int, help="exit after this many messages")
     monitor.add_argument("--duration", type=float, help="exit after this many seconds")
     _address_options(monitor, publish=False, subscribe=True)
+    _key_options(monitor)
     monitor.set_defaults(handler=run_monitor)
 
     call = bus_sub.add_parser(
@@ -67,7 +69,35 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     call.add_argument("--config", default=DEFAULT_CONFIG, help="lab config (for the directory)")
     call.add_argument("--endpoint", help="talk to this server (tcp://host:port), skip the config")
     call.add_argument("--timeout", type=float, help="seconds to wait for the reply")
+    _key_options(call)
     call.set_defaults(handler=run_call)
+
+    keys = bus_sub.add_parser(
+        "keys",
+        help="create and show CURVE key pairs for secured commands",
+        description=(
+            "CURVE key pairs (ZeroMQ certificates) for bus.security: one for the lab's command "
+            "servers, one per client (daemon, GUI, each operator)."
+        ),
+    )
+    keys_sub = keys.add_subparsers(dest="keys_command", metavar="ACTION")
+    keys.set_defaults(handler=lambda args: _usage(keys))
+    create = keys_sub.add_parser(
+        "create",
+        help="write NAME.key (public) and NAME.key_secret (owner-only) and print the config",
+    )
+    create.add_argument("name", metavar="NAME", help="who the key is for (e.g. server, gui)")
+    create.add_argument("--dir", default="keys", help="folder for the key files (default: keys)")
+    create.add_argument(
+        "--role",
+        choices=("observer", "operator", "admin"),
+        default="observer",
+        help="role for the printed allow-list entry (default: observer)",
+    )
+    create.set_defaults(handler=run_keys_create)
+    show = keys_sub.add_parser("show", help="print the public key of a key file")
+    show.add_argument("file", metavar="FILE")
+    show.set_defaults(handler=run_keys_show)
 
 
 def _usage(parser: argparse.ArgumentParser) -> int:
@@ -82,6 +112,35 @@ def _address_options(parser: argparse.ArgumentParser, *, publish: bool, subscrib
         parser.add_argument("--publish-port", type=int, help="hub port publishers connect to")
     if subscribe:
         parser.add_argument("--subscribe-port", type=int, help="hub port subscribers connect to")
+
+
+def _key_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--key",
+        metavar="FILE",
+        help="CURVE identity to use (NAME.key_secret) instead of the config's client_key_file",
+    )
+    parser.add_argument(
+        "--server-key",
+        metavar="KEY",
+        help="the lab servers' CURVE public key (Z85 or a .key file), when the config is not read",
+    )
+
+
+def _client_keys(args: argparse.Namespace, security: Any) -> Any:
+    """The CURVE identity for a client command: --key/--server-key over the config's."""
+    from ionpilot.bus.security import ClientKeys, SecurityError
+
+    if args.server_key:
+        security = replace(security, server_public_key=_server_key(args.server_key))
+    if not (args.key or args.server_key or security.curve):
+        return None
+    if not security.server_public_key:
+        raise UserError("--key needs the servers' public key: --server-key or the config's")
+    try:
+        return ClientKeys.from_settings(security, args.key)
+    except SecurityError as exc:
+        raise UserError(str(exc)) from None
 
 
 def _load_config(path: str) -> Any:
@@ -136,6 +195,9 @@ def _hub(args: argparse.Namespace) -> int:
     from ionpilot.bus import Hub
 
     settings = _bus_settings(args, ("publish_port", "subscribe_port"))
+    if args.config != DEFAULT_CONFIG or os.path.exists(args.config):
+        # A secured lab stays secured whatever addresses are given on the command line.
+        settings = replace(settings, security=_load_config(args.config).bus.security)
     try:
         hub = Hub(settings).start()
     except (OSError, ValueError) as exc:
@@ -197,9 +259,10 @@ def _monitor(args: argparse.Namespace) -> int:
     if args.count is not None and args.count <= 0:
         raise UserError("--count must be positive")
     settings = _bus_settings(args, ("subscribe_port",))
+    keys = _client_keys(args, settings.security)
     deadline = None if args.duration is None else time.monotonic() + args.duration
     seen = 0
-    with Subscriber(settings, [args.prefix]) as sub:
+    with Subscriber(settings, [args.prefix], keys=keys) as sub:
         counter = sub.counter
         try:
             while args.count is None or seen < args.count:
@@ -277,12 +340,68 @@ def _call(args: argparse.Namespace) -> int:
             raise UserError(f"{exc.code}: {exc.message}") from None
     if args.timeout is not None and args.timeout <= 0:
         raise UserError("--timeout must be positive")
-    with CommandClient(settings, endpoint, name="ionpilot-cli") as client:
+    keys = _client_keys(args, settings.security)
+    with CommandClient(settings, endpoint, name="ionpilot-cli", keys=keys) as client:
         reply = client.request(args.target, args.method, call_args, timeout=args.timeout)
     if not reply.ok:
         print(f"error: {reply.code}: {reply.message}", file=sys.stderr)
         return 1
     print(json.dumps(reply.value, default=_json_default))
+    return 0
+
+
+def _server_key(text: str) -> str:
+    """A Z85 public key given as itself or as a key file."""
+    from ionpilot.bus.security import SecurityError, read_public_key, valid_key
+
+    if valid_key(text):
+        return text
+    try:
+        return read_public_key(text)
+    except SecurityError as exc:
+        raise UserError(f"--server-key: {exc}") from None
+
+
+# -------------------------------------------------------------------------------------- keys
+
+
+def run_keys_create(args: argparse.Namespace) -> int:
+    return _run(_keys_create, args)
+
+
+def _keys_create(args: argparse.Namespace) -> int:
+    from ionpilot.bus.security import create_keypair, read_public_key
+
+    try:
+        public_file, secret_file = create_keypair(args.dir, args.name)
+    except ValueError as exc:  # a bad name
+        raise UserError(str(exc)) from None
+    except OSError as exc:  # exists already, or the folder is not writable
+        raise UserError(str(exc), code=1) from None
+    key = read_public_key(public_file)
+    print(f"public key: {key}  ({public_file}: share it)")
+    print(f"secret key: {secret_file}  (owner-only: never share or commit it)")
+    print("for the lab config, under bus: security: (curve: true), either")
+    print("  as the command servers' key pair:")
+    print(f'    server_public_key: "{key}"')
+    print(f"    server_key_file: {secret_file}")
+    print(f"  or as the client {args.name} (allow-list entry; on that client, its key file):")
+    print(f'    clients: {{{args.name}: {{public_key: "{key}", role: {args.role}}}}}')
+    print(f"    client_key_file: {secret_file}")
+    return 0
+
+
+def run_keys_show(args: argparse.Namespace) -> int:
+    return _run(_keys_show, args)
+
+
+def _keys_show(args: argparse.Namespace) -> int:
+    from ionpilot.bus.security import SecurityError, read_public_key
+
+    try:
+        print(read_public_key(args.file))
+    except SecurityError as exc:
+        raise UserError(str(exc), code=1) from None
     return 0
 
 

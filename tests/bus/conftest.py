@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 
@@ -16,6 +17,15 @@ def ctx() -> Iterator[zmq.Context]:
     context = zmq.Context()
     yield context
     context.destroy(linger=0)
+
+
+@pytest.fixture
+def dead_endpoint() -> Iterator[str]:
+    """An address where nobody answers: a port this test holds bound but never listens on, so
+    connections are refused and no other process can take it meanwhile (no fixed port)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        yield f"tcp://127.0.0.1:{s.getsockname()[1]}"
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-import socket
+import re
 import subprocess
 import sys
 import threading
@@ -117,16 +117,11 @@ def test_monitor_prints_live_messages_with_age_and_gaps(bus, ctx, capsys):
         assert "25000000 Hz [OK]" in line and line.endswith("gaps=0")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_hub_command_forwards(settings, ctx, join):
+    """The hub binds port 0 itself and prints the ports it got: no window in which another
+    process could take a port between choosing it and binding it."""
     from dataclasses import replace
 
-    pub_port, sub_port = free_port(), free_port()
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -136,16 +131,23 @@ def test_hub_command_forwards(settings, ctx, join):
             "--host",
             "127.0.0.1",
             "--publish-port",
-            str(pub_port),
+            "0",
             "--subscribe-port",
-            str(sub_port),
+            "0",
         ],
         stdout=subprocess.PIPE,
         text=True,
     )
     try:
         assert proc.stdout is not None
-        assert proc.stdout.readline().startswith("hub: publishers -> tcp://127.0.0.1:")
+        line = proc.stdout.readline()
+        found = re.fullmatch(
+            r"hub: publishers -> tcp://127\.0\.0\.1:(\d+), subscribers -> tcp://127\.0\.0\.1:(\d+)",
+            line.strip(),
+        )
+        assert found, line
+        pub_port, sub_port = int(found[1]), int(found[2])
+        assert 0 not in (pub_port, sub_port)
         s = replace(settings, publish_port=pub_port, subscribe_port=sub_port)
         with Publisher(s, "sim", context=ctx) as pub, Subscriber(s, ["tlm."], context=ctx) as sub:
             join(pub, sub)

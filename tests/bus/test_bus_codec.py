@@ -109,3 +109,37 @@ def test_topics():
     for bad in ("", "tlm..x", ".tlm", "tlm.a b", "Tlm.x", "tlm.é"):
         with pytest.raises(ValueError):
             check_topic(bad)
+
+
+def test_extension_types_are_refused_everywhere():
+    """The decoders use msgpack's defaults (no ext hook): ExtType and Timestamp values come
+    back as objects that no field check lets through."""
+    codec = Codec()
+    pack = msgpack.packb
+    ext, stamp = msgpack.ExtType(7, b"x"), msgpack.Timestamp(1, 2)
+    request = {"id": 1, "method": "get", "target": "x", "args": {}, "client": ""}
+    for odd in (ext, stamp):
+        for bad in (
+            {**request, "args": {"name": odd}},
+            {**request, "args": {"v": [1, {"deep": odd}]}},
+            {**request, "target": odd},
+            {**request, "id": odd},
+        ):
+            with pytest.raises(DecodeError):
+                codec.decode_request(pack(bad))
+        with pytest.raises(DecodeError):
+            codec.decode_request(pack(odd))
+        with pytest.raises(DecodeError):
+            codec.decode_reply(pack({"id": 1, "ok": True, "value": odd}))
+        with pytest.raises(DecodeError):
+            codec.decode_reply(pack({"id": 1, "ok": True, "value": [odd]}))
+        good = {"seq": 1, "t": 5, "src": "drivers", "value": 1.0, "unit": "Hz", "status": "OK"}
+        with pytest.raises(DecodeError):
+            codec.decode_telemetry(pack({**good, "value": odd}))
+        with pytest.raises(DecodeError):
+            codec.decode_telemetry(pack({**good, "t": odd}))
+        event = {"seq": 1, "t": 5, "src": "daemon", "kind": "x", "data": {"a": [odd]}}
+        with pytest.raises(DecodeError):
+            codec.decode_event(pack(event))
+        with pytest.raises(DecodeError):
+            codec.decode_heartbeat(pack({"seq": 1, "t": 5, "src": "d", "period": odd}))

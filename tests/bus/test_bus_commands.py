@@ -116,8 +116,8 @@ def test_timeouts_are_reported_and_only_reads_are_retried(client, server):
     assert server.state["reads"] - reads == 4
 
 
-def test_timeout_without_any_server(settings, ctx):
-    with CommandClient(settings, "tcp://127.0.0.1:1", context=ctx) as c:
+def test_timeout_without_any_server(settings, ctx, dead_endpoint):
+    with CommandClient(settings, dead_endpoint, context=ctx) as c:
         reply = c.request("x", "set", {"value": 1}, timeout=0.05)
     assert reply.code == "timeout"
 

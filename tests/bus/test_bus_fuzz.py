@@ -63,13 +63,13 @@ def check_reply(codec: Codec, frames: list[bytes] | None, server: CommandServer)
     assert reply.ok is False and reply.code in ERROR_CODES, reply
 
 
-def test_ten_thousand_malformed_frames(settings, ctx):
+def test_ten_thousand_malformed_frames(settings, ctx, dead_endpoint):
     small = replace(settings, max_message_bytes=MAX_BYTES)
     server = CommandServer("drivers", small, context=ctx)
     endpoint = server.bind("tcp://127.0.0.1:0")
     codec = Codec(MAX_BYTES)
     seen = {"frames": 0}
-    subscriber = Subscriber(small, connect="tcp://127.0.0.1:1", context=ctx)
+    subscriber = Subscriber(small, connect=dead_endpoint, context=ctx)
 
     @hyp_settings(
         max_examples=EXAMPLES,

@@ -19,7 +19,7 @@ def test_importing_the_bus_does_not_import_qt():
     assert out.stdout.strip() == "False"
 
 
-def test_qt_client_and_subscriber(qtbot, settings, ctx, bus, join):
+def test_qt_client_and_subscriber(qtbot, settings, ctx, bus, join, dead_endpoint):
     from ionpilot.bus import CommandServer, Publisher, Subscriber
     from ionpilot.bus.qt import QtCommandClient, QtSubscriber
 
@@ -36,7 +36,7 @@ def test_qt_client_and_subscriber(qtbot, settings, ctx, bus, join):
     assert [r.value for r in replies[:20]] == [25e6] * 20
     assert replies[20].code == "unknown_target"
     timed_out: list = []
-    dead = QtCommandClient(settings, "tcp://127.0.0.1:1", context=ctx)
+    dead = QtCommandClient(settings, dead_endpoint, context=ctx)
     dead.request("x", "get", None, timed_out.append, timeout=0.05, retries=1)
     qtbot.waitUntil(lambda: bool(timed_out), timeout=10_000)
     assert timed_out[0].code == "timeout" and "2 attempt(s)" in timed_out[0].message
