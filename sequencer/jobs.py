@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
 import time
 import uuid
 from collections.abc import Callable
@@ -30,6 +29,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ionpilot.bus.durable import write_atomically
 from ionpilot.sequencer.errors import JobError
 
 JOB_STATES = ("queued", "running", "done", "failed", "cancelled")
@@ -340,7 +340,7 @@ class JobQueue:
             "jobs": [asdict(j) for j in self.jobs()],
             "audit": [asdict(a) for a in self._state.audit],
         }
-        self._snapshot_bytes = _write_atomically(self.path, json.dumps(data).encode("utf-8"))
+        self._snapshot_bytes = write_atomically(self.path, json.dumps(data).encode("utf-8"))
         self.bytes_written += self._snapshot_bytes
         # the snapshot holds every journalled line (entry numbers up to `journal_entry`): a crash
         # before the truncation below only leaves lines that the next load skips
@@ -422,26 +422,3 @@ class JobQueue:
                     self._append_audit(record)
                 state.seq, state.held, state.hold_reason = seq, held, hold_reason
                 self._entry = n
-
-
-def _write_atomically(path: Path, data: bytes) -> int:
-    """Replace `path` by `data` so that a crash at any moment leaves the old file or the new one,
-    never a mixture: temporary file in the same directory, fsync, rename, fsync the directory."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-    return len(data)

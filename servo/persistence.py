@@ -8,10 +8,10 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from ionpilot.bus.durable import temporary_prefix, write_atomically
 
 STATE_VERSION = 1
 
@@ -91,7 +91,7 @@ class StateStore:
         self._swept = False
 
     def _temporary_files(self) -> list[Path]:
-        return list(self.directory.glob(f".{self.path.name}.*"))
+        return list(self.directory.glob(temporary_prefix(self.path) + "*"))
 
     def _sweep(self) -> None:
         """Remove temporary files a killed process left behind (one per crash mid-write, else
@@ -106,23 +106,7 @@ class StateStore:
         self.directory.mkdir(parents=True, exist_ok=True)
         if not self._swept:
             self._sweep()
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.directory)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(snapshot.to_json())
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-        # the rename itself is durable only once the directory is on disk (power cut)
-        dir_fd = os.open(self.directory, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        write_atomically(self.path, snapshot.to_json().encode("utf-8"))
 
     def load(self, now_wall_ns: int, max_age_s: float) -> ClockLockSnapshot:
         """The saved state if it is readable, sane and younger than `max_age_s`."""
