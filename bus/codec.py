@@ -29,7 +29,7 @@ class ErrorCode:
     UNKNOWN_METHOD: Final = "unknown_method"
     OUT_OF_LIMITS: Final = "out_of_limits"
     FORBIDDEN: Final = "forbidden"
-    TIMEOUT: Final = "timeout"  # no reply in time (set by the client)
+    TIMEOUT: Final = "timeout"  # no reply in time (client) / handler overran (server)
     BUSY: Final = "busy"  # the server already runs its maximum of requests
     INSTRUMENT_ERROR: Final = "instrument_error"
     INSTRUMENT_TIMEOUT: Final = "instrument_timeout"  # the instrument did not answer its driver

@@ -3,12 +3,17 @@
 Sequence numbers count per topic at the publisher (a per-process counter would show false
 gaps to a subscriber that listens to a prefix only). The subscriber keeps the last number per
 (source, topic): a jump is a gap of exactly the missing count, a step backwards is a restart.
+Both sides keep at most `max_topics` streams, forgetting the least recently used: a publisher
+that forgot a topic numbers it from 1 again, which its subscribers count as a restart, and a
+subscriber that forgot a stream takes it up again like a new one; neither shows a false gap.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Iterable
 from typing import cast
 
@@ -74,16 +79,33 @@ class Publisher:
         _secure(self._sock, settings, keys)
         self._sock.connect(connect or endpoint(settings.host, settings.publish_port))
         self._send = self._sock.send
-        self._seq: dict[str, int] = {}
-        self._topics: dict[str, bytes] = {}
+        self._seq: OrderedDict[str, int] = OrderedDict()  # least recently published first
+        self._topics: dict[str, bytes] = {}  # the same keys as `_seq`
+        self._max_topics = settings.max_topics
+        self.evicted_topics = 0  # topics forgotten (they count from 1 again when next used)
         self.dropped = 0  # messages the socket refused (EAGAIN); PUB normally drops silently
+
+    def _add_topic(self, topic: str) -> bytes:
+        """Check and remember a new topic, forgetting the least recently published one when
+        full (its subscribers see it restart from 1 next time: a restart, not a gap)."""
+        raw = check_topic(topic)
+        seqs = self._seq
+        while len(seqs) >= self._max_topics:
+            old, _ = seqs.popitem(last=False)
+            del self._topics[old]
+            self.evicted_topics += 1
+        self._topics[topic] = raw
+        seqs[topic] = 0
+        return raw
 
     def _next(self, topic: str) -> tuple[bytes, int]:
         raw = self._topics.get(topic)
         if raw is None:
-            raw = self._topics[topic] = check_topic(topic)
-        seq = self._seq.get(topic, 0) + 1
-        self._seq[topic] = seq
+            raw = self._add_topic(topic)
+        seqs = self._seq
+        seq = seqs[topic] + 1
+        seqs[topic] = seq
+        seqs.move_to_end(topic)
         return raw, seq
 
     def _emit(self, raw_topic: bytes, payload: bytes) -> bool:
@@ -103,9 +125,11 @@ class Publisher:
             check_value(value)
         raw = self._topics.get(topic)
         if raw is None:
-            raw = self._topics[topic] = check_topic(topic)
-        seq = self._seq.get(topic, 0) + 1
-        self._seq[topic] = seq
+            raw = self._add_topic(topic)
+        seqs = self._seq
+        seq = seqs[topic] + 1
+        seqs[topic] = seq
+        seqs.move_to_end(topic)
         payload = self._pack(
             {
                 "seq": seq,
@@ -158,20 +182,37 @@ class GapCounter:
 
     `restarts[src]` counts topic streams of `src` that started again from a lower number (a
     restarted publisher shows one per topic it publishes); those are not counted as loss.
+    At most `max_keys` streams are tracked: beyond that the least recently seen is forgotten
+    (counted in `evictions`) and, should it come back, is taken up like a new stream.
     """
 
-    def __init__(self) -> None:
-        self._last: dict[tuple[str, str], int] = {}
+    def __init__(self, max_keys: int = 10_000) -> None:
+        if max_keys < 1:
+            raise ValueError("max_keys must be at least 1")
+        self.max_keys = max_keys
+        self._last: OrderedDict[tuple[str, str], int] = OrderedDict()  # least recent first
         self.gaps: dict[str, int] = {}  # per source
         self.restarts: dict[str, int] = {}  # per source
         self.received: dict[str, int] = {}  # per source
         self.total_gaps = 0
+        self.evictions = 0
+
+    def __len__(self) -> int:
+        """How many (source, topic) streams are tracked now."""
+        return len(self._last)
 
     def observe(self, src: str, topic: str, seq: int) -> int:
         """Record one message; returns the number of messages missed just before it."""
         key = (src, topic)
-        last = self._last.get(key)
-        self._last[key] = seq
+        streams = self._last
+        last = streams.get(key)
+        streams[key] = seq
+        if last is None:
+            if len(streams) > self.max_keys:
+                streams.popitem(last=False)
+                self.evictions += 1
+        else:
+            streams.move_to_end(key)
         received = self.received
         received[src] = received.get(src, 0) + 1
         if last is None:
@@ -190,22 +231,48 @@ class GapCounter:
 
 
 class Liveness:
-    """Heartbeat bookkeeping: a source is stale when its last beat is older than the bound."""
+    """Heartbeat bookkeeping: a source is stale when its last beat is older than the bound.
 
-    def __init__(self, stale_after: float, clock: Clock | None = None) -> None:
+    A source that was not `expect`ed and has not beaten for `forget_after` seconds is forgotten
+    (it left: a script that ended), so it is not reported stale forever and the table stays
+    bounded; expected sources are never forgotten, their silence is what `stale()` is for.
+    """
+
+    def __init__(
+        self, stale_after: float, clock: Clock | None = None, forget_after: float = 3600.0
+    ) -> None:
         if stale_after <= 0:
             raise ValueError("stale_after must be positive")
+        if not forget_after > 0:
+            raise ValueError("forget_after must be positive")
         self.stale_after = stale_after
+        self.forget_after = forget_after
         self._clock = clock or SystemClock()
         self._last: dict[str, float] = {}
+        self._expected: set[str] = set()
+        self._next_prune = -math.inf
+        self.forgotten = 0  # sources forgotten after `forget_after` of silence
 
     def expect(self, *sources: str) -> None:
-        """Sources that must beat: stale until their first heartbeat arrives."""
+        """Sources that must beat: stale until their first heartbeat arrives, never forgotten."""
         for src in sources:
+            self._expected.add(src)
             self._last.setdefault(src, float("-inf"))
 
     def beat(self, src: str, at: float | None = None) -> None:
-        self._last[src] = self._clock.now() if at is None else at
+        now = self._clock.now() if at is None else at
+        self._last[src] = now
+        if now >= self._next_prune:  # a full pass at most every forget_after / 4
+            self._prune(now)
+
+    def _prune(self, now: float) -> None:
+        expected = self._expected
+        cutoff = now - self.forget_after
+        gone = [s for s, last in self._last.items() if last < cutoff and s not in expected]
+        for src in gone:
+            del self._last[src]
+        self.forgotten += len(gone)
+        self._next_prune = now + self.forget_after / 4
 
     def age(self, src: str) -> float:
         """Seconds since the last heartbeat of `src` (inf if never seen)."""
@@ -218,9 +285,11 @@ class Liveness:
     def stale(self) -> list[str]:
         """Every known source whose heartbeat is too old, sorted."""
         now = self._clock.now()
+        self._prune(now)
         return sorted(s for s, last in self._last.items() if now - last > self.stale_after)
 
     def sources(self) -> list[str]:
+        self._prune(self._clock.now())
         return sorted(self._last)
 
 
@@ -256,9 +325,9 @@ class Subscriber:
         self._sock.connect(connect or endpoint(settings.host, settings.subscribe_port))
         for prefix in prefixes:
             self.subscribe(prefix)
-        self.counter = GapCounter()
+        self.counter = GapCounter(settings.max_topics)
         self._observe = self.counter.observe
-        self.liveness = Liveness(settings.stale_after, self._clock)
+        self.liveness = Liveness(settings.stale_after, self._clock, settings.forget_after)
         self.bad_frames = 0
         self.last_error = ""
 
@@ -339,6 +408,7 @@ class Subscriber:
             "received": dict(c.received),
             "gaps": dict(c.gaps),
             "restarts": dict(c.restarts),
+            "evicted_streams": c.evictions,
             "bad_frames": self.bad_frames,
             "stale": self.liveness.stale(),
         }

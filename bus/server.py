@@ -9,7 +9,12 @@ or one the server starts), blocking ones in a bounded thread pool; their replies
 through a queue, and the thread that finished one wakes the socket thread with an empty
 message from a private in-process DEALER (whose routing id is a random secret) connected to
 the ROUTER itself. So a slow handler delays neither other requests nor heartbeats. At most
-`max_in_flight` deferred requests run at once; beyond that the server answers `busy`.
+`max_in_flight` deferred requests run at once; beyond that the server answers `busy`. Each
+has a deadline (`deferred_timeout`): one still running then is answered `timeout` and its
+slot freed, and its handler's late result is dropped (one request, one reply), so handlers
+stuck for good (a driver call that never returns) cannot leave the server `busy` for good.
+Deadlines are checked on every wake-up and, once a request has been deferred, at least
+every `_SWEEP_MS` (the socket's receive timeout): the inline path pays nothing for them.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import asyncio
 import concurrent.futures
 import inspect
 import logging
+import math
 import secrets
 import threading
 from collections import deque
@@ -58,16 +64,28 @@ MAX_ROUTE_FRAME_BYTES = 256
 # Plain ints: pyzmq's flag enums make every `|` and `&` a Python-level call.
 _NOBLOCK = int(zmq.NOBLOCK)
 _MORE_NOBLOCK = int(zmq.SNDMORE) | _NOBLOCK
+_SWEEP_MS = 1000  # longest the socket thread sleeps, deferred requests pending, between checks
 
 
 class _Counts:
     """What the server has seen (slots: the socket loop bumps them on every request)."""
 
-    __slots__ = ("bad_frames", "busy", "replies", "requests", "send_errors", "unauthenticated")
+    __slots__ = (
+        "bad_frames",
+        "busy",
+        "late_results",
+        "replies",
+        "requests",
+        "send_errors",
+        "timeouts",
+        "unauthenticated",
+    )
 
     def __init__(self) -> None:
         self.requests = self.replies = self.bad_frames = self.busy = self.send_errors = 0
         self.unauthenticated = 0  # messages with no authenticated user: dropped unanswered
+        self.timeouts = 0  # deferred requests answered `timeout` at their deadline
+        self.late_results = 0  # results of those that came in afterwards: dropped
 
 
 @dataclass(frozen=True)
@@ -76,6 +94,16 @@ class _Entry:
     is_async: bool
     inline: bool
     deferred: bool = False  # called in the socket thread, returns a concurrent Future
+
+
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    """A deferred request awaiting its handler: where to answer, and until when."""
+
+    route: list[bytes]
+    rid: int
+    deadline: float  # the server clock's `now()`
+    cancellable: bool  # a pool or coroutine future; a deferred handler's own is left alone
 
 
 class CommandServer:
@@ -115,7 +143,9 @@ class CommandServer:
         self._executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=max(1, settings.handler_threads), thread_name_prefix=f"cmd-{process}"
         )
-        self._futures: set[concurrent.futures.Future[Any]] = set()
+        self._futures: dict[concurrent.futures.Future[Any], _Pending] = {}  # socket thread
+        self._deferred_timeout = settings.deferred_timeout
+        self._next_deadline = math.inf  # the earliest deadline in `_futures` (or later)
         self._done: deque[tuple[list[bytes], int, concurrent.futures.Future[Any]]] = deque()
         self._wake_lock = threading.Lock()  # the waker socket is used by one thread at a time
         self._waker: zmq.Socket[bytes] | None = None
@@ -170,7 +200,8 @@ class CommandServer:
 
     @property
     def stats(self) -> dict[str, int]:
-        """Counts of requests, replies, bad frames, `busy` refusals and failed sends."""
+        """Counts of requests, replies, bad frames, `busy` refusals, failed sends, deferred
+        requests answered `timeout` and results dropped because they came after it."""
         counts = self._counts
         return {name: getattr(counts, name) for name in _Counts.__slots__}
 
@@ -272,6 +303,7 @@ class CommandServer:
         if self.in_flight >= self._settings.max_in_flight:
             self._counts.busy += 1
             return self._fail(rid, ErrorCode.BUSY, "too many requests in progress")
+        deadline = self._clock.now() + self._deferred_timeout  # before the work can start
         future: concurrent.futures.Future[Any]
         if entry.deferred:
             try:
@@ -287,7 +319,8 @@ class CommandServer:
         else:
             future = self._executor.submit(entry.fn, req)
         self.in_flight += 1
-        self._futures.add(future)
+        self._futures[future] = _Pending(route, rid, deadline, not entry.deferred)
+        self._next_deadline = min(self._next_deadline, deadline)
         future.add_done_callback(partial(self._completed, route, rid))
         return None
 
@@ -314,8 +347,12 @@ class CommandServer:
 
     def _finish(
         self, route: list[bytes], rid: int, future: concurrent.futures.Future[Any]
-    ) -> list[bytes]:
-        self._futures.discard(future)
+    ) -> list[bytes] | None:
+        """The reply to a finished handler; None when it was answered `timeout` already."""
+        if self._futures.pop(future, None) is None:  # answered `timeout` already
+            if not future.cancelled():
+                self._counts.late_results += 1
+            return None
         self.in_flight -= 1
         if future.cancelled():
             payload = self._fail(rid, ErrorCode.INTERNAL, "cancelled (server stopping)")
@@ -326,6 +363,31 @@ class CommandServer:
         else:
             payload = self._fail(rid, ErrorCode.INTERNAL, _describe(exc))
         return [*route, payload]
+
+    def _expire(self) -> None:
+        """Answer `timeout` to every deferred request past its deadline and free its slot
+        (socket thread). Costs a clock read and a comparison while none is due."""
+        now = self._clock.now()
+        if now < self._next_deadline:
+            return
+        earliest = math.inf
+        for future, pending in list(self._futures.items()):
+            if pending.deadline > now:
+                earliest = min(earliest, pending.deadline)
+                continue
+            del self._futures[future]
+            self.in_flight -= 1
+            self._counts.timeouts += 1
+            if pending.cancellable:  # frees a pool thread if it had not started yet
+                future.cancel()
+            message = f"{self.process}: no result within {self._deferred_timeout:g} s"
+            self._send([*pending.route, self._fail(pending.rid, ErrorCode.TIMEOUT, message)])
+        self._next_deadline = earliest
+
+    def check_deadlines(self) -> None:
+        """Have the socket thread check deadlines now (any thread; it also does so by itself
+        at least every second while requests are pending, and on every completion)."""
+        self._wake()
 
     # ------------------------------------------------------------------------------- socket
 
@@ -415,10 +477,19 @@ class CommandServer:
         bus_error = BusError
         internal = ErrorCode.INTERNAL
         more_noblock, noblock = _MORE_NOBLOCK, _NOBLOCK
+        expire = self._expire
+        timed = False  # whether the receive times out (from the first deferred request on)
         while True:  # `close` stops us through the waker (or by ending the context)
             try:
                 route = recv()  # blocking: a ROUTER message is the peer's identity + its frames
                 frame = recv(0, False)  # always there: multipart messages arrive whole
+            except zmq.Again:  # the receive timeout: nothing came, look at the deadlines
+                if not self._running:
+                    return
+                while done:
+                    self._reply_finished(done.popleft())
+                expire()
+                continue
             except zmq.ZMQError:  # the context is being destroyed under us
                 return
             if frame.more:  # an envelope (REQ-style client) or garbage: the general path
@@ -431,6 +502,8 @@ class CommandServer:
                 reply = self.handle_frames(frames, user)
                 if reply is not None:
                     self._send(reply)
+                elif not timed and self._futures:
+                    timed = self._time_receives(sock)
                 continue
             data = frame.bytes
             try:
@@ -488,19 +561,24 @@ class CommandServer:
                                     payload = dispatch(
                                         [route], request_type(rid, method, target, args, client)
                                     )
-                                    if payload is None:
-                                        continue  # a deferred handler answers later
+                                    if payload is None:  # a deferred handler answers later
+                                        if not timed:
+                                            timed = self._time_receives(sock)
+                                        continue
                 if payload is None:
                     if route == wake_id:
                         if not self._running:
                             return
                         while done:
-                            self._send(self._finish(*done.popleft()))
+                            self._reply_finished(done.popleft())
+                        expire()
                         continue
                     counts.requests += 1
                     payload = answer([route], data, _user_of(frame) if secure else "")
-                    if payload is None:
-                        continue  # a deferred handler answers later (or nobody to answer)
+                    if payload is None:  # a deferred handler answers later (or nobody to)
+                        if not timed and self._futures:
+                            timed = self._time_receives(sock)
+                        continue
             except Exception as exc:  # a bug here must not kill the socket loop
                 log.exception("command server %s: unexpected failure", self.process)
                 counts.bad_frames += 1
@@ -514,6 +592,20 @@ class CommandServer:
                 counts.replies += 1
             except zmq.ZMQError:  # peer gone or its queue full: the client will time out
                 counts.send_errors += 1
+
+    def _reply_finished(
+        self, item: tuple[list[bytes], int, concurrent.futures.Future[Any]]
+    ) -> None:
+        reply = self._finish(*item)
+        if reply is not None:
+            self._send(reply)
+
+    @staticmethod
+    def _time_receives(sock: zmq.Socket[bytes]) -> bool:
+        """From now on the socket thread wakes at least every `_SWEEP_MS` to check deadlines
+        (once, from the first deferred request: a server that has none never times out)."""
+        sock.setsockopt(zmq.RCVTIMEO, _SWEEP_MS)
+        return True
 
     def start(self, loop: asyncio.AbstractEventLoop | None = None) -> CommandServer:
         """Serve from a thread of its own; coroutine handlers run on `loop` when given (the

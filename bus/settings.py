@@ -68,9 +68,23 @@ class BusSettings:
     request_retries: int = 1  # extra attempts, for idempotent reads only
     max_in_flight: int = 64  # deferred requests a server runs at once; beyond: `busy`
     handler_threads: int = 4  # worker threads for blocking (sync) command handlers
+    # A deferred (non-inline) request still running after this is answered `timeout` and its
+    # slot freed, so a handler stuck in a driver call cannot use up `max_in_flight` for good.
+    deferred_timeout: Annotated[float, "s"] = 60.0
+    # Per publisher: topics it numbers; per subscriber: (source, topic) streams it tracks.
+    # Beyond this the least recently seen is forgotten (weeks-long runs, generated topics).
+    max_topics: int = 10_000
+    # A heartbeat source not heard from for this long is forgotten (unless `expect`ed).
+    forget_after: Annotated[float, "s"] = 3600.0
     security: BusSecurity = field(default_factory=BusSecurity)
 
     def __post_init__(self) -> None:
+        if not self.deferred_timeout > 0:
+            raise ValueError("deferred_timeout must be positive")
+        if self.max_topics < 1:
+            raise ValueError("max_topics must be at least 1")
+        if not self.forget_after > 0:
+            raise ValueError("forget_after must be positive")
         if not self.security.curve and not is_loopback(self.host):
             raise ValueError(
                 f"host {self.host} is off loopback: turn on security (curve: true) first, "

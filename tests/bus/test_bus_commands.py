@@ -284,8 +284,9 @@ def test_deferred_handlers_reply_when_their_future_completes(settings, ctx):
             assert not busy.ok and busy.code == "busy"
             assert "three" not in handed_over  # refused before the handler was called
             assert c.call("drivers", "ping", {})  # the loop is free meanwhile
-            pending[0].set_result({"value": 1.5})
-            pending[1].set_exception(BusError("instrument_timeout", "no answer"))
+            by_name = dict(zip(handed_over, pending, strict=True))  # arrival order varies
+            by_name["one"].set_result({"value": 1.5})
+            by_name["two"].set_exception(BusError("instrument_timeout", "no answer"))
             for t in threads:
                 t.join(10)
         one, two = results["one"], results["two"]
