@@ -6,6 +6,7 @@ import concurrent.futures
 import threading
 from collections.abc import Iterator
 from dataclasses import replace
+from typing import Any
 
 import pytest
 import zmq
@@ -79,14 +80,15 @@ def test_publisher_forgets_least_recently_published_topics(settings, ctx, dead_e
 @pytest.fixture
 def joined(settings: BusSettings, ctx) -> Iterator[tuple[Publisher, Subscriber]]:
     with Hub(settings, ctx) as hub:
-        ports = {
-            "publish_port": int(hub.publish_endpoint.rsplit(":", 1)[1]),
-            "subscribe_port": int(hub.subscribe_endpoint.rsplit(":", 1)[1]),
-        }
-        pub_settings = replace(settings, max_topics=2, **ports)
+        on_hub = replace(
+            settings,
+            publish_port=int(hub.publish_endpoint.rsplit(":", 1)[1]),
+            subscribe_port=int(hub.subscribe_endpoint.rsplit(":", 1)[1]),
+        )
+        pub_settings = replace(on_hub, max_topics=2)
         with (
             Publisher(pub_settings, "script", context=ctx) as pub,
-            Subscriber(replace(settings, **ports), ("tlm.",), context=ctx) as sub,
+            Subscriber(on_hub, ("tlm.",), context=ctx) as sub,
         ):
             for _ in range(2000):  # ZeroMQ's slow joiner: probe until the subscriber sees one
                 pub.publish("tlm.warmup", 0)
@@ -106,7 +108,7 @@ def test_evicted_topic_restarting_looks_like_a_restart_not_a_gap(joined) -> None
     pub.publish("tlm.c", 0)  # evicts a
     pub.publish("tlm.a", 99)  # evicts b; "a" is numbered from 1 again
     assert pub.evicted_topics == 3
-    got = []
+    got: list[Any] = []
     while not got or got[-1].value != 99:
         msg = sub.recv(timeout=10.0)
         assert msg is not None, "message lost on loopback"
