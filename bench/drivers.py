@@ -6,10 +6,13 @@ The simulated lab (configs/sim-lab.yaml, every instrument, a virtual clock so co
 no wall time) runs in a process of its own, on loopback. Each round measures
 (a) bare: one thread per instrument, each on its own raw connection (pyvisa-py, pyserial,
     xmlrpc.client, a JSON socket), sending the very queries the drivers send, in a loop;
-(b) host: a driver-host process (as `ionpilot drivers` runs it, polling off) and one asyncio
-    client sending `get` requests, `--in-flight` outstanding per instrument, over the bus.
-The reads per instrument are its configured poll parameters (the pulser: `dds_frequency`).
-Rounds alternate the order; medians are reported.
+(b) host: a driver-host process (as `ionpilot drivers` runs it, polling off, its Python
+    threads on one CPU) and one bus client (`ClientCore`) sending `get` requests,
+    `--in-flight` outstanding per instrument.
+The reads per instrument are its configured poll parameters (the pulser: `dds_frequency`; the
+wavemeter: the routed input's `frequency`, `:MEAS:FREQ?` alone, since each of its configured
+per-input polls waits 50 ms for the fibre switch to settle, which would measure the switch, not
+the host). Rounds alternate the order; medians are reported.
 
     python bench/drivers.py --json
 """
@@ -45,6 +48,8 @@ def lab_reads() -> dict[str, tuple[str, str, list[str]]]:
     out = {}
     for name, inst in config.instruments.items():
         params = list(inst.poll) or (["dds_frequency"] if inst.model == "ionpilot_pulser" else [])
+        if inst.model == "bristol_871a":
+            params = ["frequency"]
         if params:
             out[name] = (inst.model, inst.address, params)
     return out

@@ -8,8 +8,10 @@ manager), back off, and construct a new one: QCoDeS has no in-place reconnect.
 
 from __future__ import annotations
 
+import logging
 import math
 import re
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any, ClassVar
 
@@ -229,6 +231,9 @@ def _is_real(value: Any) -> bool:
         return False
 
 
+_MAIN_THREAD = threading.main_thread()
+
+
 # --- bus hooks --------------------------------------------------------------------------------
 
 _NOT_TELEMETRY = frozenset({"IDN", "timeout"})
@@ -243,6 +248,19 @@ class IonpilotDriver(InstrumentBase):
 
     model_name: ClassVar[str] = ""
     bus_methods: ClassVar[tuple[str, ...]] = ()
+    # Paths whose readings belong to something the path does not name (the wavemeter's routed
+    # fibre input): their telemetry name comes from `reading_name` at each reading.
+    routed_parameters: ClassVar[frozenset[str]] = frozenset()
+
+    def reading_name(self, path: str) -> str:
+        """The telemetry name of a reading of `path` just taken: `path` itself, unless the
+        reading belongs to something the path does not name (see `routed_parameters`)."""
+        return path
+
+    def call_reading(self, method: str, args: list[Any]) -> str | None:
+        """The parameter path of which a bus call's result is a reading (the host publishes it
+        as that parameter's telemetry), or None when the result is not a reading."""
+        return None
 
     def telemetry_parameters(self) -> tuple[str, ...]:
         """Readable parameters as bus names: `power`, `ch01.voltage`, ..."""
@@ -285,7 +303,37 @@ class IonpilotDriver(InstrumentBase):
 
 class OwnedVisaInstrument(VisaInstrument, IonpilotDriver):
     """A VISA instrument whose `close()` also releases the resource manager when it was the
-    last open resource, so a host can reconnect from scratch after a timeout."""
+    last open resource, so a host can reconnect from scratch after a timeout.
+
+    Its `ask_raw`/`write_raw` are QCoDeS' own except off the main thread (the driver host's
+    owner threads): there QCoDeS' `DelayedKeyboardInterrupt` cannot defer Ctrl-C and only logs
+    a debug line saying so, and the `Querying:`/`Response:` debug lines were formatted on every
+    call even with debug logging off; together a quarter of a read's CPU. Off the main thread
+    they go straight to the VISA handle, with the same debug lines when debug logging is on.
+    """
+
+    def ask_raw(self, cmd: str) -> str:
+        """`visa_handle.query(cmd)`, as QCoDeS does it (main thread: QCoDeS' own code)."""
+        if threading.current_thread() is _MAIN_THREAD:
+            return super().ask_raw(cmd)
+        log = self.visa_log
+        debug = log.isEnabledFor(logging.DEBUG)
+        if debug:
+            log.debug("Querying: %s", cmd)
+        response: str = self.visa_handle.query(cmd)
+        if debug:
+            log.debug("Response: %s", response)
+        return response
+
+    def write_raw(self, cmd: str) -> None:
+        """`visa_handle.write(cmd)`, as QCoDeS does it (main thread: QCoDeS' own code)."""
+        if threading.current_thread() is _MAIN_THREAD:
+            super().write_raw(cmd)
+            return
+        log = self.visa_log
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("Writing: %s", cmd)
+        self.visa_handle.write(cmd)
 
     def close(self) -> None:
         """Release the socket, and the resource manager if nothing else still uses it."""

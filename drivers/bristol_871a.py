@@ -7,7 +7,12 @@ invalid exposure and is refused as a bad reply, never published as a frequency.
 
 `measure(channel)` switches the fibre switch and reads that input in one call, so a client
 that owns no lock never reads a channel another client has just switched away from (the driver
-host runs each call to completion on the instrument's one thread).
+host runs each call to completion on the instrument's one thread). Each input is also a channel
+module, `ch1`..`ch8`, whose `frequency` is that measurement: poll `ch1.frequency` to watch the
+laser on input 1. The plain `frequency`, `wavelength` and `power` read whatever input is routed
+now; the driver knows which (it reads the route at connect and sets every switch itself, holding
+the wavemeter's one connection), and `reading_name` files such a reading under that input
+(`ch2.frequency`), so telemetry never carries a number under a name that does not say which laser.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from collections.abc import Callable
 from typing import Any, ClassVar, TypedDict
 
 import pyvisa
+from qcodes.instrument import ChannelList, InstrumentChannel
 from qcodes.parameters import Parameter
 
 from ionpilot.drivers.base import (
@@ -72,8 +78,27 @@ class WavemeterReading(TypedDict):
     power_w: float
 
 
+class Bristol871aInput(InstrumentChannel["Bristol871a"]):
+    """One fibre-switch input: the frequency of the laser on it, switched to and read."""
+
+    def __init__(self, parent: Bristol871a, name: str, channel_number: int, **kwargs: Any):
+        super().__init__(parent, name, **kwargs)
+        self.channel_number = channel_number
+
+        self.frequency: Parameter = self.add_parameter(
+            "frequency",
+            label=f"Input {channel_number} optical frequency",
+            unit="Hz",
+            get_cmd=lambda: parent.measure(channel_number),
+            docstring="Optical frequency (Hz) of the laser on this input: the switch is routed "
+            "here, settles, and the wavemeter is read (`measure`); the route stays here.",
+        )
+        """Optical frequency (Hz) of the laser on this input (switch, settle, read)."""
+
+
 class Bristol871a(ScpiVisaDriver):
-    """871A: frequency (Hz), wavelength (m), power (W) of the fibre-switch channel in use."""
+    """871A: frequency (Hz), wavelength (m), power (W) of the routed fibre-switch input, and
+    each input's frequency as `ch1.frequency`..`ch8.frequency`."""
 
     model_name: ClassVar[str] = MODEL
     default_terminator = "\r\n"
@@ -86,6 +111,7 @@ class Bristol871a(ScpiVisaDriver):
         "read_all",
         "measure",
     )
+    routed_parameters: ClassVar[frozenset[str]] = frozenset({"frequency", "wavelength", "power"})
 
     def __init__(
         self,
@@ -119,11 +145,14 @@ class Bristol871a(ScpiVisaDriver):
             integer=True,
             label="Fibre switch channel",
             get_cmd=":ROUT:CHAN?",
-            get_parser=parse_int,
-            set_cmd=lambda n: self.checked_write(f":ROUT:CHAN {int(n)}"),
+            get_parser=self._parse_route,
+            set_cmd=self._set_route,
             docstring="Fibre-switch input routed to the wavemeter (1..8).",
         )
         """Fibre-switch input routed to the wavemeter (1..8)."""
+        switch = hardware_range(MODEL, "switch_channel")
+        self.routed_channel: int | None = None
+        """The input routed now, as last read or set (None: not known)."""
 
         self.frequency: Parameter = self.add_parameter(
             "frequency",
@@ -155,8 +184,56 @@ class Bristol871a(ScpiVisaDriver):
         )
         """Optical power at the wavemeter input (W; mW on the wire)."""
 
+        inputs = ChannelList(self, "inputs", Bristol871aInput)
+        for number in range(int(switch.minimum), int(switch.maximum) + 1):
+            module = Bristol871aInput(self, f"ch{number}", number)
+            inputs.append(module)
+            self.add_submodule(f"ch{number}", module)
+        self.inputs: ChannelList[Bristol871aInput] = self.add_submodule("inputs", inputs)
+        """Every fibre-switch input, `ch1`..`ch8`."""
+
         self.reset_errors()
+        try:  # which input the readings of the routed channel belong to
+            self.switch_channel.get()
+        except (InstrumentCommandError, InstrumentReplyError):
+            pass  # no fibre switch: one input, and the plain names say it all
         self.connect_message()
+
+    def _parse_route(self, reply: str) -> int:
+        channel = parse_int(reply)
+        self.routed_channel = channel
+        return channel
+
+    def _set_route(self, channel: int) -> None:
+        try:
+            self.checked_write(f":ROUT:CHAN {int(channel)}")
+        except InstrumentCommandError:
+            raise  # refused: the switch stayed where it was
+        except BaseException:
+            self.routed_channel = None  # it may or may not have moved
+            raise
+        self.routed_channel = int(channel)
+
+    def channel(self, number: int) -> Bristol871aInput:
+        """Fibre-switch input by its number (1..8)."""
+        module = self.submodules.get(f"ch{number}")
+        if not isinstance(module, Bristol871aInput):
+            raise KeyError(f"the fibre switch has inputs 1..{len(self.inputs)}, not {number}")
+        return module
+
+    def reading_name(self, path: str) -> str:
+        """A routed reading (`frequency`, `wavelength`, `power`) as the input it was taken on
+        (`ch2.frequency`); other paths as they are."""
+        routed = self.routed_channel
+        if path in self.routed_parameters and routed is not None:
+            return f"ch{routed}.{path}"
+        return path
+
+    def call_reading(self, method: str, args: list[Any]) -> str | None:
+        """`measure(n)` returns a reading of `chN.frequency`."""
+        if method == "measure" and len(args) == 1 and type(args[0]) is int:
+            return f"ch{args[0]}.frequency"
+        return None
 
     def read_all(self) -> WavemeterReading:
         """One `:READ:ALL?` record: reading index, validity, wavelength (m), power (W)."""
@@ -194,6 +271,7 @@ class Bristol871a(ScpiVisaDriver):
             if thz > 0.0:
                 hz = thz * 1e12
                 self.frequency.cache.set(hz)
+                self.channel(channel).frequency.cache.set(hz)
                 return hz
             if thz < 0.0:
                 raise InstrumentReplyError(reply, "negative frequency")

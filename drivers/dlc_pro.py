@@ -12,6 +12,7 @@ Units: the controller speaks mA; this driver speaks SI (A) everywhere.
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import Any, ClassVar
 
@@ -205,12 +206,17 @@ class DlcPro(OwnedVisaInstrument):
 
     def ask_raw(self, cmd: str) -> str:
         """Send one command and return its reply line with leading prompt(s) stripped."""
-        self.visa_log.debug(f"Querying: {cmd}")
-        self.visa_handle.write(cmd)
+        log = self.visa_log
+        debug = log.isEnabledFor(logging.DEBUG)  # format debug lines only when they are wanted
+        if debug:
+            log.debug("Querying: %s", cmd)
+        handle = self.visa_handle
+        handle.write(cmd)
         for _ in range(_MAX_EMPTY_LINES):
-            line = _LEADING_PROMPTS.sub("", self.visa_handle.read()).strip()
+            line = _LEADING_PROMPTS.sub("", handle.read()).strip()
             if line:
-                self.visa_log.debug(f"Response: {line}")
+                if debug:
+                    log.debug("Response: %s", line)
                 if line.startswith("Error:"):
                     raise InstrumentCommandError(f"{self.name}: {cmd!r} -> {line!r}")
                 return line

@@ -36,9 +36,17 @@ class InstrumentModel:
     parameters: dict[str, HardwareRange] = field(default_factory=dict)
     readable: tuple[str, ...] = ()
     channels: int = 0  # > 0: parameters apply per channel, addressed as chNN.<parameter>
+    # the parameters a channel has, where not all of them (None: every one)
+    channel_parameters: tuple[str, ...] | None = None
 
     def parameter_names(self) -> tuple[str, ...]:
         return tuple(self.parameters) + self.readable
+
+    def channel_parameter_names(self) -> tuple[str, ...]:
+        """What `chNN.<parameter>` may name."""
+        if self.channel_parameters is None:
+            return self.parameter_names()
+        return self.channel_parameters
 
 
 MODELS: dict[str, InstrumentModel] = {
@@ -96,6 +104,8 @@ MODELS: dict[str, InstrumentModel] = {
             default_port=23,
             parameters={"switch_channel": HardwareRange("", 1, 8)},
             readable=("frequency", "wavelength", "power"),
+            channels=8,  # fibre-switch inputs: chN.frequency (switch, settle, read)
+            channel_parameters=("frequency",),
         ),
         InstrumentModel(
             name="menlo_fc1500",

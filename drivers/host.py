@@ -5,19 +5,32 @@ thread-safe): bus commands reach it through a bounded queue. When an instrument 
 disconnects or answers garbage, its signals are published `INVALID`, an event says why, the worker
 closes the resource and reconnects with bounded exponential back-off — and every other instrument
 carries on. Nothing an instrument does can take the host down.
+
+The host's Python threads (command server, instrument workers, heartbeat) run on one CPU
+(`cpu=`, default "auto"). They take turns at one GIL anyway, so a second CPU buys them no
+Python time; what it costs is every hand-over of the GIL, and every wake-up of a thread waiting
+for an instrument or a command, crossing between CPUs, which costs far more than a switch on
+one CPU (most of all on a virtual machine, where waking an idle CPU leaves the guest). zmq's I/O
+thread runs C without the GIL and stays free to use the other CPU. Measured with
+bench/drivers.py on the 2-core lab VM: pinned, the host's CPU per read fell by about 40 % and
+its reads per second about doubled; with its zmq I/O thread pinned too, much of that gain was
+lost again. On a CPU that other processes keep fully busy, a pinned host gets only that CPU's
+share: give it another with `cpu=`/`--cpu`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+import os
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import zmq
 
@@ -53,7 +66,7 @@ class InstrumentSpec:
     poll: dict[str, float] = field(default_factory=dict)
 
 
-@dataclass
+@dataclass(slots=True)
 class Reading:
     """The last value of one parameter as published: value, unit, wall time (ns), status."""
 
@@ -63,7 +76,7 @@ class Reading:
     status: str
 
 
-@dataclass
+@dataclass(slots=True)
 class _Command:
     kind: str  # "get", "set", "call"
     name: str
@@ -71,6 +84,22 @@ class _Command:
     args: list[Any] = field(default_factory=list)
     future: Future[Any] = field(default_factory=Future)
     deadline: float = math.inf  # host clock; a command still queued after it is not applied
+
+
+class _Signal:
+    """One parameter of the connected instrument as the worker reads and publishes it, looked
+    up once per connection (a QDAC path lookup walks 120 parameters). A `routed` one is
+    published under the name the driver gives each reading (the wavemeter's routed input)."""
+
+    __slots__ = ("name", "param", "read", "routed", "topic", "unit")
+
+    def __init__(self, instrument_name: str, name: str, param: Any, routed: bool) -> None:
+        self.name = name
+        self.param = param
+        self.read: Callable[[], Any] = param.get
+        self.routed = routed
+        self.topic = f"tlm.{instrument_name}.{name}"
+        self.unit = str(getattr(param, "unit", "") or "")
 
 
 def _wire(value: Any) -> Any:
@@ -113,7 +142,14 @@ class InstrumentWorker:
         self.readings: dict[str, Reading] = {}
         self.units: dict[str, str] = {}
         self.stats = {"polls": 0, "poll_errors": 0, "reconnects": 0, "commands": 0}
-        self._commands: queue.Queue[_Command | None] = queue.Queue(COMMAND_QUEUE_DEPTH)
+        # C-level queue (a Queue's Condition costs a lock allocation and several lock round
+        # trips per command); bounded by the two counters below, each written by one side.
+        self._commands: queue.SimpleQueue[_Command | None] = queue.SimpleQueue()
+        self._accept_lock = threading.Lock()
+        self._accepted = 0  # commands queued (under _accept_lock)
+        self._taken = 0  # commands taken off the queue (worker thread only)
+        self._signals: dict[str, _Signal] = {}
+        self._published_as: dict[str, str] = {}  # routed parameter -> name of its last reading
         self._due: dict[str, float] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -130,10 +166,7 @@ class InstrumentWorker:
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
-        try:
-            self._commands.put_nowait(None)  # wake the worker
-        except queue.Full:
-            pass
+        self._commands.put(None)  # wake the worker (one sentinel per stop, not a command)
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
@@ -147,13 +180,26 @@ class InstrumentWorker:
                 f"{self.spec.name} is {self.state} ({self.last_error or 'no connection yet'}); "
                 f"next connection attempt in {wait:.1f} s",
             )
-        try:
-            self._commands.put_nowait(command)
-        except queue.Full:
-            raise BusError(
-                ErrorCode.BUSY, f"{self.spec.name} has {COMMAND_QUEUE_DEPTH} commands waiting"
-            ) from None
+        with self._accept_lock:
+            if self._accepted - self._taken >= COMMAND_QUEUE_DEPTH:
+                raise BusError(
+                    ErrorCode.BUSY, f"{self.spec.name} has {COMMAND_QUEUE_DEPTH} commands waiting"
+                )
+            self._accepted += 1
+            self._commands.put(command)
         return command.future
+
+    def _take(self, timeout: float) -> _Command | None:
+        """The next command (None: none within `timeout`, or a stop sentinel)."""
+        try:
+            command = (
+                self._commands.get(timeout=timeout) if timeout > 0 else self._commands.get(False)
+            )
+        except queue.Empty:
+            return None
+        if command is not None:
+            self._taken += 1
+        return command
 
     # ----------------------------------------------------------------------------- thread
 
@@ -183,6 +229,7 @@ class InstrumentWorker:
             self._connection_failed(f"cannot connect: {_error_text(exc)}")
             return
         self.instrument = instrument
+        self._signals = {}
         self.state = "connected"
         self.last_error = ""
         self.backoff.reset()
@@ -197,10 +244,7 @@ class InstrumentWorker:
         self._event("connected", f"{self.spec.name} connected at {self.spec.address}")
 
     def _refuse_commands_for(self, wait: float) -> None:
-        try:
-            command = self._commands.get(timeout=min(wait, 0.5))
-        except queue.Empty:
-            return
+        command = self._take(min(wait, 0.5))
         if command is not None:
             command.future.set_exception(
                 BusError(ErrorCode.INSTRUMENT_ERROR, f"{self.spec.name} is {self.state}")
@@ -209,12 +253,11 @@ class InstrumentWorker:
     def _serve_once(self) -> None:
         now = self._clock.now()
         next_due = min(self._due.values(), default=now + 0.5)
-        try:
-            command = self._commands.get(timeout=max(0.0, min(next_due - now, 0.5)))
-        except queue.Empty:
-            command = None
+        command = self._take(min(next_due - now, 0.5))
         if command is not None:
             self._execute(command)
+        if not self._due:
+            return
         now = self._clock.now()
         for name, due in list(self._due.items()):
             if self.instrument is None or self._stop.is_set():
@@ -223,11 +266,33 @@ class InstrumentWorker:
                 self._due[name] = max(due + self.spec.poll[name], now)
                 self._poll(name)
 
+    def _signal(self, name: str) -> _Signal:
+        """The connected instrument's parameter `name`; KeyError if it has none."""
+        signal = self._signals.get(name)
+        if signal is None:
+            assert self.instrument is not None
+            param = self.instrument.parameter_by_path(name)
+            routed = name in getattr(self.instrument, "routed_parameters", ())
+            signal = self._signals[name] = _Signal(self.spec.name, name, param, routed)
+        return signal
+
     def _poll(self, name: str) -> None:
         assert self.instrument is not None
         self.stats["polls"] += 1
         try:
-            value = self.instrument.parameter_by_path(name).get()
+            signal = self._signal(name)
+        except KeyError:  # a config the driver does not match: say so once, poll the rest
+            self.stats["poll_errors"] += 1
+            self._due.pop(name, None)
+            self._publish(name, None, "INVALID")
+            self._event(
+                "instrument_error",
+                f"{self.spec.name} has no parameter {name!r}; not polled",
+                "MAJOR",
+            )
+            return
+        try:
+            value = signal.read()
         except InstrumentCommandError as exc:  # the instrument refused: it is alive
             self.stats["poll_errors"] += 1
             self._publish(name, None, "INVALID")
@@ -237,7 +302,7 @@ class InstrumentWorker:
             self.stats["poll_errors"] += 1
             self._connection_failed(f"reading {name} failed: {_error_text(exc)}")
             return
-        self._publish(name, _wire(value), "OK")
+        self._publish_reading(signal, _wire(value))
 
     def _execute(self, command: _Command) -> None:
         self.stats["commands"] += 1
@@ -281,9 +346,15 @@ class InstrumentWorker:
                     ErrorCode.FORBIDDEN,
                     f"{self.spec.name} does not serve {command.name!r}; methods: {', '.join(allowed) or 'none'}",
                 )
-            return _wire(getattr(instrument, command.name)(*command.args))
+            result = _wire(getattr(instrument, command.name)(*command.args))
+            call_reading = getattr(instrument, "call_reading", None)
+            path = call_reading(command.name, command.args) if call_reading else None
+            if path is not None:  # e.g. the wavemeter's measure(n): a reading of chN.frequency
+                with contextlib.suppress(KeyError):  # not a parameter after all: no telemetry
+                    self._publish_reading(self._signal(path), result)
+            return result
         try:
-            param = instrument.parameter_by_path(command.name)
+            signal = self._signal(command.name)
         except KeyError:
             names = ", ".join(instrument.telemetry_parameters())
             raise BusError(
@@ -291,12 +362,13 @@ class InstrumentWorker:
                 f"{self.spec.name} has no parameter {command.name!r}; parameters: {names}",
             ) from None
         if command.kind == "set":
+            param = signal.param
             if not param.settable:
                 raise BusError(ErrorCode.FORBIDDEN, f"{self.spec.name}.{command.name} is read-only")
             param.set(command.value)
-        value = _wire(param.get())
-        self._publish(command.name, value, "OK")
-        return {"name": command.name, "value": value, "unit": str(param.unit or "")}
+        value = _wire(signal.read())
+        self._publish_reading(signal, value)
+        return {"name": command.name, "value": value, "unit": signal.unit}
 
     # ----------------------------------------------------------------------- connection
 
@@ -328,10 +400,13 @@ class InstrumentWorker:
     def _fail_pending(self, reason: str) -> None:
         while True:
             try:
-                command = self._commands.get_nowait()
+                command = self._commands.get(False)
             except queue.Empty:
                 return
-            if command is not None and not command.future.done():
+            if command is None:
+                continue
+            self._taken += 1
+            if not command.future.done():
                 command.future.set_exception(
                     BusError(ErrorCode.INSTRUMENT_ERROR, f"{self.spec.name}: {reason}")
                 )
@@ -340,10 +415,22 @@ class InstrumentWorker:
 
     def _publish(self, name: str, value: Any, status: str) -> None:
         unit = self.units.get(name, "")
+        name = self._published_as.get(name, name)  # a routed one: where its readings went
         t_ns = self._clock.wall_ns()
         self.readings[name] = Reading(value, unit, t_ns, status)
         if self._publisher is not None:
             self._publisher.publish(f"tlm.{self.spec.name}.{name}", value, unit, status, t_ns)
+
+    def _publish_reading(self, signal: _Signal, value: Any) -> None:
+        """A good reading: `_publish` with the topic and unit worked out once per connection."""
+        t_ns = self._clock.wall_ns()
+        name, topic = signal.name, signal.topic
+        if signal.routed and self.instrument is not None:
+            name = self._published_as[signal.name] = self.instrument.reading_name(name)
+            topic = f"tlm.{self.spec.name}.{name}"
+        self.readings[name] = Reading(value, signal.unit, t_ns, "OK")
+        if self._publisher is not None:
+            self._publisher.publish(topic, value, signal.unit, "OK", t_ns)
 
     def _event(self, kind: str, message: str, severity: str = "OK") -> None:
         log.info("%s", message)
@@ -386,6 +473,35 @@ class InstrumentWorker:
         }
 
 
+def host_cpu(cpu: int | Literal["auto"] | None = "auto") -> int | None:
+    """The CPU a driver host's Python threads run on: `cpu` itself, None for no pinning, and
+    for "auto" the last CPU this process may use (None where there is only one, or no way to
+    pin). Several hosts on one machine should each be given their own (`--cpu`)."""
+    if cpu is None or not hasattr(os, "sched_setaffinity"):
+        return None
+    allowed = sorted(os.sched_getaffinity(0))
+    if cpu != "auto":
+        if cpu not in allowed:
+            raise ValueError(f"CPU {cpu} is not one this process may use: {allowed}")
+        return cpu
+    return allowed[-1] if len(allowed) > 1 else None
+
+
+@contextlib.contextmanager
+def _threads_started_on(cpu: int | None) -> Iterator[None]:
+    """Threads started inside run on `cpu` (a new thread inherits its creator's affinity);
+    the calling thread gets its own back afterwards."""
+    if cpu is None:
+        yield
+        return
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {cpu})
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
+
+
 class DriverHost:
     """All instruments of one host process, their workers, and the command server for them."""
 
@@ -399,8 +515,10 @@ class DriverHost:
         *,
         clock: Clock | None = None,
         context: zmq.Context[zmq.Socket[bytes]] | None = None,
+        cpu: int | Literal["auto"] | None = "auto",
     ) -> None:
         self.process = process
+        self.cpu = host_cpu(cpu)  # the one CPU of the Python threads the host starts
         self._context = context or zmq.Context.instance()
         self._clock = clock or SystemClock()
         self.workers = {
@@ -423,11 +541,14 @@ class DriverHost:
         return self.server.endpoint
 
     def start(self) -> DriverHost:
+        # bound before pinning: if this is the context's first socket, zmq's I/O thread starts
+        # now, free to run on any CPU
         self.server.bind(self._endpoint)
-        self.server.start()
-        self.heartbeat.start()
-        for worker in self.workers.values():
-            worker.start()
+        with _threads_started_on(self.cpu):
+            self.server.start()
+            self.heartbeat.start()
+            for worker in self.workers.values():
+                worker.start()
         return self
 
     def wait_first_attempts(self, timeout_s: float) -> bool:

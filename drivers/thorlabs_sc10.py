@@ -9,6 +9,7 @@ server (the simulated lab), or a device such as `/dev/ttyUSB0`.
 
 from __future__ import annotations
 
+import logging
 from typing import Any, ClassVar
 
 import serial
@@ -91,7 +92,8 @@ class ThorlabsSc10(Instrument, IonpilotDriver):
         """Send one command; return its value line ('' for a command without one)."""
         if "\r" in command or "\n" in command:
             raise ValueError(f"command must be one line: {command!r}")
-        self.log.debug(f"Querying: {command}")
+        if self.log.isEnabledFor(logging.DEBUG):  # formatted only when wanted
+            self.log.debug("Querying: %s", command)
         try:
             self._serial.write(command.encode("ascii") + b"\r")
             data = self._serial.read_until(PROMPT)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from typing import Any
+from typing import Any, Literal
 
 from ionpilot.config import DEFAULT_CONFIG, LabConfig
 from ionpilot.runtime import load_or_report, run_service
@@ -22,7 +22,24 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--process", default="drivers", help="which host process of the lab file this is"
     )
+    parser.add_argument(
+        "--cpu",
+        default="auto",
+        help="the one CPU the host's Python threads run on: a number, 'auto' (the last one) or "
+        "'none' (no pinning)",
+    )
     parser.set_defaults(handler=run)
+
+
+def parse_cpu(text: str) -> int | Literal["auto"] | None:
+    """`--cpu`: 'auto', 'none' or a CPU number."""
+    if text == "auto":
+        return "auto"
+    if text == "none":
+        return None
+    if not text.isdigit():
+        raise ValueError(f"--cpu takes a CPU number, 'auto' or 'none', not {text!r}")
+    return int(text)
 
 
 def host_specs(config: LabConfig, process: str, only: list[str]) -> list[Any]:
@@ -60,16 +77,20 @@ def run(args: argparse.Namespace) -> int:
         )
         return 2
     only = [n.strip() for n in args.only.split(",") if n.strip()]
+    from ionpilot.drivers.host import DriverHost, host_cpu, open_spec
+
     try:
         specs = host_specs(config, args.process, only)
+        cpu = host_cpu(parse_cpu(args.cpu))
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    from ionpilot.drivers.host import DriverHost, open_spec
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s drivers %(levelname)s %(message)s")
     port = config.processes[args.process].command_port
-    host = DriverHost(args.process, specs, config.bus, f"tcp://{config.bus.host}:{port}", open_spec)
+    host = DriverHost(
+        args.process, specs, config.bus, f"tcp://{config.bus.host}:{port}", open_spec, cpu=cpu
+    )
     names = ", ".join(s.name for s in specs) or "no instruments"
     first_attempt_s = max((s.timeout_s for s in specs), default=0.0) * 2 + 5.0
 

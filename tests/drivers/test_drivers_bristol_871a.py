@@ -7,6 +7,7 @@ from drivertools import record_writes
 
 from ionpilot.drivers.bristol_871a import Bristol871a
 from ionpilot.drivers.errors import InstrumentCommandError, InstrumentReplyError, OutOfLimitsError
+from ionpilot.drivers.hardware import MODELS
 from ionpilot.drivers.registry import open_instrument
 from ionpilot.drivers.replay import Exchange, ReplayServer
 
@@ -71,6 +72,7 @@ def _line(text: bytes) -> bytes:
 def test_banner_is_discarded_and_errors_are_read_back():
     script = [
         Exchange(b":SYST:ERR?", _line(b'0,"No error"')),
+        Exchange(b":ROUT:CHAN?", _line(b"1")),  # which input routed readings belong to
         Exchange(b"*IDN?", _line(b"BRISTOL WAVELENGTH METER,871A,871001,3.2.1")),
         Exchange(b"*IDN?", _line(b"BRISTOL WAVELENGTH METER,871A,871001,3.2.1")),
         Exchange(b":MEAS:FREQ?", _line(b"811.291490")),
@@ -136,5 +138,42 @@ def test_measure_switches_waits_and_reads_in_one_call():
             with pytest.raises(TypeError):
                 inst.measure(wrong)
         assert sent == []  # nothing reached the instrument
+    finally:
+        inst.close()
+
+
+def test_each_input_is_a_channel_and_routed_readings_are_named_by_input():
+    fake = FakeTime()
+    inst = open_instrument(
+        f"wm{next(_names)}",
+        "bristol_871a",
+        GOOD,
+        simulated=True,
+        timeout_s=0.2,
+        sleep=fake.sleep,
+        monotonic=fake.monotonic,
+    )
+    try:
+        assert [m.short_name for m in inst.channel_modules()] == [f"ch{n}" for n in range(1, 9)]
+        model = MODELS["bristol_871a"]  # what the config check lets `chN.<parameter>` name
+        assert model.channels == 8
+        assert set(model.channel_parameter_names()) == set(inst.ch1.parameters)
+        assert "ch3.frequency" in inst.telemetry_parameters()
+        assert inst.routed_channel == 1  # read at connect
+        assert inst.reading_name("frequency") == "ch1.frequency"
+        sent = record_writes(inst)
+        assert inst.parameter_by_path("ch3.frequency").get() == pytest.approx(811.29149e12)
+        assert sent == [":ROUT:CHAN 3", ":SYST:ERR?", ":MEAS:FREQ?"]  # measure(3)
+        assert inst.routed_channel == 3
+        assert inst.reading_name("wavelength") == "ch3.wavelength"
+        assert inst.reading_name("switch_channel") == "switch_channel"  # not a reading of one
+        inst.measure(5)
+        assert inst.ch5.frequency.cache.get(get_if_invalid=False) == pytest.approx(811.29149e12)
+        assert inst.call_reading("measure", [5]) == "ch5.frequency"
+        assert inst.call_reading("read_all", []) is None
+        assert inst.call_reading("measure", ["5"]) is None  # refused by measure anyway
+        with pytest.raises(OutOfLimitsError):
+            inst.switch_channel(9)
+        assert inst.reading_name("power") == "ch5.power"  # a refused switch moved nothing
     finally:
         inst.close()

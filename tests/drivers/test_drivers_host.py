@@ -4,6 +4,8 @@ instruments that hang, disconnect or answer garbage while the others carry on.""
 from __future__ import annotations
 
 import dataclasses
+import os
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -250,3 +252,54 @@ def test_a_command_that_waited_past_its_deadline_is_not_applied() -> None:
         assert fake.voltage.sets == [3.0]  # the late set never reached the instrument
     finally:
         worker.stop()
+
+
+@pytest.mark.skipif(
+    not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
+    reason="pinning needs Linux and two CPUs",
+)
+def test_the_host_threads_run_on_one_cpu_and_the_caller_keeps_its_own() -> None:
+    from ionpilot.drivers.host import host_cpu
+
+    mine = os.sched_getaffinity(0)
+    cpu = max(mine)
+    assert host_cpu(None) is None
+    assert host_cpu("auto") == cpu
+    with pytest.raises(ValueError):
+        host_cpu(cpu + 1000)
+    bus = BusSettings(publish_port=1, subscribe_port=2)  # nothing listens: telemetry dropped
+    specs = [InstrumentSpec(f"box{n}", "qdac2", "TCPIP0::127.0.0.1::1::SOCKET") for n in (1, 2)]
+
+    def opener(spec: InstrumentSpec) -> Any:
+        return _FakeInstrument()
+
+    with DriverHost("pinned", specs, bus, "tcp://127.0.0.1:0", opener, cpu=cpu) as host:
+        # the workers, the command server's socket thread and the heartbeat thread
+        threads = [t for t in threading.enumerate() if t.name.endswith(("box1", "box2", "pinned"))]
+        assert {"instrument-box1", "instrument-box2"} < {t.name for t in threads}
+        assert len(threads) >= 4
+        for thread in threads:
+            assert thread.native_id is not None
+            assert os.sched_getaffinity(thread.native_id) == {cpu}, thread.name
+        assert os.sched_getaffinity(0) == mine
+        assert host.cpu == cpu
+
+
+def test_a_full_command_queue_refuses_at_once_with_busy() -> None:
+    from ionpilot.drivers.host import COMMAND_QUEUE_DEPTH, InstrumentWorker, _Command
+
+    worker = InstrumentWorker(
+        InstrumentSpec("box", "qdac2", "TCPIP0::127.0.0.1::1::SOCKET"),
+        lambda spec: _FakeInstrument(),  # type: ignore[arg-type, return-value]
+        BusSettings(publish_port=1),
+    )
+    worker.state = "connected"  # not started: nothing takes commands off the queue
+    for _ in range(COMMAND_QUEUE_DEPTH):
+        worker.submit(_Command("get", "voltage"))
+    with pytest.raises(BusError) as refused:
+        worker.submit(_Command("get", "voltage"))
+    assert refused.value.code == "busy"
+    assert worker._take(0.0) is not None  # one taken: room for one more
+    worker.submit(_Command("get", "voltage"))
+    with pytest.raises(BusError):
+        worker.submit(_Command("get", "voltage"))

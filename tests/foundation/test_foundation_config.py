@@ -30,7 +30,7 @@ def test_limits_are_si_and_narrow_hardware() -> None:
     low, high = laser.limit_values()["current"]
     assert low == 0.0
     assert high == pytest.approx(0.150)
-    assert config.instruments["wavemeter"].poll["frequency"] == 0.5
+    assert config.instruments["wavemeter"].poll["ch1.frequency"] == 2.0
 
 
 def test_include_merges_machine_override_on_top() -> None:
