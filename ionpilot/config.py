@@ -284,9 +284,20 @@ class _LabChecker:
                     f"channel {number} does not exist; {model.name} has channels 1..{model.channels}",
                 )
                 return None
-        names = tuple(model.parameters) if settable_only else model.parameter_names()
+        if settable_only:
+            names = tuple(model.parameters)
+        elif channel is not None:
+            names = model.channel_parameter_names()
+        else:
+            names = model.parameter_names()
         if base not in names:
-            kind = "settable parameters" if settable_only else "parameters"
+            kind = (
+                "settable parameters"
+                if settable_only
+                else "per-channel parameters"
+                if channel is not None
+                else "parameters"
+            )
             self.error(
                 key,
                 f"'{base}' is not a parameter of {model.name}; {kind}: {', '.join(names) or 'none'}",
