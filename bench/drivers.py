@@ -14,6 +14,19 @@ wavemeter: the routed input's `frequency`, `:MEAS:FREQ?` alone, since each of it
 per-input polls waits 50 ms for the fibre switch to settle, which would measure the switch, not
 the host). Rounds alternate the order; medians are reported.
 
+Where the processes run (`--placement`) decides the bare ceiling more than anything else does.
+Thirteen Python threads that take turns at one GIL run about twice as fast on one CPU as spread
+over two (every hand-over of the GIL, and every wake-up after an instrument answers, then crosses
+CPUs) — which is why the driver host pins its Python threads to one CPU. `pinned` (the default)
+gives both measured sides that same single CPU (the last one the bench may use): the bare loop's
+threads in phase (a), the host's in phase (b); the simulated lab, which stands in for instruments
+that are machines of their own, and the bench's bus client, which stands in for the lab's users,
+run on the other CPUs. `free` pins nothing but the host (which pins itself, as in production)
+and lets the scheduler place the rest: the bare loop then pays the cross-CPU hand-overs the host
+avoids, and lands at 3,000-6,100 reads/s between runs instead of ~9,000. With each measured side,
+the CPU time its process spent per read is reported (`*_cpu_us_per_read`): a cost that does not
+depend on where the scheduler put whom.
+
     python bench/drivers.py --json
 """
 
@@ -106,7 +119,8 @@ def host_process(conn: Connection, resources: dict[str, str]) -> None:
                 return
             time.sleep(0.02)
         conn.send(("ready", host.endpoint))
-        conn.recv()
+        while conn.recv() == "cpu":  # the host's CPU time so far (all its threads)
+            conn.send(time.process_time())
 
 
 def free_port() -> int:
@@ -114,6 +128,58 @@ def free_port() -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
+
+
+def cpu_probe(conn: Connection) -> Callable[[], float]:
+    """The driver host's CPU time so far (all its threads), asked over its pipe."""
+
+    def host_cpu_time() -> float:
+        conn.send("cpu")
+        seconds: float = conn.recv()
+        return seconds
+
+    return host_cpu_time
+
+
+class Placement:
+    """Which CPUs each party runs on (`pinned`), or none pinned but the host (`free`)."""
+
+    def __init__(self, kind: str) -> None:
+        from ionpilot.drivers.host import host_cpu
+
+        measured = host_cpu("auto")  # the CPU the driver host pins itself to
+        self.kind = kind if measured is not None else "free"  # one CPU: nothing to place
+        allowed = set(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else set()
+        self.everything = allowed
+        self.measured = {measured} if measured is not None else allowed
+        self.others = (allowed - self.measured) or allowed
+
+    def _pin(self, pid: int, cpus: set[int]) -> None:
+        if self.kind == "pinned" and cpus:
+            os.sched_setaffinity(pid, cpus)
+
+    def simulated_lab(self, pid: int) -> None:
+        self._pin(pid, self.others)
+
+    def bare_loop(self) -> None:
+        """This process (its threads started after) on the measured CPU."""
+        self._pin(0, self.measured)
+
+    def unpin(self) -> None:
+        self._pin(0, self.everything)
+
+    def bus_client(self) -> None:
+        """This process on the other CPUs, leaving the measured one to the host."""
+        self._pin(0, self.others)
+
+    def describe(self) -> dict[str, Any]:
+        if self.kind != "pinned":
+            return {"kind": self.kind, "driver_host_cpu": sorted(self.measured)}
+        return {
+            "kind": self.kind,
+            "measured_side_cpu": sorted(self.measured),
+            "simulated_lab_and_client_cpus": sorted(self.others),
+        }
 
 
 # ------------------------------------------------------------------------------ bare readers
@@ -262,18 +328,27 @@ def bare_run(reads: dict[str, tuple[str, str, list[str]]], seconds: float) -> di
         t.start()
     stop_at[0] = time.perf_counter() + 3600
     start.wait()
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     stop_at[0] = t0 + seconds
     for t in threads:
         t.join(seconds + 30)
-    elapsed = time.perf_counter() - t0
+    elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     if errors:
         raise RuntimeError(f"bare loop failed: {errors}")
-    return {"reads_per_s": sum(counts.values()) / elapsed, "per_instrument": counts}
+    total = sum(counts.values())
+    return {
+        "reads_per_s": total / elapsed,
+        "cpu_us_per_read": 1e6 * cpu / max(1, total),
+        "per_instrument": counts,
+    }
 
 
 def host_run(
-    endpoint: str, reads: dict[str, tuple[str, str, list[str]]], seconds: float, in_flight: int
+    endpoint: str,
+    reads: dict[str, tuple[str, str, list[str]]],
+    seconds: float,
+    in_flight: int,
+    host_cpu_time: Callable[[], float],
 ) -> dict[str, Any]:
     """`get` requests from one bus client, `in_flight` outstanding per instrument.
 
@@ -316,6 +391,7 @@ def host_run(
         while pending:
             drain(1000, resend=False)
         counts = dict.fromkeys(reads, 0)
+        cpu0 = host_cpu_time()
         t0 = time.perf_counter()
         stop_at = t0 + seconds
         for name in reads:
@@ -324,11 +400,17 @@ def host_run(
         while time.perf_counter() < stop_at:
             drain(100, resend=True)
         elapsed = time.perf_counter() - t0
+        cpu = host_cpu_time() - cpu0
         while pending:  # let the last ones land (not counted)
             drain(1000, resend=False)
     finally:
         core.close()
-    return {"reads_per_s": sum(counts.values()) / elapsed, "per_instrument": counts}
+    total = sum(counts.values())
+    return {
+        "reads_per_s": total / elapsed,
+        "cpu_us_per_read": 1e6 * cpu / max(1, total),
+        "per_instrument": counts,
+    }
 
 
 # ---------------------------------------------------------------------------------------- main
@@ -340,7 +422,15 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=3.0, help="length of each measurement")
     parser.add_argument("--in-flight", type=int, default=2, help="host: requests per instrument")
+    parser.add_argument(
+        "--placement",
+        choices=("pinned", "free"),
+        default="pinned",
+        help="pinned: each measured side alone on one CPU (see the module docstring); "
+        "free: only the host pinned, the scheduler places the rest",
+    )
     args = parser.parse_args()
+    placement = Placement(args.placement)
 
     reads = lab_reads()
     ctx = mp.get_context("spawn")
@@ -350,21 +440,28 @@ def main() -> int:
     rounds: list[dict[str, Any]] = []
     try:
         resources: dict[str, str] = sim_conn.recv()
+        assert sim.pid is not None
+        placement.simulated_lab(sim.pid)
         addressed = {n: (m, resources[n], p) for n, (m, _a, p) in reads.items()}
         for r in range(args.rounds):
             result: dict[str, Any] = {}
             for kind in ("bare", "host") if r % 2 == 0 else ("host", "bare"):
                 if kind == "bare":
+                    placement.bare_loop()
                     result[kind] = bare_run(addressed, args.seconds)
                     continue
+                placement.unpin()  # the host starts with every CPU and pins itself, as in the lab
                 conn, child = ctx.Pipe()
                 proc = ctx.Process(target=host_process, args=(child, resources), daemon=True)
                 proc.start()
+                placement.bus_client()
                 try:
                     status, detail = conn.recv()
                     if status != "ready":
                         raise RuntimeError(f"driver host did not connect: {detail}")
-                    result[kind] = host_run(detail, addressed, args.seconds, args.in_flight)
+                    result[kind] = host_run(
+                        detail, addressed, args.seconds, args.in_flight, cpu_probe(conn)
+                    )
                     conn.send("quit")
                 finally:
                     proc.join(10)
@@ -374,7 +471,10 @@ def main() -> int:
             result["ratio"] = result["host"]["reads_per_s"] / result["bare"]["reads_per_s"]
             rounds.append(result)
             if not args.json:
-                brief = {k: result[k]["reads_per_s"] for k in ("bare", "host")}
+                brief = {
+                    k: [round(result[k]["reads_per_s"]), round(result[k]["cpu_us_per_read"], 1)]
+                    for k in ("bare", "host")
+                }
                 print(
                     f"round {r + 1}: {json.dumps(brief)} ratio {result['ratio']:.3f}",
                     file=sys.stderr,
@@ -395,8 +495,16 @@ def main() -> int:
         "seconds": args.seconds,
         "in_flight_per_instrument": args.in_flight,
         "cpus": os.cpu_count(),
+        "placement": placement.describe(),
+        "load_avg_1min": round(os.getloadavg()[0], 2),
         "host_reads_per_s": round(host_rate, 1),
         "bare_reads_per_s": round(bare_rate, 1),
+        "host_cpu_us_per_read": round(
+            statistics.median(r["host"]["cpu_us_per_read"] for r in rounds), 1
+        ),
+        "bare_cpu_us_per_read": round(
+            statistics.median(r["bare"]["cpu_us_per_read"] for r in rounds), 1
+        ),
         "host_to_bare_ratio": round(statistics.median(r["ratio"] for r in rounds), 3),
         "target_ratio": TARGET_RATIO,
     }

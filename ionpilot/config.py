@@ -26,6 +26,12 @@ from ionpilot.sim.settings import SimSettings
 from ionpilot.yamltree import LoadIssue, Mark, Node, load_tree
 
 DEFAULT_CONFIG = Path("configs/sim-lab.yaml")
+# processes `ionpilot up` starts as something else than a driver host (hub is not a process)
+NOT_DRIVER_HOSTS = {
+    "sim": "simulated lab",
+    "daemon": "servo daemon",
+    "sequencer": "sequencer service",
+}
 
 
 @dataclass(frozen=True)
@@ -231,6 +237,12 @@ class _LabChecker:
             self.error(
                 f"{key}.host",
                 f"'{inst.host}' is not a process of this lab; processes: {', '.join(self.config.processes)}",
+            )
+        elif inst.host in NOT_DRIVER_HOSTS:
+            self.error(
+                f"{key}.host",
+                f"'{inst.host}' runs the {NOT_DRIVER_HOSTS[inst.host]}, not instruments; name "
+                "'drivers' or another process of its own",
             )
         if inst.timeout <= 0:
             self.error(f"{key}.timeout", f"found {inst.timeout:g} s; must be positive")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import threading
 import time
@@ -43,6 +44,27 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(handler=run)
 
 
+def driver_host_processes(config: LabConfig) -> list[str]:
+    """The lab's driver hosts, in lab-file order: `drivers` (when declared) and every other
+    process an enabled instrument names as its `host`."""
+    hosting = {inst.host for inst in config.instruments.values() if inst.enabled}
+    return [
+        name
+        for name in config.processes
+        if name == "drivers" or (name in hosting and name not in PROCESS_COMMANDS)
+    ]
+
+
+def driver_host_cpus(count: int) -> list[str]:
+    """A `--cpu` for each of `count` driver hosts: distinct CPUs while there are enough, from
+    the last one down (the first host gets the CPU `--cpu auto` would pick). Two hosts pinned to
+    one CPU would share it while another idles."""
+    allowed = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    if len(allowed) < 2:
+        return ["auto"] * count
+    return [str(allowed[-1 - k % len(allowed)]) for k in range(count)]
+
+
 def child_specs(config_path: str, config: LabConfig, gui: bool = False) -> list[ChildSpec]:
     specs = [
         ChildSpec(
@@ -53,7 +75,12 @@ def child_specs(config_path: str, config: LabConfig, gui: bool = False) -> list[
         ),
     ]
     for process, command in PROCESS_COMMANDS.items():
-        if process in config.processes:
+        if process == "drivers":
+            hosts = driver_host_processes(config)
+            for host, cpu in zip(hosts, driver_host_cpus(len(hosts)), strict=True):
+                argv = ("--config", config_path, "--process", host, "--cpu", cpu)
+                specs.append(ChildSpec(host, ionpilot_argv(*command, *argv), heartbeat=host))
+        elif process in config.processes:
             specs.append(
                 ChildSpec(
                     process,
