@@ -183,7 +183,10 @@ class GapCounter:
     `restarts[src]` counts topic streams of `src` that started again from a lower number (a
     restarted publisher shows one per topic it publishes); those are not counted as loss.
     At most `max_keys` streams are tracked: beyond that the least recently seen is forgotten
-    (counted in `evictions`) and, should it come back, is taken up like a new stream.
+    (counted in `evictions`) and, should it come back, is taken up like a new stream. The
+    per-source counts are bounded the same way (scripts come and go for weeks, each a source):
+    the least recently heard source's counts are dropped (`source_evictions`); the totals keep
+    everything.
     """
 
     def __init__(self, max_keys: int = 10_000) -> None:
@@ -193,9 +196,10 @@ class GapCounter:
         self._last: OrderedDict[tuple[str, str], int] = OrderedDict()  # least recent first
         self.gaps: dict[str, int] = {}  # per source
         self.restarts: dict[str, int] = {}  # per source
-        self.received: dict[str, int] = {}  # per source
+        self.received: OrderedDict[str, int] = OrderedDict()  # per source, least recent first
         self.total_gaps = 0
         self.evictions = 0
+        self.source_evictions = 0
 
     def __len__(self) -> int:
         """How many (source, topic) streams are tracked now."""
@@ -214,7 +218,14 @@ class GapCounter:
         else:
             streams.move_to_end(key)
         received = self.received
-        received[src] = received.get(src, 0) + 1
+        count = received.get(src)
+        if count is None:
+            received[src] = 1
+            if len(received) > self.max_keys:
+                self._forget_source(next(iter(received)))
+        else:
+            received[src] = count + 1
+            received.move_to_end(src)
         if last is None:
             return 0
         missed = seq - last - 1
@@ -228,6 +239,12 @@ class GapCounter:
 
     def gaps_of(self, src: str) -> int:
         return self.gaps.get(src, 0)
+
+    def _forget_source(self, src: str) -> None:
+        del self.received[src]
+        self.gaps.pop(src, None)
+        self.restarts.pop(src, None)
+        self.source_evictions += 1
 
 
 class Liveness:

@@ -39,6 +39,19 @@ def test_gap_counter_stays_bounded_under_a_new_topic_per_message() -> None:
     assert counter.total_gaps == 0 and counter.received == {"script": 10_000}
 
 
+def test_gap_counter_per_source_counts_stay_bounded_under_a_new_source_per_message() -> None:
+    counter = GapCounter(max_keys=10)
+    counter.observe("daemon", "tlm.daemon.x", 1)
+    counter.observe("daemon", "tlm.daemon.x", 3)  # one lost
+    for i in range(1_000):  # a script per message, each a new source
+        counter.observe(f"script-{i}", "tlm.script.y", 1)
+        counter.observe("daemon", "tlm.daemon.x", 4 + i)  # heard all along: never forgotten
+    assert len(counter.received) == len(counter.gaps) + 9 == 10
+    assert counter.gaps == {"daemon": 1} and counter.received["daemon"] == 1_002
+    assert counter.source_evictions == 991 and counter.total_gaps == 1
+    assert counter.observe("daemon", "tlm.daemon.x", 1_005) == 1  # still tracked exactly
+
+
 def test_liveness_forgets_departed_sources_but_not_expected_ones() -> None:
     clock = ManualClock()
     live = Liveness(3.0, clock, forget_after=3600.0)
