@@ -25,6 +25,7 @@ import zmq
 
 from ionpilot.bus.codec import (
     IDEMPOTENT_METHODS,
+    MAX_TTL_S,
     SCALAR_TYPES,
     BusError,
     Codec,
@@ -43,6 +44,14 @@ _POLLIN = int(zmq.POLLIN)
 _POLLOUT = int(zmq.POLLOUT)
 _SCALARS = SCALAR_TYPES
 _unpackb = msgpack.unpackb  # defaults, no ext hook: see ionpilot.bus.codec
+
+
+def ttl_of(timeout: float | None) -> float | None:
+    """The `ttl_s` a request carries for a caller waiting `timeout` s: none for a wait longer
+    than a request may live, or no wait at all (the server's own bound then applies)."""
+    if timeout is None or not 0 < timeout <= MAX_TTL_S:
+        return None
+    return timeout
 
 
 def default_client_name() -> str:
@@ -102,16 +111,30 @@ class ClientCore:
         return 1 + max(0, self.settings.request_retries if retries is None else retries)
 
     def new_request(
-        self, target: str, method: str, args: dict[str, Value] | None
+        self,
+        target: str,
+        method: str,
+        args: dict[str, Value] | None,
+        timeout: float | None = None,
     ) -> tuple[int, bytes]:
-        """A fresh id and the encoded request; `BusError(bad_request)` for unsendable args."""
+        """A fresh id and the encoded request; `BusError(bad_request)` for unsendable args.
+        `timeout`: how long the caller will wait, sent along as the request's `ttl_s`."""
         rid = next(self.ids)
-        return rid, self.encode(rid, target, method, args)
+        return rid, self.encode(rid, target, method, args, timeout)
 
-    def encode(self, rid: int, target: str, method: str, args: dict[str, Value] | None) -> bytes:
+    def encode(
+        self,
+        rid: int,
+        target: str,
+        method: str,
+        args: dict[str, Value] | None,
+        timeout: float | None = None,
+    ) -> bytes:
         """The encoded request; `BusError(bad_request)` for arguments that cannot travel."""
         try:
-            return self._encode_call(rid, method, target, {} if args is None else args, self.name)
+            return self._encode_call(
+                rid, method, target, {} if args is None else args, self.name, ttl_s=ttl_of(timeout)
+            )
         except DecodeError as exc:
             raise BusError(ErrorCode.BAD_REQUEST, str(exc)) from None
 
@@ -249,21 +272,22 @@ class CommandClient:
                     if type(key) is not str or type(item) not in _SCALARS:
                         break  # nested or odd args: `new_request` checks them
                 else:
+                    message: dict[str, Value] = {
+                        "id": rid,
+                        "method": method,
+                        "target": target,
+                        "args": args,
+                        "client": self._name,
+                    }
+                    if 0 < timeout <= MAX_TTL_S:  # as `ttl_of` decides
+                        message["ttl_s"] = timeout
                     try:
-                        payload = self._pack(
-                            {
-                                "id": rid,
-                                "method": method,
-                                "target": target,
-                                "args": args,
-                                "client": self._name,
-                            }
-                        )
+                        payload = self._pack(message)
                     except Exception:
                         payload = b""
             if not payload or len(payload) > self._max_bytes:
                 try:  # the general encoder: checks deeply and says what is wrong
-                    payload = core.encode(rid, target, method, args)
+                    payload = core.encode(rid, target, method, args, timeout)
                 except BusError as exc:
                     return Reply.failure(None, exc.code, exc.message)
             if not core.outbox:
@@ -436,7 +460,7 @@ class AsyncCommandClient:
         timeout = self._settings.request_timeout if timeout is None else timeout
         attempts = core.attempts(method, retries)
         try:
-            rid, payload = core.new_request(target, method, args)
+            rid, payload = core.new_request(target, method, args, timeout)
         except BusError as exc:
             return Reply.failure(None, exc.code, exc.message)
         future: asyncio.Future[Reply] = loop.create_future()

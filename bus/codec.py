@@ -48,6 +48,7 @@ IDEMPOTENT_METHODS: Final = frozenset({"get", "describe", "ping", "list", "statu
 
 MAX_ID: Final = 2**63 - 1
 MAX_NAME_CHARS: Final = 128
+MAX_TTL_S: Final = 86_400.0  # a request's own time to live (`ttl_s`): at most a day
 MAX_MESSAGE_CHARS: Final = 4096
 MAX_DEPTH: Final = 32
 _NAME_RE: Final = re.compile(r"[A-Za-z][A-Za-z0-9_.\-]{0,127}")
@@ -138,6 +139,9 @@ class Request:
     args: dict[str, Value] = field(default_factory=dict)
     client: str = ""  # what the sender calls itself (not checked)
     user: str = ""  # who the sender is, as authenticated by CURVE (set by the server, not sent)
+    # how long the sender waits for the reply (s); work still queued after that is not done,
+    # since nobody would learn its outcome. None: the server's own bound applies.
+    ttl_s: float | None = None
 
 
 @dataclass(slots=True)
@@ -171,6 +175,13 @@ def _to_plain(obj: object) -> Value:
         if tolist is not None:
             return tolist()
     raise TypeError(f"{type(obj).__name__} cannot travel on the bus")
+
+
+def check_ttl(ttl: object) -> float:
+    """A request's `ttl_s`: seconds, positive, finite, at most `MAX_TTL_S`."""
+    if isinstance(ttl, bool) or not isinstance(ttl, int | float) or not 0 < ttl <= MAX_TTL_S:
+        raise DecodeError(f"ttl_s must be a number of seconds in (0, {MAX_TTL_S:g}], not {ttl!r}")
+    return float(ttl)
 
 
 def check_value(value: object, depth: int = 0) -> None:
@@ -255,10 +266,19 @@ class Codec:
         )
 
     def encode_request(self, req: Request) -> bytes:
-        return self.encode_call(req.id, req.method, req.target, req.args, req.client)
+        return self.encode_call(
+            req.id, req.method, req.target, req.args, req.client, ttl_s=req.ttl_s
+        )
 
     def encode_call(
-        self, rid: int, method: str, target: str, args: dict[str, Value], client: str
+        self,
+        rid: int,
+        method: str,
+        target: str,
+        args: dict[str, Value],
+        client: str,
+        *,
+        ttl_s: float | None = None,
     ) -> bytes:
         """`encode_request` without building a `Request` first (the client's hot path)."""
         if type(args) is not dict:
@@ -267,9 +287,16 @@ class Codec:
             if type(key) is not str or type(item) not in _SCALARS:
                 check_value(args)
                 break
-        return self.pack(
-            {"id": rid, "method": method, "target": target, "args": args, "client": client}
-        )
+        message: dict[str, Value] = {
+            "id": rid,
+            "method": method,
+            "target": target,
+            "args": args,
+            "client": client,
+        }
+        if ttl_s is not None:
+            message["ttl_s"] = check_ttl(ttl_s)
+        return self.pack(message)
 
     def encode_result(self, rid: int | None, value: Value) -> bytes:
         """`encode_reply` of a successful reply without building a `Reply`."""
@@ -413,6 +440,12 @@ class Codec:
             raise DecodeError("args must be a map", rid)
         if type(client) is not str or len(client) > MAX_NAME_CHARS:
             raise DecodeError("client must be a short string", rid)
+        ttl = obj.get("ttl_s")
+        if ttl is not None:
+            try:
+                ttl = check_ttl(ttl)
+            except DecodeError as exc:
+                raise DecodeError(str(exc), rid) from None
         for key, item in args.items():  # flat maps of scalars (most args) need no recursion
             if type(key) is not str or type(item) not in _SCALARS:
                 try:
@@ -420,7 +453,7 @@ class Codec:
                 except DecodeError as exc:
                     raise DecodeError(str(exc), rid) from None
                 break
-        return Request(rid, method, target, args, client)
+        return Request(rid, method, target, args, client, ttl_s=ttl)
 
     def decode_reply(self, data: bytes) -> Reply:
         # The hot path of every client: `_unpack_map` written out inline, measured.

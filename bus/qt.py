@@ -70,7 +70,7 @@ class QtCommandClient(QObject):
         timeout = self._settings.request_timeout if timeout is None else timeout
         attempts = core.attempts(method, retries)
         try:
-            rid, payload = core.new_request(target, method, args)
+            rid, payload = core.new_request(target, method, args, timeout)
             core.submit(rid, payload)
         except BusError as exc:
             failure = Reply.failure(None, exc.code, exc.message)

@@ -39,6 +39,7 @@ from ionpilot.bus.clock import Clock, SystemClock
 from ionpilot.bus.codec import (
     MAX_ID,
     MAX_NAME_CHARS,
+    MAX_TTL_S,
     METHODS,
     SCALAR_TYPES,
     BusError,
@@ -104,6 +105,7 @@ class _Pending:
     rid: int
     deadline: float  # the server clock's `now()`
     cancellable: bool  # a pool or coroutine future; a deferred handler's own is left alone
+    allowed_s: float  # the time it was given: the server's bound, or the sender's `ttl_s`
 
 
 class CommandServer:
@@ -303,7 +305,10 @@ class CommandServer:
         if self.in_flight >= self._settings.max_in_flight:
             self._counts.busy += 1
             return self._fail(rid, ErrorCode.BUSY, "too many requests in progress")
-        deadline = self._clock.now() + self._deferred_timeout  # before the work can start
+        given_s = self._deferred_timeout
+        if req.ttl_s is not None and req.ttl_s < given_s:  # the sender stops waiting sooner
+            given_s = req.ttl_s
+        deadline = self._clock.now() + given_s  # before the work can start
         future: concurrent.futures.Future[Any]
         if entry.deferred:
             try:
@@ -319,7 +324,7 @@ class CommandServer:
         else:
             future = self._executor.submit(entry.fn, req)
         self.in_flight += 1
-        self._futures[future] = _Pending(route, rid, deadline, not entry.deferred)
+        self._futures[future] = _Pending(route, rid, deadline, not entry.deferred, given_s)
         self._next_deadline = min(self._next_deadline, deadline)
         future.add_done_callback(partial(self._completed, route, rid))
         return None
@@ -380,7 +385,7 @@ class CommandServer:
             self._counts.timeouts += 1
             if pending.cancellable:  # frees a pool thread if it had not started yet
                 future.cancel()
-            message = f"{self.process}: no result within {self._deferred_timeout:g} s"
+            message = f"{self.process}: no result within {pending.allowed_s:g} s"
             self._send([*pending.route, self._fail(pending.rid, ErrorCode.TIMEOUT, message)])
         self._next_deadline = earliest
 
@@ -471,6 +476,8 @@ class CommandServer:
         secure = self._roles is not None
         fast_bytes = -1 if secure else max_bytes  # secured: every request takes the general path
         max_id = MAX_ID
+        max_ttl = MAX_TTL_S
+        numbers = (int, float)
         max_client = MAX_NAME_CHARS
         scalars = SCALAR_TYPES
         request_type = Request
@@ -522,6 +529,7 @@ class CommandServer:
                             client = obj["client"]
                         except KeyError:  # defaults or complaints: the general decoder
                             rid = None
+                        ttl = obj.get("ttl_s")
                         if (
                             type(rid) is int
                             and 0 <= rid <= max_id
@@ -530,6 +538,7 @@ class CommandServer:
                             and type(args) is dict
                             and type(client) is str
                             and len(client) <= max_client
+                            and (ttl is None or (type(ttl) in numbers and 0 < ttl <= max_ttl))
                         ):
                             for key, item in args.items():
                                 if type(key) is not str or type(item) not in scalars:
@@ -544,7 +553,11 @@ class CommandServer:
                                 elif fn is not None:
                                     counts.requests += 1
                                     try:
-                                        value = fn(request_type(rid, method, target, args, client))
+                                        value = fn(
+                                            request_type(
+                                                rid, method, target, args, client, ttl_s=ttl
+                                            )
+                                        )
                                     except bus_error as exc:
                                         payload = fail(rid, exc.code, exc.message)
                                     except Exception as exc:
@@ -558,8 +571,11 @@ class CommandServer:
                                             payload = self._result(rid, value)  # error, reset
                                 elif method in targets.get(target, ()):
                                     counts.requests += 1
+                                    if ttl is not None:
+                                        ttl = float(ttl)
                                     payload = dispatch(
-                                        [route], request_type(rid, method, target, args, client)
+                                        [route],
+                                        request_type(rid, method, target, args, client, ttl_s=ttl),
                                     )
                                     if payload is None:  # a deferred handler answers later
                                         if not timed:

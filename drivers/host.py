@@ -577,9 +577,13 @@ class DriverHost:
 
     def _run(self, request: Request, command: _Command) -> Future[Any]:
         """Hand the command to the instrument's worker; the server replies when it completes.
-        A command still queued after the budget is refused there, never applied late."""
+        A command still queued after the budget is refused there, never applied late; nor
+        after the sender has stopped waiting for it (its `ttl_s`), which would never learn
+        that it was applied."""
         worker = self.workers[request.target]
         budget = worker.spec.timeout_s * 3 + 1.0  # a ramp or a long run ahead of it
+        if request.ttl_s is not None and request.ttl_s < budget:
+            budget = request.ttl_s
         command.deadline = self._clock.now() + budget
         return worker.submit(command)
 

@@ -156,7 +156,7 @@ class _Stuck:
 def _in_thread(client: CommandClient, name: str) -> concurrent.futures.Future[Reply]:
     pool = concurrent.futures.ThreadPoolExecutor(1)
     future = pool.submit(
-        lambda: client.request("pulser", "get", {"name": name}, timeout=20.0, retries=0)
+        lambda: client.request("pulser", "get", {"name": name}, timeout=70.0, retries=0)
     )
     pool.shutdown(wait=False)
     return future
@@ -209,6 +209,40 @@ def test_stuck_deferred_requests_time_out_and_free_their_slots(settings, ctx) ->
             assert stats["requests"] == 5  # the late results were dropped, not answered
             assert a.bad_replies == b.bad_replies == 0
     finally:
+        srv.close()
+
+
+def test_a_deferred_request_lives_as_long_as_its_sender_waits(settings, ctx) -> None:
+    """The request's `ttl_s` (the client's timeout) bounds it below the server-wide bound."""
+    clock = ManualClock()
+    stuck = _Stuck()
+    srv = CommandServer(
+        "drivers", replace(settings, deferred_timeout=60.0), context=ctx, clock=clock
+    )
+    srv.register("pulser", "get", stuck.handler, deferred=True)
+    srv.bind("tcp://127.0.0.1:0")
+    srv.start()
+    pool = concurrent.futures.ThreadPoolExecutor(1)
+    try:
+        with (
+            CommandClient(settings, srv.endpoint, context=ctx) as a,
+            CommandClient(settings, srv.endpoint, context=ctx) as b,
+        ):
+            reply = pool.submit(
+                lambda: a.request("pulser", "get", {"name": "x"}, timeout=8.0, retries=0)
+            )
+            assert stuck.arrived.acquire(timeout=10.0)
+            clock.advance(7.0)
+            srv.check_deadlines()
+            assert b.call("drivers", "ping", {})  # the loop answers; nothing expired yet
+            assert srv.in_flight == 1  # 7 s < 8 s: still running
+            clock.advance(1.5)
+            srv.check_deadlines()
+            r = reply.result(timeout=10.0)
+            assert (r.code, r.message) == ("timeout", "drivers: no result within 8 s")
+            assert srv.in_flight == 0 and srv.stats["timeouts"] == 1
+    finally:
+        pool.shutdown(wait=False)
         srv.close()
 
 

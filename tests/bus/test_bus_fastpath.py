@@ -98,6 +98,10 @@ fields: dict[str, tuple[st.SearchStrategy[Any], st.SearchStrategy[Any]]] = {
         st.sampled_from(["", "pytest", "x" * 128]),
         st.sampled_from(["x" * 129]) | st.integers(0, 9) | st.none(),
     ),
+    "ttl_s": (
+        st.floats(1e-3, 86_400.0) | st.integers(1, 86_400),
+        st.sampled_from([0, -1, 0.0, math.nan, math.inf, 86_401, 1e9, True, "5", None, [1]]),
+    ),
 }
 valid = st.fixed_dictionaries({key: ok for key, (ok, _) in fields.items()})
 near_miss = st.tuples(
