@@ -1,4 +1,5 @@
-"""Driver tests: make the shared helpers (drivertools.py) importable."""
+"""Driver tests: make the shared helpers (drivertools.py here, labprocs.py of the foundation
+tests) importable."""
 
 from __future__ import annotations
 
@@ -6,3 +7,4 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "foundation"))

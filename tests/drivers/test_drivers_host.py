@@ -7,36 +7,22 @@ import dataclasses
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import pyvisa
+from labprocs import live_lab, sim_rf_power, wait_for  # type: ignore[import-not-found]
 
 from ionpilot.bus.client import CommandClient
 from ionpilot.bus.codec import BusError, Telemetry
-from ionpilot.bus.hub import Hub
 from ionpilot.bus.pubsub import Subscriber
 from ionpilot.bus.settings import BusSettings
 from ionpilot.cli import main as cli_main
-from ionpilot.config import load_config
-from ionpilot.drivers.host import DriverHost, InstrumentSpec, open_spec
+from ionpilot.drivers.host import DriverHost, InstrumentSpec
 from ionpilot.sim.clock import RealClock
 from ionpilot.sim.lab import Lab
 
-ROOT = Path(__file__).resolve().parents[2]
 NAMES = ("rf_drive", "laser_369", "dc_electrodes", "oven")
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 15.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"condition not met within {timeout} s")
 
 
 @dataclasses.dataclass
@@ -59,66 +45,34 @@ class LiveLab:
         return msg is not None and msg.t > since_ns and msg.status == status
 
 
-@pytest.fixture
-def live() -> Iterator[LiveLab]:
-    config = load_config(ROOT / "configs" / "sim-lab.yaml")
-    instruments = {n: (config.instruments[n].model, config.instruments[n].address) for n in NAMES}
-    lab = Lab(instruments, config.sim, RealClock(1.0), free_ports=True)
-    resources = lab.start()
-    hub = Hub(dataclasses.replace(config.bus, publish_port=0, subscribe_port=0)).start()
-    bus = dataclasses.replace(
-        config.bus,
-        publish_port=int(hub.publish_endpoint.rsplit(":", 1)[1]),
-        subscribe_port=int(hub.subscribe_endpoint.rsplit(":", 1)[1]),
-    )
-    specs = [
-        InstrumentSpec(
-            name=n,
-            model=config.instruments[n].model,
-            address=resources[n],
-            timeout_s=1.0,
-            limits=config.instruments[n].limit_values(),
-            poll={"power": 0.2, "frequency": 0.2}
-            if n == "rf_drive"
-            else {k: 0.2 for k in config.instruments[n].poll},
-        )
-        for n in NAMES
-    ]
-    host = DriverHost("drivers", specs, bus, "tcp://127.0.0.1:0", open_spec)
+def _quick_backoff(host: DriverHost) -> None:
     for worker in host.workers.values():
         worker.backoff.initial = 0.1
         worker.backoff.maximum = 0.5
-    host.start()
-    sub = Subscriber(bus, prefixes=["tlm.", "evt."])
-    client = CommandClient(bus, host.endpoint)
-    live = LiveLab(lab, host, bus, sub, client, {})
-    try:
+
+
+@pytest.fixture
+def live() -> Iterator[LiveLab]:
+    with (
+        live_lab(
+            NAMES,
+            RealClock(1.0),
+            timeout_s=1.0,
+            poll={"rf_drive": {"power": 0.2, "frequency": 0.2}},
+            poll_s=0.2,
+            prepare=_quick_backoff,
+        ) as running,
+        Subscriber(running.bus, prefixes=["tlm.", "evt."]) as sub,
+        CommandClient(running.bus, running.host.endpoint) as client,
+    ):
+        live = LiveLab(running.lab, running.host, running.bus, sub, client, {})
+        specs = running.specs
         wait_for(
             lambda: all(
                 live.fresh(f"tlm.{n}.{p}", 0) for n in NAMES for p in specs[NAMES.index(n)].poll
             )
         )
         yield live
-    finally:
-        client.close()
-        sub.close()
-        host.stop()
-        hub.stop()
-        lab.stop()
-
-
-def sim_rf_power(live: LiveLab) -> float:
-    """Read the RF level straight from the simulated instrument, bypassing ionpilot."""
-    # only this resource is closed: the resource manager is shared with the host's sessions
-    inst = pyvisa.ResourceManager("@py").open_resource(
-        live.lab.resources()["rf_drive"], read_termination="\n"
-    )
-    try:
-        assert isinstance(inst, pyvisa.resources.MessageBasedResource)
-        inst.timeout = 2000
-        return float(inst.query("SOUR:POW?"))
-    finally:
-        inst.close()
 
 
 def test_every_instrument_publishes_with_units(live: LiveLab) -> None:
@@ -129,24 +83,24 @@ def test_every_instrument_publishes_with_units(live: LiveLab) -> None:
 
 
 def test_set_beyond_limit_is_refused_on_the_bus_and_changes_nothing(live: LiveLab) -> None:
-    before = sim_rf_power(live)
+    before = sim_rf_power(live.lab)
     with pytest.raises(BusError) as refused:
         live.client.call("rf_drive", "set", {"name": "power", "value": 15.0})
     assert refused.value.code == "out_of_limits"
     assert "power" in refused.value.message
-    assert sim_rf_power(live) == before
+    assert sim_rf_power(live.lab) == before
     # the same refusal through the operator's CLI
     code = cli_main(
         ["bus", "call", "rf_drive", "set", "power", "20", "--endpoint", live.host.endpoint]
     )
     assert code == 1
-    assert sim_rf_power(live) == before
+    assert sim_rf_power(live.lab) == before
 
 
 def test_set_within_limit_reaches_the_instrument(live: LiveLab) -> None:
     reply = live.client.call("rf_drive", "set", {"name": "power", "value": 2.0})
     assert reply["value"] == pytest.approx(2.0)
-    assert sim_rf_power(live) == pytest.approx(2.0)
+    assert sim_rf_power(live.lab) == pytest.approx(2.0)
 
 
 def test_bad_requests_are_refused_specifically(live: LiveLab) -> None:

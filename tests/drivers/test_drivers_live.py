@@ -8,13 +8,13 @@ time, not wall time, and the comb and wavemeter settle only when the test moves 
 from __future__ import annotations
 
 import dataclasses
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from drivertools import unique_name
+from labprocs import driver_host, lab_instruments  # type: ignore[import-not-found]
 
 from ionpilot.bus.client import CommandClient
 from ionpilot.bus.codec import BusError
@@ -22,7 +22,7 @@ from ionpilot.bus.settings import BusSettings
 from ionpilot.config import LabConfig, load_config
 from ionpilot.drivers.base import IonpilotDriver
 from ionpilot.drivers.errors import InstrumentCommandError, InstrumentReplyError, OutOfLimitsError
-from ionpilot.drivers.host import DriverHost, InstrumentSpec, open_spec
+from ionpilot.drivers.host import InstrumentSpec
 from ionpilot.drivers.registry import open_instrument
 from ionpilot.sim.clock import VirtualClock
 from ionpilot.sim.lab import Lab
@@ -59,10 +59,9 @@ class LiveSim:
 @pytest.fixture
 def sim() -> Iterator[LiveSim]:
     """The whole lab of configs/sim-lab.yaml on free ports; a noiseless clock laser."""
-    instruments = {n: (i.model, i.address) for n, i in CONFIG.instruments.items()}
     quiet = ClockLaserSettings(cavity_drift=0.0, flicker_floor=0.0, linewidth=0.0)
     settings = SimSettings(seed=11, clock_laser=quiet)
-    with Lab(instruments, settings, VirtualClock(), free_ports=True) as lab:
+    with Lab(lab_instruments(CONFIG), settings, VirtualClock(), free_ports=True) as lab:
         yield LiveSim(lab, lab.resources())
 
 
@@ -132,13 +131,9 @@ def test_wavemeter_measure_is_one_bus_call_through_the_host(sim: LiveSim) -> Non
     spec = InstrumentSpec("wavemeter", inst.model, sim.resources["wavemeter"], timeout_s=2.0)
     bus = _bus_for_tests()
     with (
-        DriverHost("drivers", [spec], bus, "tcp://127.0.0.1:0", open_spec) as host,
+        driver_host([spec], bus, connected_within_s=10) as host,
         CommandClient(bus, host.endpoint) as client,
     ):
-        deadline = time.monotonic() + 10
-        while host.workers["wavemeter"].state != "connected":
-            assert time.monotonic() < deadline, host.workers["wavemeter"].last_error
-            time.sleep(0.01)
         hz = client.call("wavemeter", "call", {"name": "measure", "args": [2]})
         assert isinstance(hz, float) and _near(sim.world, "935", hz)
         assert client.call("wavemeter", "get", {"name": "switch_channel"})["value"] == 2

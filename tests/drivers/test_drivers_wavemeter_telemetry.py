@@ -3,21 +3,20 @@ reading under the input it was taken on, whether polled, measured or read off th
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from pathlib import Path
 from typing import Any
 
+from labprocs import live_lab  # type: ignore[import-not-found]
+
 from ionpilot.bus.client import CommandClient
 from ionpilot.bus.clock import ManualClock
 from ionpilot.bus.codec import Telemetry
-from ionpilot.bus.hub import Hub
 from ionpilot.bus.pubsub import Subscriber
 from ionpilot.bus.settings import BusSettings
 from ionpilot.config import load_config
-from ionpilot.drivers.host import DriverHost, InstrumentSpec, InstrumentWorker, open_spec
+from ionpilot.drivers.host import InstrumentSpec, InstrumentWorker
 from ionpilot.sim.clock import VirtualClock
-from ionpilot.sim.lab import Lab
 from ionpilot.sim.settings import SimSettings
 from ionpilot.sim.world import WAVEMETER_CHANNELS
 
@@ -33,61 +32,45 @@ def _laser_of(topic: str) -> str:
 def test_wavemeter_readings_are_published_per_input() -> None:
     inst = CONFIG.instruments["wavemeter"]
     assert set(inst.poll) == {"ch1.frequency", "ch2.frequency", "ch3.frequency", "ch4.frequency"}
-    with Lab(
-        {"wavemeter": (inst.model, inst.address)},
-        SimSettings(seed=3),
-        VirtualClock(),
-        free_ports=True,
-    ) as lab:
-        world = lab.world
-        hub = Hub(dataclasses.replace(CONFIG.bus, publish_port=0, subscribe_port=0)).start()
-        bus = dataclasses.replace(
-            CONFIG.bus,
-            publish_port=int(hub.publish_endpoint.rsplit(":", 1)[1]),
-            subscribe_port=int(hub.subscribe_endpoint.rsplit(":", 1)[1]),
-        )
-        spec = InstrumentSpec(
-            "wavemeter",
-            inst.model,
-            lab.resources()["wavemeter"],
-            timeout_s=2.0,
-            poll={"ch1.frequency": 0.1, "ch2.frequency": 0.1},
-        )
-        seen: list[Telemetry] = []
-        try:
-            with (
-                Subscriber(bus, prefixes=["tlm.wavemeter."]) as sub,
-                DriverHost("drivers", [spec], bus, "tcp://127.0.0.1:0", open_spec) as host,
-                CommandClient(bus, host.endpoint) as client,
-            ):
+    seen: list[Telemetry] = []
+    with (
+        live_lab(
+            ["wavemeter"],
+            VirtualClock(),
+            settings=SimSettings(seed=3),
+            config=CONFIG,
+            limits=False,
+            poll={"wavemeter": {"ch1.frequency": 0.1, "ch2.frequency": 0.1}},
+        ) as live,
+        Subscriber(live.bus, prefixes=["tlm.wavemeter."]) as sub,
+        CommandClient(live.bus, live.host.endpoint) as client,
+    ):
+        world = live.lab.world
+        host = live.host
 
-                def topics() -> set[str]:
-                    seen.extend(m for m in sub.drain() if isinstance(m, Telemetry))
-                    return {m.topic for m in seen}
+        def topics() -> set[str]:
+            seen.extend(m for m in sub.drain() if isinstance(m, Telemetry))
+            return {m.topic for m in seen}
 
-                deadline = time.monotonic() + 15
-                while (
-                    not {"tlm.wavemeter.ch1.frequency", "tlm.wavemeter.ch2.frequency"} <= topics()
-                ):
-                    assert time.monotonic() < deadline, host.workers["wavemeter"].last_error
-                    time.sleep(0.02)
-                # a bus call's reading goes out under the input it was taken on
-                hz = client.call("wavemeter", "call", {"name": "measure", "args": [4]})
-                # so does a reading of whatever input is routed at the moment
-                routed = client.call("wavemeter", "get", {"name": "frequency"})
-                assert routed["unit"] == "Hz"
-                deadline = time.monotonic() + 15
-                while "tlm.wavemeter.ch4.frequency" not in topics():
-                    assert time.monotonic() < deadline
-                    time.sleep(0.02)
-                wanted = len(seen) + 4  # a few more polls, after the calls above
-                while len(seen) < wanted:
-                    assert time.monotonic() < deadline
-                    topics()
-                    time.sleep(0.02)
-                described = client.call("wavemeter", "describe", {})["parameters"]
-        finally:
-            hub.stop()
+        deadline = time.monotonic() + 15
+        while not {"tlm.wavemeter.ch1.frequency", "tlm.wavemeter.ch2.frequency"} <= topics():
+            assert time.monotonic() < deadline, host.workers["wavemeter"].last_error
+            time.sleep(0.02)
+        # a bus call's reading goes out under the input it was taken on
+        hz = client.call("wavemeter", "call", {"name": "measure", "args": [4]})
+        # so does a reading of whatever input is routed at the moment
+        routed = client.call("wavemeter", "get", {"name": "frequency"})
+        assert routed["unit"] == "Hz"
+        deadline = time.monotonic() + 15
+        while "tlm.wavemeter.ch4.frequency" not in topics():
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        wanted = len(seen) + 4  # a few more polls, after the calls above
+        while len(seen) < wanted:
+            assert time.monotonic() < deadline
+            topics()
+            time.sleep(0.02)
+        described = client.call("wavemeter", "describe", {})["parameters"]
         assert any(m.topic == "tlm.wavemeter.ch4.frequency" and m.value == hz for m in seen)
         assert routed["value"] in [m.value for m in seen]  # published, under some chN
         assert "tlm.wavemeter.frequency" not in {m.topic for m in seen}  # never nameless

@@ -8,28 +8,22 @@ with the laser's current set point exactly where it was. Every decision is in th
 from __future__ import annotations
 
 import sqlite3
-import subprocess
-import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from labprocs import UpRun, lab_on_free_ports
+from labprocs import (
+    UpRun,
+    command_client,
+    daemon_status,
+    inject_fault,
+    lab_on_free_ports,
+    locked_and_idle,
+)
 
-from ionpilot.bus.client import CommandClient
 from ionpilot.config import load_config
 
-
-def wait_for(predicate: Callable[[], bool], seconds: float, up: UpRun, step: float = 0.25) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        up.check()
-        if predicate():
-            return True
-        time.sleep(step)
-    return predicate()
+STEP_S = 0.25  # how often the daemon is asked
 
 
 @pytest.mark.slow
@@ -37,30 +31,19 @@ def wait_for(predicate: Callable[[], bool], seconds: float, up: UpRun, step: flo
 def test_a_live_mode_hop_is_swept_back_and_the_cooling_lock_relocks(tmp_path: Path) -> None:
     lab = lab_on_free_ports(tmp_path, "e2e-mode-hop")
     config = load_config(lab)
-    daemon_at = f"tcp://127.0.0.1:{config.processes['daemon'].command_port}"
-    drivers_at = f"tcp://127.0.0.1:{config.processes['drivers'].command_port}"
     cooling = config.servo.aux_locks["cooling"]
     audit = tmp_path / "var" / "servo" / "audit.sqlite"
     with (
         UpRun(lab, 240, tmp_path) as up,
-        CommandClient(config.bus, daemon_at) as daemon,
-        CommandClient(config.bus, drivers_at) as drivers,
+        command_client(config, "daemon") as daemon,
+        command_client(config, "drivers") as drivers,
     ):
 
         def status() -> dict[str, Any]:
-            try:
-                reply = daemon.call("daemon", "status", {}, timeout=5.0)
-            except Exception:  # not up yet
-                return {}
-            return reply if isinstance(reply, dict) else {}
+            return daemon_status(daemon)
 
-        def locked_and_idle() -> bool:
-            s = status()
-            return (
-                s.get("state") == "locked"
-                and s.get("recovering") == ""
-                and s.get("aux_locks") == {"cooling": "locked", "repump": "locked"}
-            )
+        def idle() -> bool:
+            return locked_and_idle(status())
 
         def current_a() -> float:
             return float(
@@ -72,21 +55,14 @@ def test_a_live_mode_hop_is_swept_back_and_the_cooling_lock_relocks(tmp_path: Pa
             reading = drivers.call("wavemeter", "call", {"name": "measure", "args": [channel]})
             return cooling.target - float(reading)
 
-        assert wait_for(locked_and_idle, 120, up), up.tail()
+        assert up.wait_until(idle, 120, STEP_S), up.tail()
         setpoint = current_a()
         assert abs(cooling_error_hz()) < 50e6
-        cli = [sys.executable, "-m", "ionpilot.cli", "sim", "--config", str(lab)]
-        fault = subprocess.run(
-            [*cli, "fault", "mode_hop", "laser_369"],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
-        )
+        fault = inject_fault(lab, "mode_hop", "laser_369")
         assert fault.returncode == 0, fault.stdout + fault.stderr
         assert abs(abs(cooling_error_hz()) - 3e9) < 100e6  # hopped by one mode
-        assert wait_for(lambda: status().get("recovering") != "", 20, up), status()
-        assert wait_for(locked_and_idle, 180, up), (status(), up.tail())
+        assert up.wait_until(lambda: status().get("recovering") != "", 20, STEP_S), status()
+        assert up.wait_until(idle, 180, STEP_S), (status(), up.tail())
         final = status()
         assert final["safe_state"] is False
         assert current_a() == pytest.approx(setpoint, abs=1e-6)  # the set point restored

@@ -6,23 +6,18 @@ from __future__ import annotations
 import dataclasses
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-import pyvisa
+from labprocs import live_lab, sim_rf_power
 
 import ionpilot
 from ionpilot.bus.codec import BusError
-from ionpilot.bus.hub import Hub
-from ionpilot.config import LabConfig, load_config
-from ionpilot.drivers.host import DriverHost, InstrumentSpec, open_spec
+from ionpilot.config import LabConfig
 from ionpilot.sim.clock import VirtualClock
 from ionpilot.sim.lab import Lab as SimLab
 from ionpilot.sim.settings import SimSettings
 
-ROOT = Path(__file__).resolve().parents[2]
 NAMES = ("rf_drive", "dc_electrodes")
 
 
@@ -34,62 +29,20 @@ class Running:
 
 @pytest.fixture
 def running() -> Iterator[Running]:
-    config = load_config(ROOT / "configs" / "sim-lab.yaml")
-    instruments = {n: (config.instruments[n].model, config.instruments[n].address) for n in NAMES}
-    sim = SimLab(instruments, SimSettings(seed=5), VirtualClock(), free_ports=True)
-    resources = sim.start()
-    hub = Hub(dataclasses.replace(config.bus, publish_port=0, subscribe_port=0)).start()
-    bus = dataclasses.replace(
-        config.bus,
-        publish_port=int(hub.publish_endpoint.rsplit(":", 1)[1]),
-        subscribe_port=int(hub.subscribe_endpoint.rsplit(":", 1)[1]),
-    )
-    specs = [
-        InstrumentSpec(
-            name=n,
-            model=config.instruments[n].model,
-            address=resources[n],
-            timeout_s=1.0,
-            limits=config.instruments[n].limit_values(),
-        )
-        for n in NAMES
-    ]
-    host = DriverHost("drivers", specs, bus, "tcp://127.0.0.1:0", open_spec).start()
-    try:
-        deadline = time.monotonic() + 15
-        while any(w.state != "connected" for w in host.workers.values()):
-            assert time.monotonic() < deadline, {n: w.last_error for n, w in host.workers.items()}
-            time.sleep(0.01)
-        port = int(host.endpoint.rsplit(":", 1)[1])
+    with live_lab(
+        NAMES, VirtualClock(), settings=SimSettings(seed=5), timeout_s=1.0, connected_within_s=15
+    ) as live:
+        config = live.config
+        port = int(live.host.endpoint.rsplit(":", 1)[1])
         processes = dict(config.processes)
         processes["drivers"] = dataclasses.replace(processes["drivers"], command_port=port)
         instruments_config = {n: config.instruments[n] for n in NAMES}
         yield Running(
             dataclasses.replace(
-                config, bus=bus, processes=processes, instruments=instruments_config
+                config, bus=live.bus, processes=processes, instruments=instruments_config
             ),
-            sim,
+            live.lab,
         )
-    finally:
-        host.stop()
-        hub.stop()
-        sim.stop()
-
-
-def sim_rf_power(sim: SimLab) -> float:
-    """The RF level straight from the simulated instrument, bypassing ionpilot.
-
-    Only the resource is closed: pyvisa-py hands every caller in a process the same resource
-    manager, and closing it would close the driver host's sessions too.
-    """
-    rm = pyvisa.ResourceManager("@py")
-    inst = rm.open_resource(sim.resources()["rf_drive"], read_termination="\n")
-    try:
-        assert isinstance(inst, pyvisa.resources.MessageBasedResource)
-        inst.timeout = 2000
-        return float(inst.query("SOUR:POW?"))
-    finally:
-        inst.close()
 
 
 def test_get_set_describe_through_the_script_api(running: Running) -> None:

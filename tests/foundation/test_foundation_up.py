@@ -7,16 +7,12 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
-import threading
 import time
 from pathlib import Path
 
 import pytest
-from labprocs import alive, lab_on_free_ports
+from labprocs import UpRun, alive, command_client, lab_on_free_ports
 
-from ionpilot.bus.client import CommandClient
 from ionpilot.config import load_config
 
 
@@ -25,95 +21,64 @@ from ionpilot.config import load_config
 def test_up_locks_survives_daemon_kill_and_leaves_nothing(tmp_path: Path) -> None:
     lab = lab_on_free_ports(tmp_path, "e2e", ["servo: {clock_lock: {persist_period: 1 s}}"])
     summary_path = tmp_path / "summary.json"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "ionpilot.cli",
-            "up",
-            "--config",
-            str(lab),
-            "--duration",
-            "80",
-            "--summary-json",
-            str(summary_path),
-            "--quiet",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        cwd=tmp_path,
-    )
-    pids: dict[str, list[int]] = {}
-    output: list[str] = []
+    with UpRun(lab, 80, tmp_path, "--summary-json", str(summary_path), "--quiet") as up:
+        state_file = tmp_path / "var" / "servo" / "clock_lock.json"
 
-    def read() -> None:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            output.append(line)
-            if "] started (pid " in line:
-                name = line[1 : line.index("]")]
-                pids.setdefault(name, []).append(int(line.rsplit("pid ", 1)[1].rstrip(")\n")))
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
-    state_file = tmp_path / "var" / "servo" / "clock_lock.json"
-
-    def locked_state_saved() -> bool:
-        if not state_file.exists():
-            return False
-        try:
-            return json.loads(state_file.read_text()).get("state") == "locked"
-        except ValueError:
-            return False
-
-    deadline = time.monotonic() + 50
-    while time.monotonic() < deadline and not locked_state_saved():
-        time.sleep(0.1)
-    assert locked_state_saved(), "".join(output)
-    config = load_config(lab)
-    daemon_endpoint = f"tcp://127.0.0.1:{config.processes['daemon'].command_port}"
-    with CommandClient(config.bus, daemon_endpoint) as client:
-
-        def aux_locked() -> bool:
-            status = client.call("daemon", "status", {}, timeout=5.0)
-            return status["aux_locks"] == {"cooling": "locked", "repump": "locked"}
-
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and not aux_locked():
-            time.sleep(0.2)
-        status = client.call("daemon", "status", {}, timeout=5.0)
-    assert status["state"] == "locked", status
-    assert status["aux_locks"] == {"cooling": "locked", "repump": "locked"}, status
-    first_daemon = pids["daemon"][0]
-    os.kill(first_daemon, signal.SIGKILL)
-    with CommandClient(config.bus, daemon_endpoint) as client:
-
-        def restarted_and_locked() -> bool:
-            if len(pids.get("daemon", [])) < 2:
+        def locked_state_saved() -> bool:
+            if not state_file.exists():
                 return False
-            reply = client.request("daemon", "status", {}, timeout=2.0)
-            return reply.ok and isinstance(reply.value, dict) and reply.value["state"] == "locked"
+            try:
+                return json.loads(state_file.read_text()).get("state") == "locked"
+            except ValueError:
+                return False
 
-        deadline = time.monotonic() + 40
-        while time.monotonic() < deadline and not restarted_and_locked():
-            time.sleep(0.2)
-        assert restarted_and_locked(), "".join(output)
-    # now the driver host dies: the supervisor restarts it and the lock carries on
-    os.kill(pids["drivers"][0], signal.SIGKILL)
-    proc.wait(timeout=150)
-    reader.join(5)
-    text = "".join(output)
-    assert proc.returncode == 0, text
+        deadline = time.monotonic() + 50
+        while time.monotonic() < deadline and not locked_state_saved():
+            time.sleep(0.1)
+        assert locked_state_saved(), up.text()
+        config = load_config(lab)
+        with command_client(config, "daemon") as client:
+
+            def aux_locked() -> bool:
+                status = client.call("daemon", "status", {}, timeout=5.0)
+                return status["aux_locks"] == {"cooling": "locked", "repump": "locked"}
+
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and not aux_locked():
+                time.sleep(0.2)
+            status = client.call("daemon", "status", {}, timeout=5.0)
+        assert status["state"] == "locked", status
+        assert status["aux_locks"] == {"cooling": "locked", "repump": "locked"}, status
+        first_daemon = up.pids["daemon"][0]
+        os.kill(first_daemon, signal.SIGKILL)
+        with command_client(config, "daemon") as client:
+
+            def restarted_and_locked() -> bool:
+                if len(up.pids.get("daemon", [])) < 2:
+                    return False
+                reply = client.request("daemon", "status", {}, timeout=2.0)
+                return (
+                    reply.ok and isinstance(reply.value, dict) and reply.value["state"] == "locked"
+                )
+
+            deadline = time.monotonic() + 40
+            while time.monotonic() < deadline and not restarted_and_locked():
+                time.sleep(0.2)
+            assert restarted_and_locked(), up.text()
+        # now the driver host dies: the supervisor restarts it and the lock carries on
+        os.kill(up.pids["drivers"][0], signal.SIGKILL)
+        code = up.wait(150)
+    text = up.text()
+    assert code == 0, text
     summary = json.loads(summary_path.read_text())
     assert summary["time_to_lock_s"] is not None and summary["time_to_lock_s"] < 60, summary
     assert summary["processes"]["daemon"]["restarts"] == 1, text
     assert summary["processes"]["drivers"]["restarts"] == 1, text
-    assert len(pids["drivers"]) == 2
+    assert len(up.pids["drivers"]) == 2
     states = [entry["state"] for entry in summary["state_history"]]
     assert states.count("acquiring") == 1, states  # the restarted daemon did not search again
     assert summary["final_state"] == "locked", summary
-    assert len(pids["daemon"]) == 2
-    for name, numbers in pids.items():
+    assert len(up.pids["daemon"]) == 2
+    for name, numbers in up.pids.items():
         for pid in numbers:
             assert not alive(pid), f"{name} pid {pid} left behind"

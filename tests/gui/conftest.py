@@ -15,26 +15,19 @@ from typing import Any
 
 import pytest
 
-from ionpilot.bus import BusSettings, CommandServer, Directory, Hub, Publisher
+from ionpilot.bus import BusSettings, CommandServer, Directory, Publisher
 from ionpilot.bus.codec import Request
-from ionpilot.config import load_config
-from ionpilot.drivers.host import DriverHost, InstrumentSpec, open_spec
+from ionpilot.drivers.host import DriverHost
 from ionpilot.sim.clock import RealClock
 from ionpilot.sim.lab import Lab
 from ionpilot.sim.process import fault_handler
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "foundation"))
+from labprocs import LiveLab, live_lab  # type: ignore[import-not-found]
 
 ROOT = Path(__file__).resolve().parents[2]
 NAMES = ("rf_drive", "laser_369", "oven", "beat_counter")
-
-
-def hub_settings(base: BusSettings, hub: Hub) -> BusSettings:
-    return dataclasses.replace(
-        base,
-        publish_port=int(hub.publish_endpoint.rsplit(":", 1)[1]),
-        subscribe_port=int(hub.subscribe_endpoint.rsplit(":", 1)[1]),
-    )
 
 
 @dataclasses.dataclass
@@ -49,26 +42,19 @@ class LiveSystem:
 
 @pytest.fixture(scope="module")
 def live() -> Iterator[LiveSystem]:
-    config = load_config(ROOT / "configs" / "sim-lab.yaml")
-    instruments = {n: (config.instruments[n].model, config.instruments[n].address) for n in NAMES}
-    lab = Lab(instruments, config.sim, RealClock(1.0), free_ports=True)
-    resources = lab.start()
-    hub = Hub(dataclasses.replace(config.bus, publish_port=0, subscribe_port=0)).start()
-    bus = hub_settings(config.bus, hub)
-    specs = [
-        InstrumentSpec(
-            name=n,
-            model=config.instruments[n].model,
-            address=resources[n],
-            timeout_s=1.0,
-            limits=config.instruments[n].limit_values(),
-            poll={"power": 0.3, "frequency": 0.5}
-            if n == "rf_drive"
-            else {k: 0.3 for k in config.instruments[n].poll},
-        )
-        for n in NAMES
-    ]
-    host = DriverHost("drivers", specs, bus, "tcp://127.0.0.1:0", open_spec).start()
+    with live_lab(
+        NAMES,
+        RealClock(1.0),
+        timeout_s=1.0,
+        poll={"rf_drive": {"power": 0.3, "frequency": 0.5}},
+        poll_s=0.3,
+    ) as running:
+        yield from _with_servers(running)
+
+
+def _with_servers(running: LiveLab) -> Iterator[LiveSystem]:
+    """The live lab's fault target ("sim") and a health monitor stand-in ("daemon")."""
+    lab, host, bus = running.lab, running.host, running.bus
     sim = CommandServer("sim", bus)
     sim.register("sim", "call", fault_handler(lab))
     sim_endpoint = sim.bind("tcp://127.0.0.1:0")
@@ -94,9 +80,6 @@ def live() -> Iterator[LiveSystem]:
         publisher.close()
         daemon.close()
         sim.close()
-        host.stop()
-        hub.stop()
-        lab.stop()
 
 
 @pytest.fixture

@@ -3,10 +3,10 @@ returns; the layout is remembered between sessions; `ionpilot gui --screenshot` 
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any
 
+from labprocs import bus_of  # type: ignore[import-not-found]
 from PyQt6.QtCore import QSettings
 from PyQt6.QtGui import QImage
 
@@ -21,11 +21,7 @@ def test_stopped_hub_shows_disconnected_and_the_console_recovers(
 ) -> None:
     base = BusSettings(publish_port=0, subscribe_port=0, heartbeat_period=0.1, stale_after=0.6)
     hub = Hub(base).start()
-    bus = dataclasses.replace(
-        base,
-        publish_port=int(hub.publish_endpoint.rsplit(":", 1)[1]),
-        subscribe_port=int(hub.subscribe_endpoint.rsplit(":", 1)[1]),
-    )
+    bus = bus_of(base, hub)
     beat = HeartbeatPublisher(bus, "drivers").start()
     console = console_factory(bus, None)
     try:

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
+from labprocs import UpRun, lab_on_free_ports  # type: ignore[import-not-found]
 from PyQt6.QtCore import Qt
 
 from ionpilot.bus.codec import Event, Telemetry
@@ -29,9 +29,6 @@ from ionpilot.bus.pubsub import Subscriber
 from ionpilot.bus.settings import BusSettings
 from ionpilot.commands.gui import lab_facts
 from ionpilot.config import load_config
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "foundation"))
-from labprocs import UpRun, lab_on_free_ports  # type: ignore[import-not-found]
 
 SIGNAL = "servo.ion.fluorescence"  # the daemon's health signal for "the ion scatters"
 FAST_LOADING = "sim: {ion: {reload_time: 2 s}, oven: {time_constant: 2 s}}"

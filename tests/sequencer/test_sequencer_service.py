@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from labprocs import wait_for as shared_wait_for  # type: ignore[import-not-found]
 
 from ionpilot.bus.client import CommandClient
 from ionpilot.bus.codec import BusError
@@ -39,13 +40,7 @@ def free_port() -> int:
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"condition not met within {timeout} s")
+    return shared_wait_for(predicate, timeout)
 
 
 @dataclasses.dataclass

@@ -10,18 +10,18 @@ import math
 import re
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from labprocs import live_lab, wait_for  # type: ignore[import-not-found]
 
 from ionpilot.bus.client import CommandClient
-from ionpilot.bus.hub import Hub
 from ionpilot.bus.settings import BusSettings
 from ionpilot.cli import main
 from ionpilot.config import load_config
-from ionpilot.drivers.host import DriverHost, InstrumentSpec, open_spec
+from ionpilot.drivers.host import DriverHost
 from ionpilot.sequencer import (
     BackendUnavailable,
     Circuit,
@@ -263,46 +263,19 @@ class LiveTrap:
     device: DeviceSettings
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float = 15.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"condition not met within {timeout} s")
-
-
 @pytest.fixture(scope="module")
 def live() -> Iterator[LiveTrap]:
-    config = load_config(LAB_FILE)
-    pulser = config.instruments["pulser"]
-    lab = Lab(
-        {"pulser": (pulser.model, pulser.address)},
-        SimSettings(seed=7, n_ions=2),
+    with live_lab(
+        ["pulser"],
         RealClock(1.0),
-        free_ports=True,
-    )
-    resources = lab.start()
-    hub = Hub(dataclasses.replace(config.bus, publish_port=0, subscribe_port=0)).start()
-    bus = dataclasses.replace(
-        config.bus,
-        publish_port=int(hub.publish_endpoint.rsplit(":", 1)[1]),
-        subscribe_port=int(hub.subscribe_endpoint.rsplit(":", 1)[1]),
-    )
-    spec = InstrumentSpec(
-        "pulser", pulser.model, resources["pulser"], limits=pulser.limit_values(), poll={}
-    )
-    host = DriverHost("drivers", [spec], bus, "tcp://127.0.0.1:0", open_spec).start()
-    link = BusPulserLink(bus, host.endpoint, "pulser", client="test")
-    try:
-        wait_for(lambda: host.workers["pulser"].state == "connected")
-        yield LiveTrap(lab, host, bus, link, config.device)
-    finally:
-        link.close()
-        host.stop()
-        hub.stop()
-        lab.stop()
+        settings=SimSettings(seed=7, n_ions=2),
+        connected_within_s=15.0,
+    ) as running:
+        link = BusPulserLink(running.bus, running.host.endpoint, "pulser", client="test")
+        try:
+            yield LiveTrap(running.lab, running.host, running.bus, link, running.config.device)
+        finally:
+            link.close()
 
 
 def test_bell_on_the_trap(live):
