@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from drivertools import FakeInstrument
 from labprocs import live_lab, sim_rf_power, wait_for  # type: ignore[import-not-found]
 
 from ionpilot.bus.client import CommandClient
@@ -146,45 +147,11 @@ def test_faulty_instrument_goes_invalid_and_recovers_while_others_carry_on(
     assert live.client.call("rf_drive", "get", {"name": "power"})["unit"] == "dBm"
 
 
-class _CountingParameter:
-    unit = "V"
-    settable = True
-
-    def __init__(self) -> None:
-        self.sets: list[object] = []
-
-    def set(self, value: object) -> None:
-        self.sets.append(value)
-
-    def get(self) -> float:
-        return 1.0
-
-
-class _FakeInstrument:
-    """Just what the worker touches; enough to test its command rules without a lab."""
-
-    bus_methods = ()
-
-    def __init__(self) -> None:
-        self.voltage = _CountingParameter()
-
-    def parameter_by_path(self, path: str) -> _CountingParameter:
-        if path != "voltage":
-            raise KeyError(path)
-        return self.voltage
-
-    def telemetry_parameters(self) -> tuple[str, ...]:
-        return ("voltage",)
-
-    def close(self) -> None:
-        pass
-
-
 def test_a_command_that_waited_past_its_deadline_is_not_applied() -> None:
     from ionpilot.bus.clock import ManualClock
     from ionpilot.drivers.host import InstrumentWorker, _Command
 
-    fake = _FakeInstrument()
+    fake = FakeInstrument()
     clock = ManualClock()
     bus = BusSettings(publish_port=1)  # nothing listens: telemetry is dropped, never blocks
     worker = InstrumentWorker(
@@ -225,7 +192,7 @@ def test_the_host_threads_run_on_one_cpu_and_the_caller_keeps_its_own() -> None:
     specs = [InstrumentSpec(f"box{n}", "qdac2", "TCPIP0::127.0.0.1::1::SOCKET") for n in (1, 2)]
 
     def opener(spec: InstrumentSpec) -> Any:
-        return _FakeInstrument()
+        return FakeInstrument()
 
     with DriverHost("pinned", specs, bus, "tcp://127.0.0.1:0", opener, cpu=cpu) as host:
         # the workers, the command server's socket thread and the heartbeat thread
@@ -244,7 +211,7 @@ def test_a_full_command_queue_refuses_at_once_with_busy() -> None:
 
     worker = InstrumentWorker(
         InstrumentSpec("box", "qdac2", "TCPIP0::127.0.0.1::1::SOCKET"),
-        lambda spec: _FakeInstrument(),  # type: ignore[arg-type, return-value]
+        lambda spec: FakeInstrument(),  # type: ignore[arg-type, return-value]
         BusSettings(publish_port=1),
     )
     worker.state = "connected"  # not started: nothing takes commands off the queue
