@@ -212,16 +212,24 @@ def test_stuck_deferred_requests_time_out_and_free_their_slots(settings, ctx) ->
         srv.close()
 
 
-def test_a_deferred_request_lives_as_long_as_its_sender_waits(settings, ctx) -> None:
-    """The request's `ttl_s` (the client's timeout) bounds it below the server-wide bound."""
+def _stuck_server(
+    settings: BusSettings, ctx: zmq.Context, deferred_timeout: float
+) -> tuple[ManualClock, _Stuck, CommandServer]:
+    """A running server on a manual clock whose `pulser.get` never completes by itself."""
     clock = ManualClock()
     stuck = _Stuck()
     srv = CommandServer(
-        "drivers", replace(settings, deferred_timeout=60.0), context=ctx, clock=clock
+        "drivers", replace(settings, deferred_timeout=deferred_timeout), context=ctx, clock=clock
     )
     srv.register("pulser", "get", stuck.handler, deferred=True)
     srv.bind("tcp://127.0.0.1:0")
     srv.start()
+    return clock, stuck, srv
+
+
+def test_a_deferred_request_lives_as_long_as_its_sender_waits(settings, ctx) -> None:
+    """The request's `ttl_s` (the client's timeout) bounds it below the server-wide bound."""
+    clock, stuck, srv = _stuck_server(settings, ctx, deferred_timeout=60.0)
     pool = concurrent.futures.ThreadPoolExecutor(1)
     try:
         with (
@@ -248,14 +256,7 @@ def test_a_deferred_request_lives_as_long_as_its_sender_waits(settings, ctx) -> 
 
 def test_deadlines_are_checked_without_a_wake_up(settings, ctx) -> None:
     """The socket thread looks at the deadlines by itself (its receive timeout)."""
-    clock = ManualClock()
-    stuck = _Stuck()
-    srv = CommandServer(
-        "drivers", replace(settings, deferred_timeout=5.0), context=ctx, clock=clock
-    )
-    srv.register("pulser", "get", stuck.handler, deferred=True)
-    srv.bind("tcp://127.0.0.1:0")
-    srv.start()
+    clock, stuck, srv = _stuck_server(settings, ctx, deferred_timeout=5.0)
     try:
         with CommandClient(settings, srv.endpoint, context=ctx) as a:
             reply = _in_thread(a, "one")
