@@ -38,6 +38,7 @@ from ionpilot.servo.persistence import (
     StateStore,
 )
 from ionpilot.servo.seams import (
+    IonNotFluorescing,
     LabError,
     LabInterface,
     beat_frequency,
@@ -249,6 +250,11 @@ class ClockLock:
             if self._state is LockState.HOLDOVER:
                 self.lab.set_clock_aom_frequency(self.steer_hz(self.clock.now()))
                 return None
+        except IonNotFluorescing as exc:  # no clock data without an ion: hold over, no update
+            self._alarm("no_fluorescence", "MAJOR", str(exc))
+            if self._state is LockState.LOCKED:
+                self.pause(f"no fluorescence: {exc}")
+            return None
         except LabError as exc:
             self._alarm("lab_error", "MAJOR", str(exc))
             if self._state is LockState.LOCKED:

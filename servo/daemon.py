@@ -23,7 +23,9 @@ from ionpilot.bus.settings import BusSettings
 from ionpilot.servo.aux_lock import AuxLock
 from ionpilot.servo.clock_lock import ClockLock
 from ionpilot.servo.interrogation import ProbeSpec
+from ionpilot.servo.ion_watch import IonWatch, shots_per_run
 from ionpilot.servo.live_recovery import LiveRecovery
+from ionpilot.servo.lock_cycle import LockCycle
 from ionpilot.servo.outputs import (
     ClockUpdate,
     LockStateChanged,
@@ -48,8 +50,9 @@ Call = Callable[..., Any]
 RETRY_AFTER_LAB_ERROR_S = 2.0  # CommandClient.call(target, method, args, timeout=...)
 # refused as such, nothing applied: asking again the same way cannot help
 REFUSALS = frozenset({ErrorCode.OUT_OF_LIMITS, ErrorCode.FORBIDDEN, ErrorCode.BAD_REQUEST})
-BUSY_POLL_S = 0.2  # the lock thread's longest nap while a recovery runs
 MAX_PENDING_ACTIONS = 16  # operator commands waiting for the lock thread; beyond: `busy`
+COOL_WINDOW = "cool"  # the pulser's counting windows in a clock shot
+DETECT_WINDOW = "det"
 
 
 class BusLab:
@@ -59,6 +62,7 @@ class BusLab:
         self._call = call
         self.lock = lock
         self.pulses = pulses
+        self.ion_watch: IonWatch | None = None  # the health's eye on the shots (set by Daemon)
 
     def _bus(self, target: str, method: str, args: dict[str, Any], timeout: float = 5.0) -> Any:
         try:
@@ -74,7 +78,10 @@ class BusLab:
         p = self.pulses
         ns = 1e9
         cool = round(p.cooling_time * ns)
-        pulses: list[dict[str, Any]] = [{"t_ns": 0, "duration_ns": cool, "channel": "cool"}]
+        first: dict[str, Any] = {"t_ns": 0, "duration_ns": cool, "channel": "cool"}
+        if p.watch_cooling:  # the cooling window says whether an ion is there (ion_watch.py)
+            first["window"] = COOL_WINDOW
+        pulses: list[dict[str, Any]] = [first]
         t = cool
         if probe.kind == "rabi":
             amplitude = 1.0 / (2.0 * p.clock_rabi_frequency * probe.pulse_time_s)
@@ -107,27 +114,67 @@ class BusLab:
                 "t_ns": t,
                 "duration_ns": round(p.detection_time * ns),
                 "channel": "detect",
-                "window": "det",
+                "window": DETECT_WINDOW,
             }
         )
         return pulses
 
     def interrogate(self, probe: ProbeSpec, aom_frequency_hz: float, n_probes: int) -> int:
+        """The shots in pulser runs of at most `ion_check_interval`, each run's cooling
+        windows watched for the ion (`IonNotFluorescing` discards the interrogation)."""
         schedule = self.schedule(probe, aom_frequency_hz)
-        budget = 5.0 + 3.0 * n_probes * (probe.cycle_time_s + self.pulses.cooling_time)
-        result = self._bus(
-            self.lock.pulser, "call", {"name": "run", "args": [n_probes, schedule]}, budget
+        shot_s = max(int(p["t_ns"]) + int(p["duration_ns"]) for p in schedule) * 1e-9
+        watch = self.ion_watch if self.ion_watch is not None and self.ion_watch.enabled else None
+        runs = (
+            shots_per_run(n_probes, shot_s, self.pulses.ion_check_interval)
+            if watch is not None
+            else [n_probes]
         )
-        counts = result.get("counts") if isinstance(result, dict) else None
-        if not isinstance(counts, list) or len(counts) != n_probes:
-            raise LabError(f"{self.lock.pulser} returned no counts for {n_probes} shots")
         dark = 0
-        for shot in counts:
-            last = shot[-1] if isinstance(shot, list) and shot else None
-            if not isinstance(last, int):
-                raise LabError(f"{self.lock.pulser} returned a shot without a detection count")
-            dark += last <= self.pulses.dark_threshold
+        if watch is not None:
+            watch.before_run()
+        for shots in runs:
+            budget = 5.0 + 3.0 * shots * (probe.cycle_time_s + self.pulses.cooling_time)
+            result = self._bus(
+                self.lock.pulser, "call", {"name": "run", "args": [shots, schedule]}, budget
+            )
+            cooling, detection = self._shot_counts(result, shots)
+            if watch is not None and cooling is not None:
+                watch.check(cooling, shot_s)
+            dark += sum(c <= self.pulses.dark_threshold for c in detection)
         return dark
+
+    def _shot_counts(self, result: object, shots: int) -> tuple[list[int] | None, list[int]]:
+        """(cooling counts or None, detection counts) per shot of a run's reply."""
+        counts = result.get("counts") if isinstance(result, dict) else None
+        if not isinstance(counts, list) or len(counts) != shots:
+            raise LabError(f"{self.lock.pulser} returned no counts for {shots} shots")
+        windows = result.get("windows") if isinstance(result, dict) else None
+        names = list(windows) if isinstance(windows, list) else []
+        cool_at = names.index(COOL_WINDOW) if COOL_WINDOW in names else None
+        detect_at = names.index(DETECT_WINDOW) if DETECT_WINDOW in names else -1
+        cooling: list[int] | None = [] if cool_at is not None else None
+        detection: list[int] = []
+        for shot in counts:
+            ok = isinstance(shot, list) and -len(shot) <= detect_at < len(shot)
+            found = shot[detect_at] if ok else None
+            if not isinstance(found, int) or isinstance(found, bool):
+                raise LabError(f"{self.lock.pulser} returned a shot without a detection count")
+            detection.append(found)
+            if cooling is not None and cool_at is not None:
+                value = shot[cool_at] if len(shot) > cool_at else None
+                if not isinstance(value, int) or isinstance(value, bool):
+                    raise LabError(f"{self.lock.pulser} returned a shot without cooling counts")
+                cooling.append(value)
+        return cooling, detection
+
+    def count_rate(self) -> float:
+        """Cooling fluorescence now (1/s): a `presence_count_time` gate on the pulser."""
+        p = self.pulses
+        self._bus(
+            self.lock.pulser, "set", {"name": "count_duration", "value": p.presence_count_time}
+        )
+        return self.read(f"{self.lock.pulser}.counts") / p.presence_count_time
 
     def set_clock_aom_frequency(self, frequency_hz: float) -> None:
         self._bus(self.lock.pulser, "set", {"name": "dds_frequency", "value": frequency_hz})
@@ -170,12 +217,7 @@ class BusLab:
         return None
 
     def is_ion_present(self) -> bool:
-        p = self.pulses
-        self._bus(
-            self.lock.pulser, "set", {"name": "count_duration", "value": p.presence_count_time}
-        )
-        counts = self.read(f"{self.lock.pulser}.counts")
-        return counts > p.presence_threshold_rate * p.presence_count_time
+        return self.count_rate() > self.pulses.presence_threshold_rate
 
 
 class BusOutputs:
@@ -280,6 +322,15 @@ class Daemon:
                 hold_jobs=hold_jobs,
                 read_flag=self._read_flag,
             )
+            self.lab.ion_watch = self.recovery.ion_watch  # the shots feed its health
+        self.cycle = LockCycle(
+            self.lock,
+            self.aux_locks,
+            self._clock,
+            self.recovery,
+            guarded=self._guarded,
+            beat=self.outputs.state,
+        )
         self.heartbeat = HeartbeatPublisher(bus, self.PROCESS, clock=self._clock)
         self.server = CommandServer(self.PROCESS, bus, clock=self._clock)
         self.server.register(self.PROCESS, "status", self._status, inline=True)
@@ -310,36 +361,15 @@ class Daemon:
         self.publisher.close()
 
     def _run(self) -> None:
-        self.lock.start()
-        for aux in self.aux_locks:
-            self._guarded(aux.start, f"aux lock {aux.name} cannot start")
-        last_state_beat = -math.inf
+        self.cycle.start()
         while not self._stop.is_set():
             with self._pending_lock:
                 pending, self._pending = self._pending, []
             for action, signals in pending:
                 self._apply(action, signals)
-            busy = self.recovery.tick() if self.recovery is not None else False
-            if not busy:
-                self.lock.step()
-            now = self._clock.now()
-            for aux in self.aux_locks:  # between clock updates, when due
-                if now >= aux.next_due:
-                    if aux.state == "stopped":
-                        # one that could not start is tried again; one a recovery stopped (a
-                        # mode search, the safe state) stays stopped until the recovery is over
-                        aux.next_due = now + aux.settings.update_period
-                        if not busy:
-                            self._guarded(aux.start, f"aux lock {aux.name} cannot start")
-                    else:
-                        aux.step()
-            if now - last_state_beat >= 1.0:  # late subscribers learn the state within 1 s
-                self.outputs.state(self.lock.state.value)
-                last_state_beat = now
+            nap = self.cycle.cycle()
             if self.recovery is not None:  # the recovery engine decides about hold-over
-                if busy or self.lock.state.value in ("holdover", "unlocked"):
-                    # a step's own pace (a current sweep steps every 0.1 s), at most 0.2 s
-                    nap = min(BUSY_POLL_S, max(0.02, self.recovery.next_tick_s))
+                if nap > 0:
                     self._stop.wait(nap)
             elif self.lock.state.value in ("holdover", "unlocked"):
                 # a lab error paused the lock: try again (resume re-verifies a long hold-over)

@@ -19,6 +19,7 @@ from ionpilot.servo.aux_lock import AuxLock
 from ionpilot.servo.clock_lock import ClockLock, LockState
 from ionpilot.servo.health import HealthMonitor, Severity
 from ionpilot.servo.interrogation import ProbeSpec
+from ionpilot.servo.ion_watch import IonWatch
 from ionpilot.servo.playbooks import COUNT_RATE, default_rules, standard_playbooks
 from ionpilot.servo.recovery import JobsHook, RecoveryEngine, RestartHook
 from ionpilot.servo.seams import LabError, LabInterface, SignalInvalid, parameter_limits
@@ -107,6 +108,11 @@ class LiveRecovery:
             clock,
             sink=publish,
             on_acknowledge=lambda s, who, sev: None,
+        )
+        # the clock shots' cooling windows on the fluorescence signal (the daemon hands this
+        # to its BusLab): an ion loss is seen within one pulser run, not at the next sensor pass
+        self.ion_watch = IonWatch(
+            self.health, clock, pulses, count_rate=lambda: live.read(COUNT_RATE)
         )
         self.uptime = UptimeAccount(clock.now())
         sensors = LabSensors(

@@ -211,9 +211,11 @@ def default_rules(
     rules = {
         FLUORESCENCE: HealthRule(
             lolo=_q(threshold, "1/s"),
-            hysteresis=_q(0.1 * threshold, "1/s"),
+            hysteresis=_q(0.1 * threshold, "1/s"),  # resumes above 1.1 × the trip level
             stale_after=5.0,
-            debounce=0.5,
+            # the clock shots' cooling windows feed it every ~0.1 s (servo/ion_watch.py): dark
+            # for 0.2 s is 3-4 background-level shots in a row (each ~1e-11 likely with an ion)
+            debounce=0.2,
             unit="counts/s",
         ),
         HEARTBEAT: HealthRule(stale_after=settings.heartbeat_stale_after),

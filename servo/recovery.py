@@ -121,8 +121,11 @@ class RecoveryEngine:
         now = self.clock.now()
         period = self.settings.health_period
         if self.sense is not None:
+            self._trip_major()  # seen between ticks (the clock shots' fluorescence)
             self.sense(now)
         worst = self.health.evaluate()
+        if worst >= Severity.MAJOR:
+            self._trip_major()  # reported during the sensor pass
         self._stamp_recovered(now)
         if self.safe:
             return period
@@ -178,12 +181,28 @@ class RecoveryEngine:
 
     # ------------------------------------------------------------------ trips
 
-    def _trip(self, now: float) -> None:
+    def _trip_major(self) -> None:
+        """A limit reported broken (MAJOR) trips its playbook at once, at the present time: not
+        after the sensor pass (live, bus reads for up to ~1 s), nor a tick later because it was
+        reported after the tick began. Staleness (INVALID) keeps the tick's own time: a long
+        read in the pass (a 5 s micromotion probe) must not make the heartbeat look stale."""
+        if not self.safe and any(
+            s.severity is Severity.MAJOR for s in self.health.signals.values()
+        ):
+            self._trip(self.clock.now(), major_only=True)
+
+    def _trip(self, now: float, major_only: bool = False) -> None:
+        """Queue the playbooks whose trip condition holds (`major_only`: only those tripped by
+        a MAJOR signal, not staleness nor a schedule)."""
         active = self.active.playbook.name if self.active is not None else None
         for book in self.playbooks:
             if book.name == active or book.name in self.queue:
                 continue
             condition = book.tripped_by(self.health, now)
+            if major_only and (
+                condition is None or self.health.severity(condition.signal) is not Severity.MAJOR
+            ):
+                continue
             reason = condition.describe(self.health) if condition is not None else ""
             due = self._next_scheduled.get(book.name)
             if condition is None and due is not None and now >= due:
@@ -237,7 +256,9 @@ class RecoveryEngine:
         record = self._pending_records.pop(name, None)
         if record is None:
             scheduled = book.period_s > 0 and tripped == self._last_scheduled.get(name)
-            if not scheduled and book.tripped_by(self.health, now) is None:
+            # at its trip time at the earliest: one tripped at once during this tick's sensor
+            # pass (`_trip_major`) is judged on its own time, not the tick's earlier start
+            if not scheduled and book.tripped_by(self.health, max(now, tripped)) is None:
                 self.audit.record(
                     "cleared",
                     name,

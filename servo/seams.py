@@ -22,6 +22,11 @@ class SignalInvalid(LabError):
     """A reading exists but means nothing now (wavemeter underexposed, comb unlocked)."""
 
 
+class IonNotFluorescing(LabError):
+    """The shots of an interrogation showed no cooling fluorescence (the ion is lost or in a dark
+    state): their clock outcomes mean nothing and were discarded."""
+
+
 class LabRefused(LabError):
     """The lab refused a set as unsafe or malformed (out of its limits, forbidden): nothing was
     applied, and asking again the same way cannot help (unlike a timeout)."""

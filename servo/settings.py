@@ -127,6 +127,13 @@ class PulseCalibration:
     dark_threshold: int = 2  # counts at or below this in the detection window: excited (dark)
     presence_count_time: Annotated[float, "s"] = 0.05
     presence_threshold_rate: Annotated[float, "1/s"] = 3000.0  # cooled counts above: an ion
+    # the ion is watched in the interrogation's own shots (servo/ion_watch.py)
+    watch_cooling: bool = True  # count each shot's cooling window; no fluorescence: ion lost
+    ion_check_interval: Annotated[float, "s"] = 0.5  # longest pulser run between looks at it
+
+    def __post_init__(self) -> None:
+        if self.cooling_time <= 0 or self.ion_check_interval <= 0:
+            raise ValueError("cooling_time and ion_check_interval must be positive")
 
 
 @dataclass(frozen=True)
