@@ -78,7 +78,7 @@ def test_split_lab_locks_through_both_hosts(tmp_path: Path) -> None:
     lab = split_lab(tmp_path)
     config = load_config(lab)
     summary_path = tmp_path / "summary.json"
-    with UpRun(lab, 45, tmp_path, "--summary-json", str(summary_path), "--quiet") as up:
+    with UpRun(lab, 32, tmp_path, "--summary-json", str(summary_path), "--quiet") as up:
         assert up.wait_until(lambda: "drivers_lasers" in up.pids, 60, 0.2), up.tail()
         endpoint = f"tcp://127.0.0.1:{config.processes['drivers_lasers'].command_port}"
         with CommandClient(config.bus, endpoint) as client:
