@@ -279,8 +279,9 @@ class CommandClient:
                         "args": args,
                         "client": self._name,
                     }
-                    if 0 < timeout <= MAX_TTL_S:  # as `ttl_of` decides
-                        message["ttl_s"] = timeout
+                    ttl = ttl_of(timeout)
+                    if ttl is not None:
+                        message["ttl_s"] = ttl
                     try:
                         payload = self._pack(message)
                     except Exception:
@@ -290,19 +291,14 @@ class CommandClient:
                     payload = core.encode(rid, target, method, args, timeout)
                 except BusError as exc:
                     return Reply.failure(None, exc.code, exc.message)
+            sent = False
             if not core.outbox:
                 try:
                     self._send(payload, _NOBLOCK)
+                    sent = True
                 except zmq.Again:  # not connected yet: the general path queues it
-                    return self._wait(
-                        rid,
-                        payload,
-                        method=method,
-                        timeout=timeout,
-                        retries=retries,
-                        start=start,
-                        sent=False,
-                    )
+                    pass
+            if sent:
                 if timeout != self._timeout_s:  # the receive timeout follows the call's
                     wait_ms = int(timeout * 1000 + 0.999)
                     core.set_rcvtimeo(wait_ms if wait_ms >= 1 else 1)  # -1 means "forever"
@@ -327,15 +323,6 @@ class CommandClient:
                     reply = core.decode(data)
                     if reply is not None and reply.id == rid:
                         return reply
-                return self._wait(
-                    rid,
-                    payload,
-                    method=method,
-                    timeout=timeout,
-                    retries=retries,
-                    start=start,
-                    sent=True,
-                )
             return self._wait(
                 rid,
                 payload,
@@ -343,7 +330,7 @@ class CommandClient:
                 timeout=timeout,
                 retries=retries,
                 start=start,
-                sent=False,
+                sent=sent,
             )
 
     def _wait(

@@ -463,7 +463,6 @@ class CommandServer:
         recv = sock.recv
         send = super(zmq.Socket, sock).send  # the Cython send: pyzmq's wrapper only adds cost
         wake_id = self._wake_id
-        done = self._done
         counts = self._counts
         answer = self._answer
         dispatch = self._dispatch
@@ -484,18 +483,15 @@ class CommandServer:
         bus_error = BusError
         internal = ErrorCode.INTERNAL
         more_noblock, noblock = _MORE_NOBLOCK, _NOBLOCK
-        expire = self._expire
+        tend = self._tend
         timed = False  # whether the receive times out (from the first deferred request on)
         while True:  # `close` stops us through the waker (or by ending the context)
             try:
                 route = recv()  # blocking: a ROUTER message is the peer's identity + its frames
                 frame = recv(0, False)  # always there: multipart messages arrive whole
             except zmq.Again:  # the receive timeout: nothing came, look at the deadlines
-                if not self._running:
+                if not tend():
                     return
-                while done:
-                    self._reply_finished(done.popleft())
-                expire()
                 continue
             except zmq.ZMQError:  # the context is being destroyed under us
                 return
@@ -583,11 +579,8 @@ class CommandServer:
                                         continue
                 if payload is None:
                     if route == wake_id:
-                        if not self._running:
+                        if not tend():
                             return
-                        while done:
-                            self._reply_finished(done.popleft())
-                        expire()
                         continue
                     counts.requests += 1
                     payload = answer([route], data, _user_of(frame) if secure else "")
@@ -608,6 +601,17 @@ class CommandServer:
                 counts.replies += 1
             except zmq.ZMQError:  # peer gone or its queue full: the client will time out
                 counts.send_errors += 1
+
+    def _tend(self) -> bool:
+        """On a wake-up or a receive timeout (socket thread): answer the finished handlers and
+        the expired ones; False when the server is stopping instead."""
+        if not self._running:
+            return False
+        done = self._done
+        while done:
+            self._reply_finished(done.popleft())
+        self._expire()
+        return True
 
     def _reply_finished(
         self, item: tuple[list[bytes], int, concurrent.futures.Future[Any]]
