@@ -1,10 +1,9 @@
 """The ZeroMQ bus: telemetry pub/sub through a hub, commands (RPC), heartbeats, one codec.
 
-Qt support lives in `ionpilot.bus.qt` and is imported only by the GUI.
+Qt support lives in `ionpilot.gui.busqt` and is imported only by the GUI.
 """
 
 from ionpilot.bus.client import AsyncCommandClient, ClientCore, CommandClient
-from ionpilot.bus.clock import Clock, ManualClock, SystemClock
 from ionpilot.bus.codec import (
     ERROR_CODES,
     IDEMPOTENT_METHODS,
@@ -37,7 +36,6 @@ __all__ = [
     "BusSecurity",
     "BusSettings",
     "ClientCore",
-    "Clock",
     "Codec",
     "CommandClient",
     "CommandServer",
@@ -51,13 +49,11 @@ __all__ = [
     "HeartbeatPublisher",
     "Hub",
     "Liveness",
-    "ManualClock",
     "Message",
     "ProcessSettings",
     "Publisher",
     "Reply",
     "Request",
     "Subscriber",
-    "SystemClock",
     "Telemetry",
 ]

@@ -1,7 +1,7 @@
 """Command clients: one DEALER socket, request ids, per-call timeouts, retries for reads only.
 
 `ClientCore` is the non-blocking part shared by every flavour: scripts and the CLI use the
-blocking `CommandClient`, the daemon `AsyncCommandClient`, the GUI `ionpilot.bus.qt`.
+blocking `CommandClient`, the daemon `AsyncCommandClient`, the GUI `ionpilot.gui.busqt`.
 The socket queues only on live connections (ZMQ_IMMEDIATE) and a timed-out request is taken
 back from the outgoing queue, so a `set` that timed out is never delivered late.
 """

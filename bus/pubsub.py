@@ -19,7 +19,6 @@ from typing import cast
 
 import zmq
 
-from ionpilot.bus.clock import Clock, SystemClock
 from ionpilot.bus.codec import (
     SCALAR_TYPES,
     Codec,
@@ -35,6 +34,7 @@ from ionpilot.bus.hub import endpoint, hard_frame_limit
 from ionpilot.bus.security import ClientKeys
 from ionpilot.bus.settings import BusSettings
 from ionpilot.bus.wire import recv_frames
+from ionpilot.core.clock import Clock, SystemClock
 
 Context = zmq.Context[zmq.Socket[bytes]]
 _MORE_NOBLOCK = zmq.SNDMORE | zmq.NOBLOCK

@@ -35,7 +35,6 @@ from typing import Any
 import msgpack
 import zmq
 
-from ionpilot.bus.clock import Clock, SystemClock
 from ionpilot.bus.codec import (
     MAX_ID,
     MAX_NAME_CHARS,
@@ -55,6 +54,7 @@ from ionpilot.bus.hub import hard_frame_limit
 from ionpilot.bus.security import USER_ID, ServerKeys, ZapHandler
 from ionpilot.bus.settings import BusSettings
 from ionpilot.bus.wire import MAX_FRAMES
+from ionpilot.core.clock import Clock, SystemClock
 
 log = logging.getLogger(__name__)
 

@@ -34,12 +34,12 @@ from typing import Any, Literal
 
 import zmq
 
-from ionpilot.bus.backoff import Backoff
-from ionpilot.bus.clock import Clock, SystemClock
 from ionpilot.bus.codec import BusError, ErrorCode, Request
 from ionpilot.bus.pubsub import HeartbeatPublisher, Publisher
 from ionpilot.bus.server import CommandServer
 from ionpilot.bus.settings import BusSettings
+from ionpilot.core.backoff import Backoff
+from ionpilot.core.clock import Clock, SystemClock
 from ionpilot.drivers.base import IonpilotDriver
 from ionpilot.drivers.errors import (
     InstrumentCommandError,

@@ -1,7 +1,7 @@
 """The console's one link to the lab: a subscriber drained on the Qt thread and command clients.
 
 Nothing here blocks the event loop: the subscriber's FD is watched by a `QSocketNotifier`
-(`ionpilot.bus.qt` drains it until empty on every edge), commands go through `QtCommandClient`
+(`ionpilot.gui.busqt` drains it until empty on every edge), commands go through `QtCommandClient`
 and answer through callbacks. The link is "connected" while messages arrive (every process beats
 once a second); after `stale_after` seconds of silence it is "disconnected" and the subscriber
 is rebuilt with capped back-off until the hub answers again.
@@ -16,12 +16,12 @@ from collections.abc import Callable
 import zmq
 from PyQt6.QtCore import QObject, QTimer, pyqtSignal
 
-from ionpilot.bus.backoff import Backoff
 from ionpilot.bus.codec import BusError, ErrorCode, Reply, Value
 from ionpilot.bus.directory import Directory
 from ionpilot.bus.pubsub import Subscriber
-from ionpilot.bus.qt import QtCommandClient, QtSubscriber
 from ionpilot.bus.settings import BusSettings
+from ionpilot.core.backoff import Backoff
+from ionpilot.gui.busqt import QtCommandClient, QtSubscriber
 from ionpilot.gui.store import LabStore
 
 ReplyCallback = Callable[[Reply], None]

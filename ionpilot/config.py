@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Annotated, Any, get_args, get_type_hints
 
 from ionpilot.bus.settings import BusSettings, ProcessSettings
-from ionpilot.bus.units import Quantity, describe_unit, format_quantity
+from ionpilot.core.units import Quantity, describe_unit, format_quantity
 from ionpilot.drivers.hardware import MODELS, HardwareRange, InstrumentModel
 from ionpilot.schema import INVALID, SchemaIssue, SettingsBuilder
 from ionpilot.sequencer.settings import DeviceSettings

@@ -15,7 +15,7 @@ import typing
 from dataclasses import dataclass
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
-from ionpilot.bus.units import Quantity, UnitError, parse_quantity
+from ionpilot.core.units import Quantity, UnitError, parse_quantity
 from ionpilot.yamltree import Mark, Node
 
 _TAG = "tag:yaml.org,2002:"

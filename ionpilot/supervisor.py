@@ -25,8 +25,8 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from ionpilot.bus.backoff import Backoff
-from ionpilot.bus.clock import Clock, SystemClock
+from ionpilot.core.backoff import Backoff
+from ionpilot.core.clock import Clock, SystemClock
 
 log = logging.getLogger(__name__)
 

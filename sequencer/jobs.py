@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ionpilot.bus.durable import write_atomically
+from ionpilot.core.durable import write_atomically
 from ionpilot.sequencer.errors import JobError
 
 JOB_STATES = ("queued", "running", "done", "failed", "cancelled")

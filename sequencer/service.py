@@ -18,11 +18,11 @@ from typing import Any
 
 import zmq
 
-from ionpilot.bus.clock import Clock, SystemClock
 from ionpilot.bus.codec import BusError, ErrorCode, Request
 from ionpilot.bus.pubsub import HeartbeatPublisher, Publisher
 from ionpilot.bus.server import CommandServer
 from ionpilot.bus.settings import BusSettings
+from ionpilot.core.clock import Clock, SystemClock
 from ionpilot.sequencer.backends import get_backend
 from ionpilot.sequencer.errors import JobError, SequencerError
 from ionpilot.sequencer.jobs import Job, JobQueue

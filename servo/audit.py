@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ionpilot.bus.clock import Clock
+from ionpilot.core.clock import Clock
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS audit (

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 
-from ionpilot.bus.clock import Clock
+from ionpilot.core.clock import Clock
 from ionpilot.servo.outputs import AuxLockUpdate, AuxStateName, NullOutputs, Outputs, ServoAlarm
 from ionpilot.servo.seams import LabError, LabInterface, SignalInvalid, piezo_voltage
 from ionpilot.servo.seams import wavemeter_frequency as wavemeter_signal

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from enum import StrEnum
 
-from ionpilot.bus.clock import Clock
+from ionpilot.core.clock import Clock
 from ionpilot.servo.interrogation import (
     ProbeSpec,
     acquisition_probes,

@@ -15,11 +15,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ionpilot.bus.clock import Clock, SystemClock
 from ionpilot.bus.codec import BusError, ErrorCode, Request
 from ionpilot.bus.pubsub import HeartbeatPublisher, Publisher
 from ionpilot.bus.server import CommandServer
 from ionpilot.bus.settings import BusSettings
+from ionpilot.core.clock import Clock, SystemClock
 from ionpilot.servo.aux_lock import AuxLock
 from ionpilot.servo.clock_lock import ClockLock
 from ionpilot.servo.interrogation import ProbeSpec

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import IntEnum
 
-from ionpilot.bus.clock import Clock
+from ionpilot.core.clock import Clock
 from ionpilot.servo.settings import HealthRule
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 
-from ionpilot.bus.clock import Clock
+from ionpilot.core.clock import Clock
 from ionpilot.servo.health import HealthMonitor, Severity
 from ionpilot.servo.playbooks import FLUORESCENCE
 from ionpilot.servo.seams import IonNotFluorescing

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ionpilot.bus.clock import Clock
+from ionpilot.core.clock import Clock
 from ionpilot.servo.audit import AuditEntry, AuditLog
 from ionpilot.servo.autonomy import LabSensors
 from ionpilot.servo.aux_lock import AuxLock

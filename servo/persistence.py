@@ -11,7 +11,7 @@ import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from ionpilot.bus.durable import temporary_prefix, write_atomically
+from ionpilot.core.durable import temporary_prefix, write_atomically
 
 STATE_VERSION = 1
 

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from ionpilot.bus.clock import Clock
-from ionpilot.bus.units import Quantity
+from ionpilot.core.clock import Clock
+from ionpilot.core.units import Quantity
 from ionpilot.servo.aux_lock import AuxLock
 from ionpilot.servo.clock_lock import ClockLock
 from ionpilot.servo.health import HealthMonitor, Severity

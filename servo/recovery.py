@@ -14,7 +14,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ionpilot.bus.clock import Clock
+from ionpilot.core.clock import Clock
 from ionpilot.servo.audit import AuditLog
 from ionpilot.servo.aux_lock import AuxLock
 from ionpilot.servo.clock_lock import ClockLock, LockState

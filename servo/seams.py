@@ -1,5 +1,5 @@
 """The two seams the servo is written against, so the same lock runs live over the bus and in
-accelerated simulation: a clock (`ionpilot.bus.clock.Clock`: `now`, `wall_ns`) and the lab.
+accelerated simulation: a clock (`ionpilot.core.clock.Clock`: `now`, `wall_ns`) and the lab.
 
 The lab interface is kept small and physical. Signal and parameter names are
 `<instrument>.<parameter>` as the drivers publish them (`laser_369.piezo_voltage`,

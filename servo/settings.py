@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Annotated, Literal
 
-from ionpilot.bus.units import Quantity
+from ionpilot.core.units import Quantity
 
 FaultKind = Literal[
     "ion_loss",

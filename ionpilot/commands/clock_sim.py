@@ -23,8 +23,8 @@ from typing import Any
 
 import yaml
 
-from ionpilot.bus.units import UnitError, parse_quantity
 from ionpilot.config import DEFAULT_CONFIG, ConfigError, load_config
+from ionpilot.core.units import UnitError, parse_quantity
 from ionpilot.servo.autonomy import DRIVER_CRASH, FaultEvent, periodic_events, run_autonomy
 from ionpilot.servo.settings import (
     AuxLockSettings,

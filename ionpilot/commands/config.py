@@ -7,8 +7,8 @@ from typing import Any
 
 import yaml
 
-from ionpilot.bus.units import format_quantity
 from ionpilot.config import DEFAULT_CONFIG, ConfigError, LabConfig, load_config_with_marks
+from ionpilot.core.units import format_quantity
 from ionpilot.runtime import report_config_error
 
 

@@ -12,9 +12,9 @@ import pytest
 import zmq
 
 from ionpilot.bus import BusSettings, CommandClient, CommandServer, Hub, Publisher, Subscriber
-from ionpilot.bus.clock import ManualClock
 from ionpilot.bus.codec import Reply, Request
 from ionpilot.bus.pubsub import GapCounter, Liveness
+from ionpilot.core.clock import ManualClock
 
 
 def test_gap_counter_forgets_least_recently_seen_without_false_gaps() -> None:

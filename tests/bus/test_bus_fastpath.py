@@ -20,8 +20,9 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hyp_settings
 from hypothesis import strategies as st
 
-from ionpilot.bus import BusError, BusSettings, Codec, CommandClient, CommandServer, ManualClock
+from ionpilot.bus import BusError, BusSettings, Codec, CommandClient, CommandServer
 from ionpilot.bus.codec import Reply, Request
+from ionpilot.core.clock import ManualClock
 
 MAX_BYTES = 4096
 MISSING = object()

@@ -8,11 +8,11 @@ from ionpilot.bus import (
     Heartbeat,
     HeartbeatPublisher,
     Liveness,
-    ManualClock,
     Publisher,
     Subscriber,
     Telemetry,
 )
+from ionpilot.core.clock import ManualClock
 
 
 def test_ordered_delivery_through_the_hub(bus, ctx, join):

@@ -148,7 +148,7 @@ def test_faulty_instrument_goes_invalid_and_recovers_while_others_carry_on(
 
 
 def test_a_command_that_waited_past_its_deadline_is_not_applied() -> None:
-    from ionpilot.bus.clock import ManualClock
+    from ionpilot.core.clock import ManualClock
     from ionpilot.drivers.host import InstrumentWorker, _Command
 
     fake = FakeInstrument()

@@ -7,9 +7,9 @@ import pytest
 from drivertools import FakeInstrument
 from labprocs import wait_for  # type: ignore[import-not-found]
 
-from ionpilot.bus.clock import ManualClock
 from ionpilot.bus.codec import BusError, Request
 from ionpilot.bus.settings import BusSettings
+from ionpilot.core.clock import ManualClock
 from ionpilot.drivers.host import DriverHost, InstrumentSpec
 
 

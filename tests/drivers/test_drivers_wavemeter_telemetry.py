@@ -10,11 +10,11 @@ from typing import Any
 from labprocs import live_lab  # type: ignore[import-not-found]
 
 from ionpilot.bus.client import CommandClient
-from ionpilot.bus.clock import ManualClock
 from ionpilot.bus.codec import Telemetry
 from ionpilot.bus.pubsub import Subscriber
 from ionpilot.bus.settings import BusSettings
 from ionpilot.config import load_config
+from ionpilot.core.clock import ManualClock
 from ionpilot.drivers.host import InstrumentSpec, InstrumentWorker
 from ionpilot.sim.clock import VirtualClock
 from ionpilot.sim.settings import SimSettings

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from ionpilot.bus.units import UnitError, parse_quantity
 from ionpilot.cli import main
 from ionpilot.config import load_config
+from ionpilot.core.units import UnitError, parse_quantity
 
 ROOT = Path(__file__).resolve().parents[2]
 SIM_LAB = ROOT / "configs" / "sim-lab.yaml"

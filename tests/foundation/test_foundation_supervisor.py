@@ -8,7 +8,7 @@ import signal
 import sys
 import time
 
-from ionpilot.bus.clock import ManualClock
+from ionpilot.core.clock import ManualClock
 from ionpilot.supervisor import ChildSpec, RestartPolicy, Supervisor
 
 

@@ -10,8 +10,8 @@ import sys
 import textwrap
 from pathlib import Path
 
-from ionpilot.bus.clock import ManualClock
 from ionpilot.commands.up import KEEP_STATES, LockTracker
+from ionpilot.core.clock import ManualClock
 from ionpilot.supervisor import KEEP_EXIT_CODES, MAX_LINE_BYTES, ChildSpec, Supervisor
 
 

@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from ionpilot.bus.clock import ManualClock
 from ionpilot.bus.codec import BusError, Request
 from ionpilot.bus.settings import BusSettings
+from ionpilot.core.clock import ManualClock
 from ionpilot.servo.audit import AuditLog
 from ionpilot.servo.daemon import MAX_PENDING_ACTIONS, Daemon
 from ionpilot.servo.persistence import ClockLockSnapshot, StateStore

@@ -1,8 +1,8 @@
 """Health monitor on a manual clock: bands with hysteresis, rate, staleness, debounce, severity
 order, aggregate, latching and acknowledgement (recorded with who sent it); the audit log."""
 
-from ionpilot.bus.clock import ManualClock
-from ionpilot.bus.units import Quantity
+from ionpilot.core.clock import ManualClock
+from ionpilot.core.units import Quantity
 from ionpilot.servo.audit import AuditLog
 from ionpilot.servo.health import HealthMonitor, Severity
 from ionpilot.servo.settings import HealthRule

@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 
-from ionpilot.bus.clock import ManualClock
 from ionpilot.bus.codec import BusError
 from ionpilot.commands.clock_sim import default_aux_locks, sim_world_settings
+from ionpilot.core.clock import ManualClock
 from ionpilot.servo.aux_lock import AuxLock
 from ionpilot.servo.clock_lock import ClockLock, LockState
 from ionpilot.servo.daemon import BusLab

@@ -21,7 +21,7 @@ def test_importing_the_bus_does_not_import_qt():
 
 def test_qt_client_and_subscriber(qtbot, settings, ctx, bus, join, dead_endpoint):
     from ionpilot.bus import CommandServer, Publisher, Subscriber
-    from ionpilot.bus.qt import QtCommandClient, QtSubscriber
+    from ionpilot.gui.busqt import QtCommandClient, QtSubscriber
 
     server = CommandServer("gui-test", settings, context=ctx)
     endpoint = server.bind("tcp://127.0.0.1:0")
