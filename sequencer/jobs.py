@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import time
 import uuid
@@ -34,6 +35,9 @@ from ionpilot.sequencer.errors import JobError
 
 JOB_STATES = ("queued", "running", "done", "failed", "cancelled")
 JOB_KINDS = ("user", "clock")
+USER_PRIORITIES = (-100, 100)  # a user job cannot outrank the lab's own (clock) jobs
+DUE_PAST_S = 3600.0  # a due time further back is a mistake (units, epoch), not "now"
+DUE_AHEAD_S = 366 * 86400.0  # a due time further ahead is a mistake, and would never run
 
 
 @dataclass
@@ -75,6 +79,8 @@ class _State:
     audit: list[AuditRecord] = field(default_factory=list)
     held: bool = False
     hold_reason: str = ""
+    held_by: str = ""
+    held_since_s: float | None = None
     seq: int = 0
 
 
@@ -129,15 +135,21 @@ class JobQueue:
         kind: str = "user",
         backend: str = "sim",
     ) -> str:
-        """Queue a program; returns its job id. Refused (JobError) if the queue is full."""
+        """Queue a program; returns its job id. Refused (JobError, nothing queued) if the queue
+        is full, or the due time or a user job's priority is out of range."""
         if kind not in JOB_KINDS:
             raise JobError(f"unknown job kind '{kind}' (one of {', '.join(JOB_KINDS)})")
         if shots < 1:
             raise JobError("shots must be at least 1")
+        lo, hi = USER_PRIORITIES
+        if kind == "user" and not lo <= priority <= hi:
+            raise JobError(f"priority {priority} outside {lo}..{hi} (user jobs; higher runs first)")
+        now = self.clock()
+        if due_s is not None:
+            check_due(due_s, now)
         queued = sum(1 for j in self._state.jobs.values() if j.state == "queued")
         if queued >= self.max_queued:
             raise JobError(f"queue full ({self.max_queued} jobs waiting)")
-        now = self.clock()
         self._state.seq += 1
         job = Job(
             job_id=uuid.uuid4().hex[:12],
@@ -170,9 +182,13 @@ class JobQueue:
         self._save()
 
     def hold(self, who: str, reason: str) -> None:
-        """Hold user jobs (e.g. while a recovery runs); clock interrogations still run."""
+        """Hold user jobs (e.g. while a recovery runs); clock interrogations still run. Holding
+        a held queue updates who and why, and keeps the time it has been held since."""
+        if not self._state.held:
+            self._state.held_since_s = self.clock()
         self._state.held = True
         self._state.hold_reason = reason
+        self._state.held_by = who
         self._audit("", "hold", who, detail=reason)
         self._save()
 
@@ -180,6 +196,8 @@ class JobQueue:
         """Serve user jobs again."""
         self._state.held = False
         self._state.hold_reason = ""
+        self._state.held_by = ""
+        self._state.held_since_s = None
         self._audit("", "resume", who)
         self._save()
 
@@ -187,6 +205,29 @@ class JobQueue:
     def held(self) -> bool:
         """Whether user jobs are held."""
         return self._state.held
+
+    def hold_state(self) -> dict[str, Any]:
+        """Whether user jobs are held, why, by whom, and since when (Unix s; None if not held)."""
+        state = self._state
+        return {
+            "held": state.held,
+            "hold_reason": state.hold_reason,
+            "held_by": state.held_by,
+            "held_since_s": state.held_since_s,
+        }
+
+    def ahead_of(self, job_id: str) -> int:
+        """How many queued jobs of the same kind would run before this one (if all were due)."""
+        job = self.get(job_id)
+
+        def order(j: Job) -> tuple[int, float, int]:
+            return (-j.priority, j.due_s, j.seq)
+
+        return sum(
+            1
+            for j in self._state.jobs.values()
+            if j.state == "queued" and j.kind == job.kind and order(j) < order(job)
+        )
 
     def get(self, job_id: str) -> Job:
         """The job with this id (JobError if unknown)."""
@@ -279,8 +320,14 @@ class JobQueue:
             del audit[: len(audit) - self.max_audit]
 
     def _prune(self) -> None:
+        """Forget the oldest finished jobs beyond `max_finished` of each kind (so frequent clock
+        jobs never push a user's results out)."""
         finished = [j for j in self.jobs() if j.state in ("done", "failed", "cancelled")]
-        for job in finished[: max(0, len(finished) - self.max_finished)]:
+        old: list[Job] = []
+        for kind in JOB_KINDS:
+            mine = [j for j in finished if j.kind == kind]
+            old += mine[: max(0, len(mine) - self.max_finished)]
+        for job in old:
             del self._state.jobs[job.job_id]
             self._changed.pop(job.job_id, None)
             self._dropped.append(job.job_id)
@@ -307,6 +354,8 @@ class JobQueue:
                 "seq": self._state.seq,
                 "held": self._state.held,
                 "hold_reason": self._state.hold_reason,
+                "held_by": self._state.held_by,
+                "held_since_s": self._state.held_since_s,
                 "jobs": [asdict(j) for j in changed],
                 "drop": dropped,
                 "audit": [asdict(a) for a in audit],
@@ -336,6 +385,8 @@ class JobQueue:
             "journal_entry": self._entry,
             "held": self._state.held,
             "hold_reason": self._state.hold_reason,
+            "held_by": self._state.held_by,
+            "held_since_s": self._state.held_since_s,
             "seq": self._state.seq,
             "jobs": [asdict(j) for j in self.jobs()],
             "audit": [asdict(a) for a in self._state.audit],
@@ -388,6 +439,8 @@ class JobQueue:
                 audit=[AuditRecord(**a) for a in data["audit"]][-self.max_audit :],
                 held=bool(data["held"]),
                 hold_reason=str(data.get("hold_reason", "")),
+                held_by=str(data.get("held_by", "")),
+                held_since_s=_optional_time(data.get("held_since_s")),
                 seq=int(data["seq"]),
             )
             applied = int(data.get("journal_entry", 0))
@@ -412,6 +465,8 @@ class JobQueue:
                     dropped = [str(d) for d in entry["drop"]]
                     seq, held = int(entry["seq"]), bool(entry["held"])
                     hold_reason = str(entry["hold_reason"])
+                    held_by = str(entry.get("held_by", ""))
+                    held_since = _optional_time(entry.get("held_since_s"))
                 except (ValueError, KeyError, TypeError):
                     break  # written last, torn by a crash: everything before it is kept
                 for job in jobs:
@@ -421,4 +476,20 @@ class JobQueue:
                 for record in audit:
                     self._append_audit(record)
                 state.seq, state.held, state.hold_reason = seq, held, hold_reason
+                state.held_by, state.held_since_s = held_by, held_since
                 self._entry = n
+
+
+def check_due(due_s: float, now_s: float) -> None:
+    """Refuse (JobError) a due time that is not a finite Unix time from `DUE_PAST_S` before now
+    to `DUE_AHEAD_S` ahead: NaN or +inf would never run, -inf or 0 would jump the queue."""
+    lo, hi = now_s - DUE_PAST_S, now_s + DUE_AHEAD_S
+    if not (math.isfinite(due_s) and lo <= due_s <= hi):
+        raise JobError(
+            f"due_s {due_s!r} is not a Unix time in seconds from {DUE_PAST_S / 3600:g} h ago to "
+            f"{DUE_AHEAD_S / 86400:g} days ahead ({lo:.0f}..{hi:.0f}); omit it to run when ready"
+        )
+
+
+def _optional_time(value: Any) -> float | None:
+    return None if value is None else float(value)

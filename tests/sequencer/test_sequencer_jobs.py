@@ -106,3 +106,49 @@ def test_bounded_queue(tmp_path):
     q.submit(BELL, submitter="a")
     with pytest.raises(JobError, match="queue full"):
         q.submit(BELL, submitter="a")
+
+
+@pytest.mark.parametrize("due", [float("nan"), float("inf"), float("-inf"), 1e308, -2601.0])
+def test_due_times_that_cannot_be_are_refused_and_change_nothing(tmp_path, due):
+    clock = Clock()
+    q = JobQueue(tmp_path / "jobs.json", clock=clock)
+    with pytest.raises(JobError, match=r"is not a Unix time in seconds from 1 h ago"):
+        q.submit(BELL, submitter="eve", due_s=due)
+    assert q.jobs() == [] and q.audit() == []
+    # the edges of the allowed range are accepted
+    q.submit(BELL, submitter="alice", due_s=clock.t - 3600)
+    q.submit(BELL, submitter="alice", due_s=clock.t + 366 * 86400)
+    assert len(q.jobs("queued")) == 2
+
+
+def test_who_held_the_queue_and_since_when_survive_a_restart(tmp_path):
+    clock = Clock()
+    path = tmp_path / "jobs.json"
+    q = JobQueue(path, clock=clock)
+    q.hold("daemon", "recovery: ion_loss")
+    clock.t += 5
+    q.hold("daemon", "safe state")  # the same hold, a new reason: still held since 1000
+    assert q.hold_state() == {
+        "held": True,
+        "hold_reason": "safe state",
+        "held_by": "daemon",
+        "held_since_s": 1000.0,
+    }
+    assert JobQueue(path, clock=clock).hold_state() == q.hold_state()  # journal replay
+    q.checkpoint()
+    assert JobQueue(path, clock=clock).hold_state() == q.hold_state()  # snapshot
+    q.resume("daemon")
+    assert JobQueue(path, clock=clock).hold_state()["held_since_s"] is None
+
+
+def test_frequent_clock_jobs_never_push_a_users_result_out(tmp_path):
+    clock = Clock()
+    q = JobQueue(None, clock=clock, max_finished=3)
+    schedule = clock_interrogation(DeviceSettings()).dumps()
+    user = q.submit(BELL, submitter="alice")
+    q.run_next(lambda job: {"counts": {"0": 1}})
+    for _ in range(10):
+        q.submit(schedule, submitter="daemon", kind="clock")
+        q.run_next(lambda job: {"counts": {"0": 1}})
+    assert q.get(user).state == "done"
+    assert len([j for j in q.jobs() if j.kind == "clock"]) == 3
