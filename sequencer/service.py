@@ -69,7 +69,8 @@ class SequencerService:
     * `call name=cancel id=ID`, `call name=hold [reason]`, `call name=resume`;
     * `call name=compile qasm=TEXT` -> schedule and compile report (nothing runs);
     * `call name=simulate qasm=TEXT [shots ideal]` -> a result on the simulated chain, at once;
-    * `get name=job id=ID` -> the job with its state, result or error, and its audit records;
+    * `get name=job id=ID [audit]` -> the job with its state, result or error (and with
+      `audit=true` its audit records);
     * `list [limit kind state]` -> jobs (summaries; of one kind, in one state) and the latest
       audit records (of those kinds' jobs and of the queue itself);
     * `status` -> held or not (why, by whom, since when), queue counts, backend.
@@ -311,7 +312,8 @@ class SequencerService:
             out = _summary(job)
             out["program"] = job.program
             out["result"] = job.result
-            out["audit"] = [asdict(a) for a in self.queue.audit() if a.job_id == job_id]
+            if request.args.get("audit") is True:  # a scan of the whole trail: on request
+                out["audit"] = [asdict(a) for a in self.queue.audit() if a.job_id == job_id]
         return out
 
     def _list(self, request: Request) -> Any:

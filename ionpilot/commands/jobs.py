@@ -160,8 +160,9 @@ class JobQueueLink:
     def call(self, name: str, **args: Any) -> Any:
         return self.request("call", {"name": name, "client": self.who, **args})
 
-    def job(self, job_id: str) -> dict[str, Any]:
-        job: dict[str, Any] = self.request("get", {"name": "job", "id": job_id})
+    def job(self, job_id: str, *, audit: bool = False) -> dict[str, Any]:
+        """The job (and with `audit` its audit records)."""
+        job: dict[str, Any] = self.request("get", {"name": "job", "id": job_id, "audit": audit})
         return job
 
     def status(self) -> dict[str, Any]:
@@ -511,7 +512,7 @@ def run_list(args: argparse.Namespace) -> int:
         reply = link.request("list", query)
         status = link.status()
     if args.json:
-        _print_json({**status, "jobs": reply["jobs"]})
+        _print_json({**status, "counts": status["jobs"], "jobs": reply["jobs"]})
         return 0
     now = time.time()
     print(_queue_line(status, now))
@@ -572,7 +573,7 @@ def _ran(job: dict[str, Any], now: float) -> float:
 
 def run_show(args: argparse.Namespace) -> int:
     with queue_link(load_lab(args.config)) as link:
-        job = link.job(args.id)
+        job = link.job(args.id, audit=True)
     if args.json:
         _print_json(job if args.program else {k: v for k, v in job.items() if k != "program"})
         return 0
@@ -614,7 +615,7 @@ def _print_job(job: dict[str, Any], *, program: bool) -> None:
 def _audit_line(record: dict[str, Any], *, with_job: bool) -> str:
     parts = [local_time(record["at_s"]), f"{record['action']:<8}", record["who"]]
     if with_job:
-        parts.insert(1, record["job_id"] or "(queue)")
+        parts.insert(1, f"{record['job_id'] or '(queue)':<12}")
     if record.get("duration_s") is not None:
         parts.append(f"({duration(record['duration_s'])})")
     if record.get("detail"):
@@ -680,7 +681,7 @@ def run_audit(args: argparse.Namespace) -> int:
         raise JobsError("--limit must be at least 1", 2)
     with queue_link(load_lab(args.config)) as link:
         if args.job:
-            records = link.job(args.job)["audit"][-args.limit :]
+            records = link.job(args.job, audit=True)["audit"][-args.limit :]
         else:
             query: dict[str, Any] = {"limit": args.limit}
             if args.kind != "all":

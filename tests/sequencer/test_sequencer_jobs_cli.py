@@ -157,9 +157,14 @@ def test_json_for_scripts_has_unix_and_local_times(queue, capsys):
     assert queue.jobs("list", "--json", "--state", "done") == 0
     listing = json.loads(capsys.readouterr().out)
     assert listing["held"] is False and listing["backend"] == "sim"
+    assert listing["counts"] == {"done": 1}
     assert [j["id"] for j in listing["jobs"]] == [job["id"]]
     assert queue.jobs("list", "--json", "--state", "queued") == 0
     assert json.loads(capsys.readouterr().out)["jobs"] == []
+    assert queue.jobs("audit", "--job", job["id"], "--json") == 0
+    records = json.loads(capsys.readouterr().out)
+    assert [r["action"] for r in records] == ["submit", "start", "done"]
+    assert all(re.fullmatch(LOCAL_TIME, r["at_local"]) for r in records)
 
 
 def test_the_daemons_hold_is_released_only_with_force(queue, capsys):

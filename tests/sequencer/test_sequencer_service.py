@@ -335,7 +335,8 @@ def test_a_held_queue_says_why_since_when_and_refuses_if_asked(running):
     assert reply["held"] is True and reply["held_since_s"] == since and reply["ahead"] == 0
     running.call("resume", client="daemon")
     assert running.finished(reply["id"])["state"] == "done"
-    job = running.job(reply["id"])
+    assert "audit" not in running.job(reply["id"])  # a scan of the trail only on request
+    job = running.client.call("sequencer", "get", {"name": "job", "id": reply["id"], "audit": True})
     assert [(a["action"], a["who"]) for a in job["audit"]] == [
         ("submit", "alice"),
         ("start", "sequencer"),
