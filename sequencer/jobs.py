@@ -12,7 +12,8 @@ the queue starts from the journal, so a bad file never stops the service from st
 
 In-process and transport-free: the sequencer service will serve these methods on the bus. Time
 comes from an injectable clock. Clock interrogations (`kind="clock"`) are served even while user
-jobs are held for a recovery; among ready jobs the highest priority goes first, then the earliest
+jobs are held (each holder's hold on its own: the daemon's recovery and an operator's maintenance
+do not release each other's); among ready jobs the highest priority goes first, then the earliest
 due time, then submission order. A job that was running when the process stopped is queued again
 on restart (and the audit says so).
 """
@@ -73,15 +74,27 @@ class AuditRecord:
     detail: str = ""
 
 
+@dataclass(frozen=True)
+class Hold:
+    """One holder's hold on user jobs: why, and since when (None: from an older queue file)."""
+
+    reason: str
+    since_s: float | None
+
+
 @dataclass
 class _State:
     jobs: dict[str, Job] = field(default_factory=dict)
     audit: list[AuditRecord] = field(default_factory=list)
-    held: bool = False
-    hold_reason: str = ""
-    held_by: str = ""
-    held_since_s: float | None = None
+    holds: dict[str, Hold] = field(default_factory=dict)  # holder -> hold
     seq: int = 0
+
+    @property
+    def held(self) -> bool:
+        return bool(self.holds)
+
+    def holds_json(self) -> dict[str, Any]:
+        return {who: asdict(hold) for who, hold in self.holds.items()}
 
 
 SNAPSHOT_FORMAT = "ionpilot.jobs/1"
@@ -182,23 +195,29 @@ class JobQueue:
         self._save()
 
     def hold(self, who: str, reason: str) -> None:
-        """Hold user jobs (e.g. while a recovery runs); clock interrogations still run. Holding
-        a held queue updates who and why, and keeps the time it has been held since."""
-        if not self._state.held:
-            self._state.held_since_s = self.clock()
-        self._state.held = True
-        self._state.hold_reason = reason
-        self._state.held_by = who
+        """Hold user jobs (e.g. while a recovery runs) until `who` resumes them; clock
+        interrogations still run. A holder that holds again changes its reason, not its
+        since."""
+        mine = self._state.holds.get(who)
+        self._state.holds[who] = Hold(reason, self.clock() if mine is None else mine.since_s)
         self._audit("", "hold", who, detail=reason)
         self._save()
 
-    def resume(self, who: str) -> None:
-        """Serve user jobs again."""
-        self._state.held = False
-        self._state.hold_reason = ""
-        self._state.held_by = ""
-        self._state.held_since_s = None
-        self._audit("", "resume", who)
+    def resume(self, who: str, *, everyone: bool = False) -> None:
+        """Release `who`'s hold (and one of an unknown holder, from an older queue file), or
+        with `everyone` every hold; user jobs run again when no hold is left."""
+        released = (
+            list(self._state.holds)
+            if everyone
+            else [w for w in (who, "") if w in self._state.holds]
+        )
+        for holder in released:
+            del self._state.holds[holder]
+        left = ", ".join(self._state.holds)
+        detail = f"released {', '.join(released) or 'nothing'}" + (
+            f"; still held by {left}" if left else ""
+        )
+        self._audit("", "resume", who, detail=detail)
         self._save()
 
     @property
@@ -207,13 +226,19 @@ class JobQueue:
         return self._state.held
 
     def hold_state(self) -> dict[str, Any]:
-        """Whether user jobs are held, why, by whom, and since when (Unix s; None if not held)."""
-        state = self._state
+        """Whether user jobs are held; each hold (by, reason, since_s: Unix s), oldest first;
+        and in one line each: every reason, every holder, the earliest since (None if free)."""
+        holds = sorted(
+            ({"by": who, **asdict(h)} for who, h in self._state.holds.items()),
+            key=lambda h: h["since_s"] if h["since_s"] is not None else -math.inf,
+        )
+        since = [h["since_s"] for h in holds if h["since_s"] is not None]
         return {
-            "held": state.held,
-            "hold_reason": state.hold_reason,
-            "held_by": state.held_by,
-            "held_since_s": state.held_since_s,
+            "held": bool(holds),
+            "hold_reason": "; ".join(h["reason"] for h in holds),
+            "held_by": ", ".join(h["by"] for h in holds),
+            "held_since_s": min(since) if since else None,
+            "holds": holds,
         }
 
     def ahead_of(self, job_id: str) -> int:
@@ -353,9 +378,7 @@ class JobQueue:
                 "n": self._entry,
                 "seq": self._state.seq,
                 "held": self._state.held,
-                "hold_reason": self._state.hold_reason,
-                "held_by": self._state.held_by,
-                "held_since_s": self._state.held_since_s,
+                "holds": self._state.holds_json(),
                 "jobs": [asdict(j) for j in changed],
                 "drop": dropped,
                 "audit": [asdict(a) for a in audit],
@@ -384,9 +407,7 @@ class JobQueue:
             "format": SNAPSHOT_FORMAT,
             "journal_entry": self._entry,
             "held": self._state.held,
-            "hold_reason": self._state.hold_reason,
-            "held_by": self._state.held_by,
-            "held_since_s": self._state.held_since_s,
+            "holds": self._state.holds_json(),
             "seq": self._state.seq,
             "jobs": [asdict(j) for j in self.jobs()],
             "audit": [asdict(a) for a in self._state.audit],
@@ -437,10 +458,7 @@ class JobQueue:
             state = _State(
                 jobs={j["job_id"]: Job(**j) for j in data["jobs"]},
                 audit=[AuditRecord(**a) for a in data["audit"]][-self.max_audit :],
-                held=bool(data["held"]),
-                hold_reason=str(data.get("hold_reason", "")),
-                held_by=str(data.get("held_by", "")),
-                held_since_s=_optional_time(data.get("held_since_s")),
+                holds=_holds(data),
                 seq=int(data["seq"]),
             )
             applied = int(data.get("journal_entry", 0))
@@ -463,10 +481,7 @@ class JobQueue:
                     jobs = [Job(**j) for j in entry["jobs"]]
                     audit = [AuditRecord(**a) for a in entry["audit"]]
                     dropped = [str(d) for d in entry["drop"]]
-                    seq, held = int(entry["seq"]), bool(entry["held"])
-                    hold_reason = str(entry["hold_reason"])
-                    held_by = str(entry.get("held_by", ""))
-                    held_since = _optional_time(entry.get("held_since_s"))
+                    seq, holds = int(entry["seq"]), _holds(entry)
                 except (ValueError, KeyError, TypeError):
                     break  # written last, torn by a crash: everything before it is kept
                 for job in jobs:
@@ -475,8 +490,7 @@ class JobQueue:
                     state.jobs.pop(job_id, None)
                 for record in audit:
                     self._append_audit(record)
-                state.seq, state.held, state.hold_reason = seq, held, hold_reason
-                state.held_by, state.held_since_s = held_by, held_since
+                state.seq, state.holds = seq, holds
                 self._entry = n
 
 
@@ -491,5 +505,13 @@ def check_due(due_s: float, now_s: float) -> None:
         )
 
 
-def _optional_time(value: Any) -> float | None:
-    return None if value is None else float(value)
+def _holds(data: dict[str, Any]) -> dict[str, Hold]:
+    """The holds of a snapshot or journal line; one of an unknown holder from an older file
+    (which had only `held` and `hold_reason`). Raises KeyError/TypeError/ValueError if bad."""
+    if "holds" not in data:
+        held = bool(data["held"])
+        return {"": Hold(str(data.get("hold_reason", "")), None)} if held else {}
+    return {
+        str(who): Hold(str(h["reason"]), None if h["since_s"] is None else float(h["since_s"]))
+        for who, h in dict(data["holds"]).items()
+    }

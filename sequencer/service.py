@@ -66,7 +66,8 @@ class SequencerService:
       service runs; `if_held=refuse` refuses (`busy`, nothing queued) while user jobs are held;
       clock interrogations as `call name=submit kind=clock schedule=JSON-TEXT` (they run even
       while held);
-    * `call name=cancel id=ID`, `call name=hold [reason]`, `call name=resume`;
+    * `call name=cancel id=ID`; `call name=hold [reason]` holds user jobs until the same sender
+      (`client`) calls `resume`; `call name=resume all=true` releases every hold;
     * `call name=compile qasm=TEXT` -> schedule and compile report (nothing runs);
     * `call name=simulate qasm=TEXT [shots ideal]` -> a result on the simulated chain, at once;
     * `get name=job id=ID [audit]` -> the job with its state, result or error (and with
@@ -209,9 +210,9 @@ class SequencerService:
                 return {"held": True, "reason": reason}
             if name == "resume":
                 with self._cond:
-                    self.queue.resume(who)
+                    self.queue.resume(who, everyone=request.args.get("all") is True)
                     self._cond.notify_all()
-                return {"held": False}
+                    return self.queue.hold_state()
             if name == "compile":
                 return self._compile(_text(request.args, "qasm"))
             if name == "simulate":

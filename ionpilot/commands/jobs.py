@@ -89,11 +89,26 @@ def with_local_times(doc: Any) -> Any:
 
 
 def hold_text(hold: dict[str, Any], now_s: float) -> str:
-    """'held since <time> (for 42 s) by daemon: recovery: ion_loss'."""
-    since = hold.get("held_since_s")
-    when = "" if since is None else f" since {local_time(since)} (for {duration(now_s - since)})"
-    by = f" by {hold['held_by']}" if hold.get("held_by") else ""
-    return f"held{when}{by}: {hold.get('hold_reason') or 'no reason given'}"
+    """'held since <time> (for 42 s) by daemon: recovery: ion_loss[, and since ... by ...]'."""
+    parts = []
+    for h in holds_of(hold):
+        since = h.get("since_s")
+        when = (
+            "" if since is None else f" since {local_time(since)} (for {duration(now_s - since)})"
+        )
+        by = f" by {h['by']}" if h.get("by") else ""
+        parts.append(f"{when}{by}: {h.get('reason') or 'no reason given'}")
+    return "held" + ", and".join(parts)
+
+
+def holds_of(hold: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each hold (by, reason, since_s) of a status or submit reply."""
+    holds = hold.get("holds")
+    if isinstance(holds, list):
+        return holds
+    if not hold.get("held"):
+        return []
+    return [{"by": hold.get("held_by", ""), "reason": hold.get("hold_reason", ""), "since_s": None}]
 
 
 def result_lines(result: dict[str, Any], shots: int) -> list[str]:
@@ -362,8 +377,8 @@ def register(subparsers: Any) -> None:
         "hold",
         help="hold user jobs (clock interrogations still run)",
         description=(
-            "Hold user jobs: queued ones wait, new ones queue up. The daemon holds the queue "
-            "itself during a recovery and resumes it after, whoever held it."
+            "Hold user jobs until you resume them: queued ones wait, new ones queue up. The "
+            "daemon holds them during a recovery; each hold is released by its own holder."
         ),
     )
     hold.add_argument("--reason", default="", help="why, for the audit trail and for waiters")
@@ -371,15 +386,13 @@ def register(subparsers: Any) -> None:
 
     resume = sub.add_parser(
         "resume",
-        help="serve user jobs again",
+        help="release your hold on user jobs",
         description=(
-            "Serve held user jobs again. A hold someone else made (the daemon's recovery) is "
-            "released only with --force."
+            "Release your hold; user jobs run again when nobody holds them. Holds made by "
+            "others (the daemon's recovery) are released only with --force."
         ),
     )
-    resume.add_argument(
-        "--force", action="store_true", help="release a hold made by someone else (the daemon)"
-    )
+    resume.add_argument("--force", action="store_true", help="release every hold, the daemon's too")
     _common(resume, handler=run_resume)
 
     audit = sub.add_parser(
@@ -642,8 +655,12 @@ def run_hold(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(after)
         return 0
-    if before.get("held") and before.get("held_by") != link.who:
-        print(f"note: user jobs were already {hold_text(before, time.time())}")
+    others = [h for h in holds_of(before) if h["by"] != link.who]
+    if others:
+        print(
+            f"note: user jobs were already {hold_text({'holds': others}, time.time())}; "
+            "your hold stays until you resume, whatever they do"
+        )
     print(
         f"user jobs {hold_text(after, time.time())}; clock interrogations still run; "
         "`ionpilot jobs resume` serves them again"
@@ -660,19 +677,26 @@ def run_resume(args: argparse.Namespace) -> int:
             else:
                 print("user jobs are not held; nothing to resume")
             return 0
-        if status.get("held_by") not in ("", link.who) and not args.force:
+        holds = holds_of(status)
+        mine = [h for h in holds if h["by"] in (link.who, "")]
+        if not mine and not args.force:
             raise JobsError(
                 f"user jobs are {hold_text(status, time.time())}; that is not your hold, and "
-                "resuming now could run jobs during it (--force resumes anyway)",
+                "resuming now could run jobs during it (--force releases every hold)",
                 2,
             )
-        link.call("resume")
+        link.call("resume", **({"all": True} if args.force else {}))
         after = link.status()
     if args.json:
         _print_json(after)
         return 0
-    queued = after.get("jobs", {}).get("queued", 0)
-    print(f"user jobs resumed (were {hold_text(status, time.time())}); {queued} queued")
+    now = time.time()
+    released = holds if args.force else mine
+    print(f"released: user jobs were {hold_text({'holds': released}, now)}")
+    if after.get("held"):
+        print(f"user jobs are still {hold_text(after, now)}")
+    else:
+        print(f"user jobs are served again; {after.get('jobs', {}).get('queued', 0)} queued")
     return 0
 
 

@@ -120,7 +120,9 @@ def test_jobs_from_the_shell_in_the_labs_words(queue, capsys):
         f"error: bad_request: job {second[1]} is cancelled; only queued jobs can be cancelled\n"
     )
     assert queue.jobs("resume") == 0  # my own hold: no --force needed
-    assert capsys.readouterr().out.startswith("user jobs resumed (were held since ")
+    out = capsys.readouterr().out
+    assert out.startswith("released: user jobs were held since ")
+    assert re.search(rf"by {me}: maintenance\nuser jobs are served again; [01] queued\n$", out)
     wait_for(lambda: queue.job(first[1])["state"] == "done")
 
     assert queue.jobs("show", first[1]) == 0
@@ -174,10 +176,16 @@ def test_the_daemons_hold_is_released_only_with_force(queue, capsys):
     assert re.match(
         rf"error: user jobs are held since {LOCAL_TIME} \(for [\d.]+ m?s\) by daemon: "
         r"recovery: ion_loss; that is not your hold, and resuming now could run jobs during "
-        r"it \(--force resumes anyway\)$",
+        r"it \(--force releases every hold\)$",
         err,
     )
     assert queue.client.call("sequencer", "status")["held"] is True
+    assert queue.jobs("hold", "--reason", "laser alignment") == 0
+    assert "note: user jobs were already held since " in capsys.readouterr().out
+    assert queue.jobs("resume") == 0  # mine is released, the daemon's stays
+    out = capsys.readouterr().out
+    assert ": laser alignment\nuser jobs are still held since " in out
+    assert out.endswith("by daemon: recovery: ion_loss\n")
     assert queue.jobs("resume", "--force") == 0
     assert queue.client.call("sequencer", "status")["held"] is False
 
