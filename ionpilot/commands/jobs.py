@@ -663,7 +663,7 @@ def run_hold(args: argparse.Namespace) -> int:
         )
     print(
         f"user jobs {hold_text(after, time.time())}; clock interrogations still run; "
-        "`ionpilot jobs resume` serves them again"
+        "`ionpilot jobs resume` releases your hold"
     )
     return 0
 
