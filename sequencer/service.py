@@ -62,7 +62,7 @@ class SequencerService:
     """Serves the job queue on target `sequencer`:
 
     * `call name=submit qasm=TEXT [shots priority due_s client backend if_held]` -> `{id, ahead,
-      held, hold_reason, held_by, held_since_s}`; `backend` (if given) must be the one this
+      held, hold_reason, held_by, held_since_s, holds}`; `backend` (if given) must be the one this
       service runs; `if_held=refuse` refuses (`busy`, nothing queued) while user jobs are held;
       clock interrogations as `call name=submit kind=clock schedule=JSON-TEXT` (they run even
       while held);
@@ -74,7 +74,7 @@ class SequencerService:
       `audit=true` its audit records);
     * `list [limit kind state]` -> jobs (summaries; of one kind, in one state) and the latest
       audit records (of those kinds' jobs and of the queue itself);
-    * `status` -> held or not (why, by whom, since when), queue counts, backend.
+    * `status` -> held or not (each hold: by whom, why, since when), queue counts, backend.
     """
 
     PROCESS = "sequencer"
