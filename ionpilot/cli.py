@@ -19,6 +19,7 @@ COMMAND_MODULES: list[str] = [
     "daemon",
     "clock_sim",
     "sequencer",
+    "jobs",
     "up",
     "gui",
 ]

@@ -12,7 +12,8 @@ the queue starts from the journal, so a bad file never stops the service from st
 
 In-process and transport-free: the sequencer service will serve these methods on the bus. Time
 comes from an injectable clock. Clock interrogations (`kind="clock"`) are served even while user
-jobs are held for a recovery; among ready jobs the highest priority goes first, then the earliest
+jobs are held (each holder's hold on its own: the daemon's recovery and an operator's maintenance
+do not release each other's); among ready jobs the highest priority goes first, then the earliest
 due time, then submission order. A job that was running when the process stopped is queued again
 on restart (and the audit says so).
 """
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import time
 import uuid
@@ -34,6 +36,9 @@ from ionpilot.sequencer.errors import JobError
 
 JOB_STATES = ("queued", "running", "done", "failed", "cancelled")
 JOB_KINDS = ("user", "clock")
+USER_PRIORITIES = (-100, 100)  # a user job cannot outrank the lab's own (clock) jobs
+DUE_PAST_S = 3600.0  # a due time further back is a mistake (units, epoch), not "now"
+DUE_AHEAD_S = 366 * 86400.0  # a due time further ahead is a mistake, and would never run
 
 
 @dataclass
@@ -69,13 +74,27 @@ class AuditRecord:
     detail: str = ""
 
 
+@dataclass(frozen=True)
+class Hold:
+    """One holder's hold on user jobs: why, and since when (None: from an older queue file)."""
+
+    reason: str
+    since_s: float | None
+
+
 @dataclass
 class _State:
     jobs: dict[str, Job] = field(default_factory=dict)
     audit: list[AuditRecord] = field(default_factory=list)
-    held: bool = False
-    hold_reason: str = ""
+    holds: dict[str, Hold] = field(default_factory=dict)  # holder -> hold
     seq: int = 0
+
+    @property
+    def held(self) -> bool:
+        return bool(self.holds)
+
+    def holds_json(self) -> dict[str, Any]:
+        return {who: asdict(hold) for who, hold in self.holds.items()}
 
 
 SNAPSHOT_FORMAT = "ionpilot.jobs/1"
@@ -129,15 +148,21 @@ class JobQueue:
         kind: str = "user",
         backend: str = "sim",
     ) -> str:
-        """Queue a program; returns its job id. Refused (JobError) if the queue is full."""
+        """Queue a program; returns its job id. Refused (JobError, nothing queued) if the queue
+        is full, or the due time or a user job's priority is out of range."""
         if kind not in JOB_KINDS:
             raise JobError(f"unknown job kind '{kind}' (one of {', '.join(JOB_KINDS)})")
         if shots < 1:
             raise JobError("shots must be at least 1")
+        lo, hi = USER_PRIORITIES
+        if kind == "user" and not lo <= priority <= hi:
+            raise JobError(f"priority {priority} outside {lo}..{hi} (user jobs; higher runs first)")
+        now = self.clock()
+        if due_s is not None:
+            check_due(due_s, now)
         queued = sum(1 for j in self._state.jobs.values() if j.state == "queued")
         if queued >= self.max_queued:
             raise JobError(f"queue full ({self.max_queued} jobs waiting)")
-        now = self.clock()
         self._state.seq += 1
         job = Job(
             job_id=uuid.uuid4().hex[:12],
@@ -170,23 +195,64 @@ class JobQueue:
         self._save()
 
     def hold(self, who: str, reason: str) -> None:
-        """Hold user jobs (e.g. while a recovery runs); clock interrogations still run."""
-        self._state.held = True
-        self._state.hold_reason = reason
+        """Hold user jobs (e.g. while a recovery runs) until `who` resumes them; clock
+        interrogations still run. A holder that holds again changes its reason, not its
+        since."""
+        mine = self._state.holds.get(who)
+        self._state.holds[who] = Hold(reason, self.clock() if mine is None else mine.since_s)
         self._audit("", "hold", who, detail=reason)
         self._save()
 
-    def resume(self, who: str) -> None:
-        """Serve user jobs again."""
-        self._state.held = False
-        self._state.hold_reason = ""
-        self._audit("", "resume", who)
+    def resume(self, who: str, *, everyone: bool = False) -> None:
+        """Release `who`'s hold (and one of an unknown holder, from an older queue file), or
+        with `everyone` every hold; user jobs run again when no hold is left."""
+        released = (
+            list(self._state.holds)
+            if everyone
+            else [w for w in (who, "") if w in self._state.holds]
+        )
+        for holder in released:
+            del self._state.holds[holder]
+        left = ", ".join(self._state.holds)
+        detail = f"released {', '.join(released) or 'nothing'}" + (
+            f"; still held by {left}" if left else ""
+        )
+        self._audit("", "resume", who, detail=detail)
         self._save()
 
     @property
     def held(self) -> bool:
         """Whether user jobs are held."""
         return self._state.held
+
+    def hold_state(self) -> dict[str, Any]:
+        """Whether user jobs are held; each hold (by, reason, since_s: Unix s), oldest first;
+        and in one line each: every reason, every holder, the earliest since (None if free)."""
+        holds = sorted(
+            ({"by": who, **asdict(h)} for who, h in self._state.holds.items()),
+            key=lambda h: h["since_s"] if h["since_s"] is not None else -math.inf,
+        )
+        since = [h["since_s"] for h in holds if h["since_s"] is not None]
+        return {
+            "held": bool(holds),
+            "hold_reason": "; ".join(h["reason"] for h in holds),
+            "held_by": ", ".join(h["by"] for h in holds),
+            "held_since_s": min(since) if since else None,
+            "holds": holds,
+        }
+
+    def ahead_of(self, job_id: str) -> int:
+        """How many queued jobs of the same kind would run before this one (if all were due)."""
+        job = self.get(job_id)
+
+        def order(j: Job) -> tuple[int, float, int]:
+            return (-j.priority, j.due_s, j.seq)
+
+        return sum(
+            1
+            for j in self._state.jobs.values()
+            if j.state == "queued" and j.kind == job.kind and order(j) < order(job)
+        )
 
     def get(self, job_id: str) -> Job:
         """The job with this id (JobError if unknown)."""
@@ -279,8 +345,14 @@ class JobQueue:
             del audit[: len(audit) - self.max_audit]
 
     def _prune(self) -> None:
+        """Forget the oldest finished jobs beyond `max_finished` of each kind (so frequent clock
+        jobs never push a user's results out)."""
         finished = [j for j in self.jobs() if j.state in ("done", "failed", "cancelled")]
-        for job in finished[: max(0, len(finished) - self.max_finished)]:
+        old: list[Job] = []
+        for kind in JOB_KINDS:
+            mine = [j for j in finished if j.kind == kind]
+            old += mine[: max(0, len(mine) - self.max_finished)]
+        for job in old:
             del self._state.jobs[job.job_id]
             self._changed.pop(job.job_id, None)
             self._dropped.append(job.job_id)
@@ -306,7 +378,7 @@ class JobQueue:
                 "n": self._entry,
                 "seq": self._state.seq,
                 "held": self._state.held,
-                "hold_reason": self._state.hold_reason,
+                "holds": self._state.holds_json(),
                 "jobs": [asdict(j) for j in changed],
                 "drop": dropped,
                 "audit": [asdict(a) for a in audit],
@@ -335,7 +407,7 @@ class JobQueue:
             "format": SNAPSHOT_FORMAT,
             "journal_entry": self._entry,
             "held": self._state.held,
-            "hold_reason": self._state.hold_reason,
+            "holds": self._state.holds_json(),
             "seq": self._state.seq,
             "jobs": [asdict(j) for j in self.jobs()],
             "audit": [asdict(a) for a in self._state.audit],
@@ -386,8 +458,7 @@ class JobQueue:
             state = _State(
                 jobs={j["job_id"]: Job(**j) for j in data["jobs"]},
                 audit=[AuditRecord(**a) for a in data["audit"]][-self.max_audit :],
-                held=bool(data["held"]),
-                hold_reason=str(data.get("hold_reason", "")),
+                holds=_holds(data),
                 seq=int(data["seq"]),
             )
             applied = int(data.get("journal_entry", 0))
@@ -410,8 +481,7 @@ class JobQueue:
                     jobs = [Job(**j) for j in entry["jobs"]]
                     audit = [AuditRecord(**a) for a in entry["audit"]]
                     dropped = [str(d) for d in entry["drop"]]
-                    seq, held = int(entry["seq"]), bool(entry["held"])
-                    hold_reason = str(entry["hold_reason"])
+                    seq, holds = int(entry["seq"]), _holds(entry)
                 except (ValueError, KeyError, TypeError):
                     break  # written last, torn by a crash: everything before it is kept
                 for job in jobs:
@@ -420,5 +490,28 @@ class JobQueue:
                     state.jobs.pop(job_id, None)
                 for record in audit:
                     self._append_audit(record)
-                state.seq, state.held, state.hold_reason = seq, held, hold_reason
+                state.seq, state.holds = seq, holds
                 self._entry = n
+
+
+def check_due(due_s: float, now_s: float) -> None:
+    """Refuse (JobError) a due time that is not a finite Unix time from `DUE_PAST_S` before now
+    to `DUE_AHEAD_S` ahead: NaN or +inf would never run, -inf or 0 would jump the queue."""
+    lo, hi = now_s - DUE_PAST_S, now_s + DUE_AHEAD_S
+    if not (math.isfinite(due_s) and lo <= due_s <= hi):
+        raise JobError(
+            f"due_s {due_s!r} is not a Unix time in seconds from {DUE_PAST_S / 3600:g} h ago to "
+            f"{DUE_AHEAD_S / 86400:g} days ahead ({lo:.0f}..{hi:.0f}); omit it to run when ready"
+        )
+
+
+def _holds(data: dict[str, Any]) -> dict[str, Hold]:
+    """The holds of a snapshot or journal line; one of an unknown holder from an older file
+    (which had only `held` and `hold_reason`). Raises KeyError/TypeError/ValueError if bad."""
+    if "holds" not in data:
+        held = bool(data["held"])
+        return {"": Hold(str(data.get("hold_reason", "")), None)} if held else {}
+    return {
+        str(who): Hold(str(h["reason"]), None if h["since_s"] is None else float(h["since_s"]))
+        for who, h in dict(data["holds"]).items()
+    }

@@ -411,7 +411,7 @@ def validate_schedule(schedule: Schedule, device: DeviceSettings) -> None:
     problems: list[tuple[str, str]] = []
     grid = device.grid_mu
     unit = device.time_unit
-    if abs(schedule.time_unit_s - unit) > 1e-18:
+    if not abs(schedule.time_unit_s - unit) <= 1e-18:  # NaN too
         problems.append(
             ("<schedule>", f"time unit {schedule.time_unit_s} s is not the device's {unit} s")
         )
@@ -461,6 +461,8 @@ def validate_schedule(schedule: Schedule, device: DeviceSettings) -> None:
                         f"amplitude {e.amplitude:.6g} outside [0, {ch.max_amplitude:g}] of '{e.channel}'",
                     )
                 )
+            if not math.isfinite(e.phase_rad):
+                problems.append((e.name, f"phase {e.phase_rad} rad is not a finite number"))
             lo = ch.aom_center_frequency - ch.aom_bandwidth / 2
             hi = ch.aom_center_frequency + ch.aom_bandwidth / 2
             tones = [e.frequency_hz - e.sideband_hz, e.frequency_hz + e.sideband_hz]

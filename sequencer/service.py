@@ -25,7 +25,7 @@ from ionpilot.bus.settings import BusSettings
 from ionpilot.core.clock import Clock, SystemClock
 from ionpilot.sequencer.backends import get_backend
 from ionpilot.sequencer.errors import JobError, SequencerError
-from ionpilot.sequencer.jobs import Job, JobQueue
+from ionpilot.sequencer.jobs import JOB_KINDS, JOB_STATES, Job, JobQueue
 from ionpilot.sequencer.qasm import parse_qasm
 from ionpilot.sequencer.runner import compile_program, run_qasm
 from ionpilot.sequencer.schedule import Schedule, validate_schedule
@@ -61,14 +61,20 @@ def _summary(job: Job) -> dict[str, Any]:
 class SequencerService:
     """Serves the job queue on target `sequencer`:
 
-    * `call name=submit qasm=TEXT [shots priority due_s client]` -> `{id}`; clock interrogations
-      as `call name=submit kind=clock schedule=JSON-TEXT` (they run even while held);
-    * `call name=cancel id=ID`, `call name=hold [reason]`, `call name=resume`;
+    * `call name=submit qasm=TEXT [shots priority due_s client backend if_held]` -> `{id, ahead,
+      held, hold_reason, held_by, held_since_s, holds}`; `backend` (if given) must be the one this
+      service runs; `if_held=refuse` refuses (`busy`, nothing queued) while user jobs are held;
+      clock interrogations as `call name=submit kind=clock schedule=JSON-TEXT` (they run even
+      while held);
+    * `call name=cancel id=ID`; `call name=hold [reason]` holds user jobs until the same sender
+      (`client`) calls `resume`; `call name=resume all=true` releases every hold;
     * `call name=compile qasm=TEXT` -> schedule and compile report (nothing runs);
     * `call name=simulate qasm=TEXT [shots ideal]` -> a result on the simulated chain, at once;
-    * `get name=job id=ID` -> the job with its state, result or error;
-    * `list [limit]` -> jobs (summaries) and the latest audit records;
-    * `status` -> held or not, queue counts, backend.
+    * `get name=job id=ID [audit]` -> the job with its state, result or error (and with
+      `audit=true` its audit records);
+    * `list [limit kind state]` -> jobs (summaries; of one kind, in one state) and the latest
+      audit records (of those kinds' jobs and of the queue itself);
+    * `status` -> held or not (each hold: by whom, why, since when), queue counts, backend.
     """
 
     PROCESS = "sequencer"
@@ -191,7 +197,7 @@ class SequencerService:
         who = _who(request)
         try:
             if name == "submit":
-                return {"id": self._submit(request.args, who)}
+                return self._submit(request.args, who)
             if name == "cancel":
                 job_id = _text(request.args, "id")
                 with self._cond:
@@ -204,9 +210,9 @@ class SequencerService:
                 return {"held": True, "reason": reason}
             if name == "resume":
                 with self._cond:
-                    self.queue.resume(who)
+                    self.queue.resume(who, everyone=request.args.get("all") is True)
                     self._cond.notify_all()
-                return {"held": False}
+                    return self.queue.hold_state()
             if name == "compile":
                 return self._compile(_text(request.args, "qasm"))
             if name == "simulate":
@@ -240,7 +246,7 @@ class SequencerService:
         except SequencerError as exc:
             raise BusError(ErrorCode.BAD_REQUEST, str(exc)) from None
 
-    def _submit(self, args: dict[str, Any], who: str) -> str:
+    def _submit(self, args: dict[str, Any], who: str) -> dict[str, Any]:
         kind = args.get("kind", "user")
         shots = _int(args, "shots", 100)
         priority = _int(args, "priority", 0)
@@ -249,6 +255,16 @@ class SequencerService:
             raise BusError(ErrorCode.BAD_REQUEST, "due_s must be a Unix time in seconds")
         if not 1 <= shots <= MAX_SHOTS:
             raise BusError(ErrorCode.BAD_REQUEST, f"shots must be 1..{MAX_SHOTS}")
+        backend = args.get("backend", self.backend)
+        if backend != self.backend:
+            raise BusError(
+                ErrorCode.BAD_REQUEST,
+                f"this sequencer service runs jobs on the '{self.backend}' backend, not "
+                f"{backend!r}",
+            )
+        if_held = args.get("if_held", "wait")
+        if if_held not in ("wait", "refuse"):
+            raise BusError(ErrorCode.BAD_REQUEST, "if_held must be 'wait' or 'refuse'")
         if kind == "user":
             program = _text(args, "qasm")
             try:
@@ -264,6 +280,15 @@ class SequencerService:
         else:
             raise BusError(ErrorCode.BAD_REQUEST, "kind must be 'user' or 'clock'")
         with self._cond:
+            hold = self.queue.hold_state()
+            if kind == "user" and if_held == "refuse" and hold["held"]:
+                since = hold["held_since_s"]
+                held_for = "" if since is None else f", for {self.queue.clock() - since:.0f} s"
+                raise BusError(
+                    ErrorCode.BUSY,
+                    f"user jobs are held (by {hold['held_by'] or 'unknown'}{held_for}): "
+                    f"{hold['hold_reason']}; nothing submitted",
+                )
             job_id = self.queue.submit(
                 program,
                 submitter=who,
@@ -274,7 +299,7 @@ class SequencerService:
                 backend=self.backend,
             )
             self._cond.notify_all()
-        return job_id
+            return {"id": job_id, "ahead": self.queue.ahead_of(job_id), **hold}
 
     def _get(self, request: Request) -> Any:
         if request.args.get("name") != "job":
@@ -288,16 +313,27 @@ class SequencerService:
             out = _summary(job)
             out["program"] = job.program
             out["result"] = job.result
+            if request.args.get("audit") is True:  # a scan of the whole trail: on request
+                out["audit"] = [asdict(a) for a in self.queue.audit() if a.job_id == job_id]
         return out
 
     def _list(self, request: Request) -> Any:
         limit = _int(request.args, "limit", 100)
         limit = max(1, min(limit, MAX_LIST))
+        kinds = _choice(request.args, "kind", JOB_KINDS)
+        states = _choice(request.args, "state", JOB_STATES)
         with self._cond:
-            jobs = [_summary(j) for j in self.queue.jobs()][-limit:]
-            audit = [asdict(a) for a in self.queue.audit()[-limit:]]
-            held = self.queue.held
-        return {"held": held, "jobs": jobs, "audit": audit}
+            known = {j.job_id: j.kind for j in self.queue.jobs()}
+            jobs = [
+                _summary(j) for j in self.queue.jobs() if j.kind in kinds and j.state in states
+            ][-limit:]
+            audit = [
+                asdict(a)
+                for a in self.queue.audit()
+                # a forgotten (pruned) job's records only when every kind is asked for
+                if not a.job_id or known.get(a.job_id, "") in kinds or kinds == JOB_KINDS
+            ][-limit:]
+            return {**self.queue.hold_state(), "jobs": jobs, "audit": audit}
 
     def _status(self, request: Request) -> Any:
         with self._cond:
@@ -307,7 +343,7 @@ class SequencerService:
             return {
                 "process": self.PROCESS,
                 "backend": self.backend,
-                "held": self.queue.held,
+                **self.queue.hold_state(),
                 "running": self.running_job,
                 "jobs": counts,
             }
@@ -334,3 +370,14 @@ def _int(args: dict[str, Any], key: str, default: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise BusError(ErrorCode.BAD_REQUEST, f"{key} must be an integer")
     return value
+
+
+def _choice(args: dict[str, Any], key: str, allowed: tuple[str, ...]) -> tuple[str, ...]:
+    """The values of `key` asked for (one name or a list of them); all of `allowed` if absent."""
+    value = args.get(key)
+    if value is None:
+        return allowed
+    chosen = [value] if isinstance(value, str) else value
+    if not isinstance(chosen, list) or not chosen or any(c not in allowed for c in chosen):
+        raise BusError(ErrorCode.BAD_REQUEST, f"{key} must be one or more of {', '.join(allowed)}")
+    return tuple(chosen)

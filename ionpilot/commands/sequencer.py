@@ -1,5 +1,6 @@
 """`ionpilot device`, `ionpilot run-qasm` and `ionpilot sequencer-service`: describe the
-processor, run an OpenQASM file (on the simulator or the trap), serve the job queue on the bus."""
+processor, run an OpenQASM file (on the simulator at once, or on the trap as a job in the
+sequencer service's queue), serve the job queue on the bus."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ionpilot.bus.codec import BusError
+from ionpilot.commands.jobs import JobsError, duration, queue_link, result_lines, submit_and_wait
 from ionpilot.config import DEFAULT_CONFIG, LabConfig
 from ionpilot.sequencer.backends import BACKEND_NAMES, get_backend
 from ionpilot.sequencer.device import describe_device
@@ -22,16 +24,46 @@ from ionpilot.sequencer.trap import BusPulserLink
 
 
 def register(subparsers: Any) -> None:
-    device = subparsers.add_parser("device", help="describe the trapped-ion processor")
+    device = subparsers.add_parser(
+        "device",
+        help="describe the trapped-ion processor",
+        description="Describe the trapped-ion processor of a lab file (or the built-in one).",
+    )
     device.add_argument("--config", help="lab file (default: built-in 5-ion Yb+ device)")
     device.add_argument("--json", action="store_true", help="Braket-shaped JSON capabilities")
     device.set_defaults(handler=run_device)
-    run = subparsers.add_parser("run-qasm", help="compile and run an OpenQASM 2/3 file")
+    run = subparsers.add_parser(
+        "run-qasm",
+        help="compile and run an OpenQASM 2/3 file",
+        description=(
+            "Compile and run FILE. On the simulator it runs at once, in this process. On the "
+            "trap it is a job in the sequencer service's queue, like any other: audited, run in "
+            "its turn, and kept waiting while user jobs are held (a recovery); the reason is "
+            "printed. Exit 0 done, 1 the lab did not answer or the job failed, 2 bad input or "
+            "refused (--no-wait on a held queue)."
+        ),
+    )
     run.add_argument("file", help="OpenQASM file")
-    run.add_argument("--shots", type=int, default=1000)
-    run.add_argument("--backend", choices=BACKEND_NAMES, default="sim")
+    run.add_argument("--shots", type=int, default=1000, help="repetitions (default 1000)")
+    run.add_argument(
+        "--backend",
+        choices=BACKEND_NAMES,
+        default="sim",
+        help="sim: the simulated ion chain, here and now; trap: the lab, through the job queue",
+    )
     run.add_argument("--ideal", action="store_true", help="simulator without the error model")
     run.add_argument("--seed", type=int, default=None, help="seed for the simulator's shots")
+    run.add_argument(
+        "--no-wait",
+        action="store_true",
+        help="trap: refuse at once (exit 2, nothing queued) while user jobs are held",
+    )
+    run.add_argument(
+        "--priority",
+        type=int,
+        default=0,
+        help="trap: the job's priority, -100..100, higher runs first (default 0)",
+    )
     run.add_argument(
         "--config",
         help=f"lab file (default: built-in 5-ion Yb+ device; for --backend trap {DEFAULT_CONFIG})",
@@ -39,10 +71,14 @@ def register(subparsers: Any) -> None:
     run.add_argument("--json", action="store_true", help="print the result document as JSON")
     run.set_defaults(handler=run_qasm_file)
     service = subparsers.add_parser(
-        "sequencer-service", help="serve the job queue on the bus and run its jobs"
+        "sequencer-service",
+        help="serve the job queue on the bus and run its jobs",
+        description="Serve the job queue on the bus and run its jobs on one backend.",
     )
     service.add_argument("--config", default=str(DEFAULT_CONFIG), help="lab file")
-    service.add_argument("--backend", choices=BACKEND_NAMES, default="trap")
+    service.add_argument(
+        "--backend", choices=BACKEND_NAMES, default="trap", help="where jobs run (default trap)"
+    )
     service.add_argument("--ideal", action="store_true", help="simulator without the error model")
     service.add_argument(
         "--queue", help="job queue file (default: <lab data_dir>/sequencer/jobs.json)"
@@ -100,17 +136,20 @@ def pulser_link(config: LabConfig) -> BusPulserLink:
         endpoint = directory.resolve(target)
     except (BusError, KeyError) as exc:
         raise BackendUnavailable(f"trap backend: no process serves '{target}': {exc}") from None
-    return BusPulserLink(config.bus, endpoint, target, client="run-qasm")
+    return BusPulserLink(config.bus, endpoint, target, client="sequencer")
 
 
 def run_qasm_file(args: argparse.Namespace) -> int:
     if args.shots < 1:
         return _error("--shots must be at least 1", 2)
+    if args.backend == "trap" and (args.ideal or args.seed is not None):
+        return _error("--ideal and --seed are for --backend sim; the trap has real ions", 2)
+    if args.backend != "trap" and (args.no_wait or args.priority != 0):
+        return _error("--no-wait and --priority are for --backend trap (the queue)", 2)
     try:
         text = Path(args.file).read_text(encoding="utf-8")
     except OSError as exc:
         return _error(f"cannot read {args.file}: {exc.strerror or exc}", 2)
-    link: BusPulserLink | None = None
     try:
         if args.backend == "trap":
             from ionpilot.config import load_config
@@ -124,9 +163,10 @@ def run_qasm_file(args: argparse.Namespace) -> int:
     try:
         program = compile_program(parse_qasm(text, name=Path(args.file).stem), device)
         if args.backend == "trap":
-            link = pulser_link(config)
-        backend = get_backend(args.backend, device, ideal=args.ideal, link=link)
-        result = run_program(program, backend, device, args.shots, args.seed)
+            result = _run_on_trap(args, text, config)
+        else:
+            backend = get_backend(args.backend, device, ideal=args.ideal)
+            result = run_program(program, backend, device, args.shots, args.seed)
     except QasmError as exc:
         return _error(f"{args.file}: {exc}", 2)
     except ScheduleError as exc:
@@ -135,23 +175,48 @@ def run_qasm_file(args: argparse.Namespace) -> int:
         return _error(str(exc), 1)
     except SequencerError as exc:
         return _error(str(exc), 1)
-    finally:
-        if link is not None:
-            link.close()
+    except JobsError as exc:
+        return _error(f"trap backend: {exc}", exc.code)
     result["ideal"] = bool(args.ideal)
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
     print(f"{args.file}: {args.shots} shots on {args.backend}{' (ideal)' if args.ideal else ''}")
-    for key, count in list(result["counts"].items())[:32]:
-        lo, hi = result["intervals"][key]
-        print(f"  {key}  {count:6d}  p={count / args.shots:.4f}  [{lo:.4f}, {hi:.4f}]")
-    report = result["compile"]
-    print(
-        f"  native: {report['native_counts']}, two-qubit {report['two_qubit_count']}, "
-        f"duration {report['estimated_duration_s'] * 1e3:.3f} ms"
-    )
+    if "job" in result:
+        job = result["job"]
+        print(
+            f"  job {job['id']} by {job['submitter']}: waited {duration(job['waited_s'])}, "
+            f"ran {duration(job['ran_s'])}"
+        )
+    print("\n".join(result_lines(result, args.shots)))
     return 0
+
+
+def _run_on_trap(args: argparse.Namespace, text: str, config: LabConfig) -> dict[str, Any]:
+    """The program as a user job in the sequencer service's queue (so the hold, the order and
+    the audit trail apply to it as to any job); the job's result document once it has run."""
+    request = {"qasm": text, "shots": args.shots, "priority": args.priority, "backend": "trap"}
+    with queue_link(config) as link:
+        job = submit_and_wait(link, request, _say, no_wait=args.no_wait)
+    if job["state"] != "done":
+        raise JobsError(f"job {job['id']} {job['state']}: {job.get('error') or ''}".rstrip(), 1)
+    result: dict[str, Any] = job["result"]
+    started, finished = job["started_s"], job["finished_s"]
+    result["job"] = {
+        "id": job["id"],
+        "submitter": job["submitter"],
+        "priority": job["priority"],
+        "submitted_s": job["submitted_s"],
+        "started_s": started,
+        "finished_s": finished,
+        "waited_s": started - job["submitted_s"],
+        "ran_s": finished - started,
+    }
+    return result
+
+
+def _say(text: str) -> None:
+    print(f"run-qasm: {text}", file=sys.stderr, flush=True)
 
 
 def run_service_command(args: argparse.Namespace) -> int:

@@ -1,5 +1,7 @@
 """The job queue: priorities, due times, cancellation, hold/resume, audit, restart safety."""
 
+import json
+
 import pytest
 
 from ionpilot.sequencer import JobError, JobQueue, clock_interrogation, execute_job
@@ -106,3 +108,96 @@ def test_bounded_queue(tmp_path):
     q.submit(BELL, submitter="a")
     with pytest.raises(JobError, match="queue full"):
         q.submit(BELL, submitter="a")
+
+
+@pytest.mark.parametrize("due", [float("nan"), float("inf"), float("-inf"), 1e308, -2601.0])
+def test_due_times_that_cannot_be_are_refused_and_change_nothing(tmp_path, due):
+    clock = Clock()
+    q = JobQueue(tmp_path / "jobs.json", clock=clock)
+    with pytest.raises(JobError, match=r"is not a Unix time in seconds from 1 h ago"):
+        q.submit(BELL, submitter="eve", due_s=due)
+    assert q.jobs() == [] and q.audit() == []
+    # the edges of the allowed range are accepted
+    q.submit(BELL, submitter="alice", due_s=clock.t - 3600)
+    q.submit(BELL, submitter="alice", due_s=clock.t + 366 * 86400)
+    assert len(q.jobs("queued")) == 2
+
+
+def test_who_held_the_queue_and_since_when_survive_a_restart(tmp_path):
+    clock = Clock()
+    path = tmp_path / "jobs.json"
+    q = JobQueue(path, clock=clock)
+    q.hold("daemon", "recovery: ion_loss")
+    clock.t += 5
+    q.hold("daemon", "safe state")  # the same hold, a new reason: still held since 1000
+    q.hold("alice@lab", "laser alignment")
+    assert q.hold_state() == {
+        "held": True,
+        "hold_reason": "safe state; laser alignment",
+        "held_by": "daemon, alice@lab",
+        "held_since_s": 1000.0,
+        "holds": [
+            {"by": "daemon", "reason": "safe state", "since_s": 1000.0},
+            {"by": "alice@lab", "reason": "laser alignment", "since_s": 1005.0},
+        ],
+    }
+    assert JobQueue(path, clock=clock).hold_state() == q.hold_state()  # journal replay
+    q.checkpoint()
+    assert JobQueue(path, clock=clock).hold_state() == q.hold_state()  # snapshot
+    q.resume("daemon")
+    q.resume("alice@lab")
+    assert JobQueue(path, clock=clock).hold_state()["held_since_s"] is None
+
+
+def test_each_hold_is_released_by_its_own_holder(tmp_path):
+    """An operator's maintenance hold outlives the daemon's recovery, and the reverse."""
+    clock = Clock()
+    q = JobQueue(tmp_path / "jobs.json", clock=clock)
+    user = q.submit(BELL, submitter="bob")
+    q.hold("alice@lab", "laser alignment")
+    q.hold("daemon", "recovery: ion_loss")
+    q.resume("daemon")  # the recovery is over; the alignment is not
+    assert q.held and q.hold_state()["held_by"] == "alice@lab"
+    assert q.next_job() is None
+    q.hold("daemon", "recovery: mode_hop")
+    q.resume("alice@lab")
+    assert q.held and q.next_job() is None
+    q.resume("bob")  # holds nothing: releases nothing
+    assert q.held
+    q.resume("daemon")
+    assert _next(q) == user
+    details = [a.detail for a in q.audit() if a.action == "resume"]
+    assert details == [
+        "released daemon; still held by alice@lab",
+        "released alice@lab; still held by daemon",
+        "released nothing; still held by daemon",
+        "released daemon",
+    ]
+    q.hold("daemon", "x")
+    q.hold("alice@lab", "y")
+    q.resume("carol", everyone=True)
+    assert not q.held
+
+
+def test_a_hold_from_an_older_queue_file_is_kept_and_released(tmp_path):
+    path = tmp_path / "jobs.json"
+    old = {"format": "ionpilot.jobs/1", "journal_entry": 0, "held": True,
+           "hold_reason": "recovery", "seq": 0, "jobs": [], "audit": []}  # fmt: skip
+    path.write_text(json.dumps(old))
+    q = JobQueue(path, clock=Clock())
+    assert q.hold_state()["holds"] == [{"by": "", "reason": "recovery", "since_s": None}]
+    q.resume("daemon")
+    assert not q.held
+
+
+def test_frequent_clock_jobs_never_push_a_users_result_out(tmp_path):
+    clock = Clock()
+    q = JobQueue(None, clock=clock, max_finished=3)
+    schedule = clock_interrogation(DeviceSettings()).dumps()
+    user = q.submit(BELL, submitter="alice")
+    q.run_next(lambda job: {"counts": {"0": 1}})
+    for _ in range(10):
+        q.submit(schedule, submitter="daemon", kind="clock")
+        q.run_next(lambda job: {"counts": {"0": 1}})
+    assert q.get(user).state == "done"
+    assert len([j for j in q.jobs() if j.kind == "clock"]) == 3

@@ -5,6 +5,7 @@ nothing; plus `ionpilot sequencer-service` as a real process."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import re
 import signal
@@ -267,3 +268,79 @@ def test_cli_sequencer_service_refuses_a_bad_lab_file(tmp_path, capsys):
     bad.write_text(re.sub(r"\n  sequencer: \{command_port: \d+\}", "", text))
     assert main(["sequencer-service", "--config", str(bad), "--backend", "sim"]) == 2
     assert "error: the lab file has no process 'sequencer'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("due", [float("nan"), float("inf"), float("-inf"), 1e308, 0.0, -1.0])
+def test_a_due_time_that_cannot_be_is_refused(running, due):
+    """NaN, +inf and 1e308 were accepted and never ran; -inf and 0 jumped the queue."""
+    with pytest.raises(BusError) as refused:
+        running.call("submit", qasm=X0, shots=10, due_s=due)
+    assert refused.value.code == "bad_request"
+    message = refused.value.message
+    assert message.startswith(f"due_s {due!r} is not a Unix time in seconds from 1 h ago")
+    assert "366 days ahead" in message and "omit it to run when ready" in message
+    assert running.client.call("sequencer", "list")["jobs"] == []
+
+
+def test_a_clock_schedule_with_a_nan_time_unit_is_refused_at_submission(running):
+    """It was queued and failed only when it ran."""
+    doc = clock_interrogation(DeviceSettings()).to_json()
+    schedule = json.dumps({**doc, "time_unit_s": float("nan")})
+    with pytest.raises(BusError) as refused:
+        running.call("submit", kind="clock", schedule=schedule, shots=10, client="daemon")
+    assert refused.value.code == "bad_request"
+    assert "schedule refused" in refused.value.message
+    assert "time unit nan s is not the device's 1e-09 s" in refused.value.message
+    doc["events"][-2]["phase_rad"] = float("nan")  # the probe pulse's phase
+    with pytest.raises(BusError) as refused:
+        running.call("submit", kind="clock", schedule=json.dumps(doc), client="daemon")
+    assert "phase nan rad is not a finite number" in refused.value.message
+    assert running.client.call("sequencer", "list", {"kind": "clock"})["jobs"] == []
+
+
+def test_user_priorities_and_backends_are_bounded(running):
+    for priority in (101, -101, 10**12):
+        with pytest.raises(BusError) as refused:
+            running.call("submit", qasm=X0, priority=priority)
+        assert refused.value.code == "bad_request"
+        assert refused.value.message == (
+            f"priority {priority} outside -100..100 (user jobs; higher runs first)"
+        )
+    with pytest.raises(BusError) as refused:
+        running.call("submit", qasm=X0, backend="trap")
+    assert refused.value.message == (
+        "this sequencer service runs jobs on the 'sim' backend, not 'trap'"
+    )
+    assert running.client.call("sequencer", "list")["jobs"] == []
+
+
+def test_a_held_queue_says_why_since_when_and_refuses_if_asked(running):
+    before = time.time()
+    running.call("hold", reason="recovery: ion_loss", client="daemon")
+    status = running.client.call("sequencer", "status")
+    assert status["held"] is True and status["held_by"] == "daemon"
+    assert status["hold_reason"] == "recovery: ion_loss"
+    assert before <= status["held_since_s"] <= time.time()
+    since = status["held_since_s"]
+    running.call("hold", reason="safe state: retries exhausted", client="daemon")
+    again = running.client.call("sequencer", "status")
+    assert again["held_since_s"] == since  # still the same hold, with a new reason
+    with pytest.raises(BusError) as refused:
+        running.call("submit", qasm=X0, if_held="refuse", client="alice")
+    assert refused.value.code == "busy"
+    assert refused.value.message.startswith("user jobs are held (by daemon, for ")
+    assert refused.value.message.endswith(": safe state: retries exhausted; nothing submitted")
+    assert running.client.call("sequencer", "list")["jobs"] == []
+    reply = running.call("submit", qasm=X0, shots=5, client="alice")  # waits in the queue
+    assert reply["held"] is True and reply["held_since_s"] == since and reply["ahead"] == 0
+    running.call("resume", client="daemon")
+    assert running.finished(reply["id"])["state"] == "done"
+    assert "audit" not in running.job(reply["id"])  # a scan of the trail only on request
+    job = running.client.call("sequencer", "get", {"name": "job", "id": reply["id"], "audit": True})
+    assert [(a["action"], a["who"]) for a in job["audit"]] == [
+        ("submit", "alice"),
+        ("start", "sequencer"),
+        ("done", "sequencer"),
+    ]
+    status = running.client.call("sequencer", "status")
+    assert status["held"] is False and status["held_since_s"] is None and status["held_by"] == ""

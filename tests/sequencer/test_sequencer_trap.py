@@ -9,6 +9,7 @@ import json
 import math
 import re
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -222,8 +223,11 @@ def free_port() -> int:
         return port
 
 
-def lab_file_for(tmp_path: Path, bus: BusSettings, drivers_port: int) -> Path:
-    """The lab file with the bus and the driver host moved to the given (free) ports."""
+def lab_file_for(
+    tmp_path: Path, bus: BusSettings, drivers_port: int, sequencer_port: int | None = None
+) -> Path:
+    """The lab file with the bus, the driver host and the sequencer service moved to the given
+    (else free) ports."""
     text = LAB_FILE.read_text()
     text = re.sub(r"publish_port: \d+", f"publish_port: {bus.publish_port}", text)
     text = re.sub(r"subscribe_port: \d+", f"subscribe_port: {bus.subscribe_port}", text)
@@ -231,7 +235,9 @@ def lab_file_for(tmp_path: Path, bus: BusSettings, drivers_port: int) -> Path:
         r"drivers: \{command_port: \d+\}", f"drivers: {{command_port: {drivers_port}}}", text
     )
     text = re.sub(
-        r"sequencer: \{command_port: \d+\}", f"sequencer: {{command_port: {free_port()}}}", text
+        r"sequencer: \{command_port: \d+\}",
+        f"sequencer: {{command_port: {sequencer_port or free_port()}}}",
+        text,
     )
     path = tmp_path / "lab.yaml"
     path.write_text(text)
@@ -247,6 +253,7 @@ def test_cli_trap_without_a_running_lab_exits_1(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 1
     assert err.startswith("error: trap backend: nothing listens at tcp://127.0.0.1:")
+    assert "the sequencer service's port" in err
     assert "ionpilot up" in err and "Traceback" not in err
     assert time.monotonic() - started < 10
 
@@ -324,37 +331,122 @@ def test_three_qubits_on_a_two_ion_trap_are_refused(live):
         run_program(program, TrapBackend(live.device, live.link), live.device, shots=10)
 
 
-def test_cli_run_qasm_on_the_trap(live, tmp_path, capsys):
-    drivers_port = int(live.host.endpoint.rsplit(":", 1)[1])
-    path = lab_file_for(tmp_path, live.bus, drivers_port)
-    args = ["run-qasm", str(QASM_DIR / "bell_v2.qasm"), "--backend", "trap", "--config", str(path)]
-    assert main([*args, "--shots", "200", "--json"]) == 0
-    doc = json.loads(capsys.readouterr().out)
-    assert doc["backend"] == "trap" and doc["probabilities_exact"] is False
-    assert doc["counts"].get("00", 0) + doc["counts"].get("11", 0) >= 0.95 * 200
-    assert doc["device"]["name"] == "sim-yb171-5"
+@dataclasses.dataclass
+class TrapQueue:
+    """The sequencer service on the live trap, a lab file that points at it, and every run the
+    simulated pulser played (shots per run)."""
+
+    service: SequencerService
+    client: CommandClient
+    lab_file: Path
+    runs: list[int]
+
+    def call(self, name: str, **args: Any) -> Any:
+        return self.client.call("sequencer", "call", {"name": name, **args})
+
+    def audit(self) -> list[tuple[str, str, str]]:
+        listing = self.client.call("sequencer", "list")
+        return [(a["job_id"], a["action"], a["who"]) for a in listing["audit"]]
 
 
-def test_service_runs_jobs_on_the_trap(live, tmp_path):
-    backend = TrapBackend(live.device, live.link)
+@pytest.fixture
+def trap_queue(live, tmp_path, monkeypatch) -> Iterator[TrapQueue]:
+    world = live.lab.world
+    runs: list[int] = []
+    play = world.run_schedule
+
+    def counted(pulses: Any, shots: int) -> Any:
+        runs.append(shots)
+        return play(pulses, shots)
+
+    monkeypatch.setattr(world, "run_schedule", counted)
+    link = BusPulserLink(live.bus, live.host.endpoint, "pulser", client="sequencer")
+    backend = TrapBackend(live.device, link)
     service = SequencerService(
         JobQueue(tmp_path / "jobs.json"),
         live.device,
         lambda job: execute_job(job, live.device, backend=backend),
         live.bus,
         "tcp://127.0.0.1:0",
+    ).start()
+    drivers_port = int(live.host.endpoint.rsplit(":", 1)[1])
+    port = int(service.endpoint.rsplit(":", 1)[1])
+    lab = lab_file_for(tmp_path, live.bus, drivers_port, sequencer_port=port)
+    client = CommandClient(live.bus, service.endpoint, name="daemon")
+    try:
+        yield TrapQueue(service, client, lab, runs)
+    finally:
+        client.close()
+        service.stop()
+        link.close()
+
+
+def test_cli_run_qasm_on_the_trap(trap_queue, capsys):
+    path = trap_queue.lab_file
+    args = ["run-qasm", str(QASM_DIR / "bell_v2.qasm"), "--backend", "trap", "--config", str(path)]
+    assert main([*args, "--shots", "200", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["backend"] == "trap" and doc["probabilities_exact"] is False
+    assert doc["counts"].get("00", 0) + doc["counts"].get("11", 0) >= 0.95 * 200
+    assert doc["device"]["name"] == "sim-yb171-5"
+    assert sum(trap_queue.runs) == 200
+    job = doc["job"]
+    assert [a[1] for a in trap_queue.audit() if a[0] == job["id"]] == ["submit", "start", "done"]
+    assert job["waited_s"] >= 0 and job["ran_s"] > 0
+
+
+def test_run_qasm_no_wait_on_a_held_trap_is_refused_then_runs_after_resume(trap_queue, capsys):
+    """Issue 15: during an ion-loss recovery (queue held) run-qasm on the trap printed p=1.0000
+    for an empty trap, with no warning and no audit entry. Now it goes through the queue."""
+    path = trap_queue.lab_file
+    args = ["run-qasm", str(QASM_DIR / "bell_v2.qasm"), "--backend", "trap", "--config", str(path)]
+    args += ["--shots", "200", "--no-wait"]
+    trap_queue.call("hold", reason="recovery: ion_loss")
+    assert main(args) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.startswith("error: trap backend: user jobs are held since ")
+    assert "by daemon: recovery: ion_loss; nothing submitted (--no-wait" in err
+    assert trap_queue.runs == []  # the pulser played nothing
+    assert trap_queue.client.call("sequencer", "list")["jobs"] == []
+    trap_queue.call("resume")
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "200 shots on trap" in out
+    (job,) = trap_queue.client.call("sequencer", "list")["jobs"]
+    assert job["state"] == "done" and f"job {job['id']} by {job['submitter']}" in out
+    assert sum(trap_queue.runs) == 200
+    mine = [(a[1], a[2]) for a in trap_queue.audit() if a[0] == job["id"]]
+    assert mine == [("submit", job["submitter"]), ("start", "sequencer"), ("done", "sequencer")]
+    assert "@" in job["submitter"]  # user@host
+    queue_records = [(a[1], a[2]) for a in trap_queue.audit() if not a[0]]
+    assert queue_records == [("hold", "daemon"), ("resume", "daemon")]
+
+
+def test_run_qasm_on_a_held_trap_waits_saying_why(trap_queue, capsys):
+    path = trap_queue.lab_file
+    args = ["run-qasm", str(QASM_DIR / "bell_v2.qasm"), "--backend", "trap", "--config", str(path)]
+    args += ["--shots", "100"]
+    trap_queue.call("hold", reason="recovery: ion_loss")
+    codes: list[int] = []
+    waiting = threading.Thread(target=lambda: codes.append(main(args)), daemon=True)
+    waiting.start()
+    said: list[str] = []
+
+    def told(words: str) -> bool:
+        said.append(capsys.readouterr().err)
+        return words in "".join(said)
+
+    wait_for(lambda: told("waits: user jobs are held since "))
+    assert re.search(
+        r"held since \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d \(for [\d.]+ m?s\) by daemon: "
+        r"recovery: ion_loss \(Ctrl-C cancels the job\)",
+        "".join(said),
     )
-    with service, CommandClient(live.bus, service.endpoint) as client:
-        job_id = client.call(
-            "sequencer", "call", {"name": "submit", "qasm": BELL, "shots": 100, "client": "alice"}
-        )["id"]
-        job = wait_for(
-            lambda: (
-                (j := client.call("sequencer", "get", {"name": "job", "id": job_id}))["state"]
-                in ("done", "failed")
-                and j
-            )
-        )
-    assert job["state"] == "done", job["error"]
-    assert job["backend"] == "trap" and job["submitter"] == "alice"
-    assert job["result"]["counts"].get("00", 0) + job["result"]["counts"].get("11", 0) >= 90
+    (queued,) = trap_queue.client.call("sequencer", "list")["jobs"]
+    assert queued["state"] == "queued" and trap_queue.runs == []
+    trap_queue.call("resume")
+    waiting.join(60)
+    assert codes == [0]
+    assert "100 shots on trap" in capsys.readouterr().out
+    assert sum(trap_queue.runs) == 100
