@@ -21,6 +21,10 @@ COMMAND_MODULES: list[str] = [
     "sequencer",
     "up",
     "gui",
+    "recorder",
+    "history",
+    "adev",
+    "logs",
 ]
 
 
