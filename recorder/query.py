@@ -205,7 +205,7 @@ class History:
         }
         if info.kind in ("number", "heartbeat"):
             out["value"] = [r[2] for r in rows]
-        elif info.kind == "text":
+        elif info.kind == "text":  # a record on a text topic (the lock state's) stays JSON
             out["value"] = [r[3] for r in rows]
         else:
             out["value"] = [json.loads(r[3]) if r[3] is not None else None for r in rows]
@@ -251,7 +251,7 @@ class History:
             parts += db.execute(
                 f"SELECT t_ns / {step} * {step} AS b, avg(value), min(value), max(value),"
                 " count(*), text, max(t_ns) FROM raw WHERE series = ? AND t_ns >= ? AND t_ns < ?"
-                " GROUP BY b ORDER BY b LIMIT ?",
+                " AND (text IS NULL OR text NOT LIKE '{%') GROUP BY b ORDER BY b LIMIT ?",
                 (info.id, rolled, until, limit),
             ).fetchall()
         merged: dict[int, list[Any]] = {}

@@ -264,6 +264,9 @@ class Store:
             sid = self.series_id(msg.topic, "", "text", msg.unit, msg.src)
             if sid is None:
                 return 0
+            if self._kinds[sid] == "record":  # a topic of texts and records (the lock state)
+                self._kinds[sid] = "text"
+                self.db.execute("UPDATE series SET kind = 'text' WHERE id = ?", (sid,))
             rows.append((sid, msg.t, msg.seq, None, value, status))
             return 1
         sid = self.series_id(msg.topic, "", "record", msg.unit, msg.src)
@@ -367,7 +370,8 @@ class Store:
                     f"INSERT OR REPLACE INTO {tier} SELECT series, b, NULL, NULL, NULL, n, text"
                     f" FROM (SELECT r.series, r.t_ns / {step} * {step} AS b, count(*) AS n,"
                     " r.text, max(r.t_ns) FROM series s CROSS JOIN raw r ON r.series = s.id"
-                    " WHERE s.kind = 'text' AND r.t_ns >= ? AND r.t_ns < ? GROUP BY r.series, b)"
+                    " WHERE s.kind = 'text' AND r.t_ns >= ? AND r.t_ns < ? AND r.text NOT LIKE '{%'"
+                    " GROUP BY r.series, b)"
                 )
             else:
                 numbers = (

@@ -58,7 +58,9 @@ def test_a_jump_in_sequence_numbers_is_a_gap_of_exactly_the_missing_ones(tmp_pat
         store.add(reading("tlm.x.f", seq, T0 + seq * NS, 1.0))
     store.add(reading("tlm.x.f", 1, T0 + 20 * NS, 1.0))  # the publisher restarted
     store.commit()
-    gaps = store.db.execute("SELECT topic, first_seq, last_seq, start_ns, end_ns, reason FROM gaps").fetchall()
+    gaps = store.db.execute(
+        "SELECT topic, first_seq, last_seq, start_ns, end_ns, reason FROM gaps"
+    ).fetchall()
     assert gaps == [("tlm.x.f", 4, 6, T0 + 3 * NS, T0 + 7 * NS, "lost")]
     assert store.missed == 3 and store.restarts == 1
     store.close()
