@@ -11,13 +11,13 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 import dataclasses
 import signal
 import sqlite3
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from labprocs import free_ports, hub_on_free_ports, lab_on_free_ports, wait_for  # type: ignore[import-not-found]
 
 from ionpilot.bus.client import CommandClient
 from ionpilot.bus.directory import Directory
@@ -27,8 +27,6 @@ from ionpilot.recorder.client import fetch_history
 from ionpilot.recorder.service import Recorder, record_path
 from ionpilot.recorder.settings import RecorderSettings
 from ionpilot.supervisor import ChildSpec, Supervisor, ionpilot_argv
-
-from labprocs import free_ports, hub_on_free_ports, lab_on_free_ports, wait_for  # type: ignore[import-not-found]
 
 NS = 1_000_000_000
 
@@ -98,7 +96,7 @@ def test_history_over_the_bus_has_units_and_lock_state(recording: Recording) -> 
         assert minute["tier"] == "agg_1min" and sum(minute["count"]) == len(times)
         from ionpilot.bus.codec import BusError
 
-        with pytest.raises(BusError, match="nothing recorded as 'servo.clock.nothing'"):
+        with pytest.raises(BusError, match=r"nothing recorded as 'servo\.clock\.nothing'"):
             fetch_history(client.call, "servo.clock.nothing", times[0], time.time_ns())
 
 
