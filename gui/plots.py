@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -333,7 +334,7 @@ class PlotsPanel(QWidget):
         for series in HISTORY_SERIES:
             args = {"name": "history", "series": series.replace(":", "."), "since_ns": since}
             self.ctx.bus.request(
-                "recorder", "get", args, lambda r, s=series: self._on_history(s, r), timeout=10.0
+                "recorder", "get", args, partial(self._on_history, series), timeout=10.0
             )
         args = {"name": "history", "series": "servo.clock.state", "since_ns": since}
         self.ctx.bus.request("recorder", "get", args, self._on_states, timeout=10.0)

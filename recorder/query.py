@@ -10,6 +10,7 @@ says where the next page starts.
 
 from __future__ import annotations
 
+import itertools
 import json
 import sqlite3
 from dataclasses import dataclass
@@ -240,13 +241,19 @@ class History:
             if rolled > since:
                 native = MINUTE_NS if tier == "agg_1min" else HOUR_NS
                 first = since // native * native  # the stored bucket holding `since`
-                parts += db.execute(
-                    f"SELECT t_ns / {step} * {step} AS b, sum(mean * count) / sum(count),"
-                    " min(min), max(max), sum(count), text, max(t_ns) FROM "
-                    f"{tier} WHERE series = ? AND t_ns >= ? AND t_ns < ? GROUP BY b ORDER BY b"
-                    " LIMIT ?",
-                    (info.id, first, rolled, limit),
-                ).fetchall()
+                if step == native:  # the tier's own buckets: read in key order, no grouping
+                    sql = (
+                        "SELECT t_ns, mean, min, max, count, text, t_ns FROM "
+                        f"{tier} WHERE series = ? AND t_ns >= ? AND t_ns < ? ORDER BY t_ns LIMIT ?"
+                    )
+                else:
+                    sql = (
+                        f"SELECT t_ns / {step} * {step} AS b, sum(mean * count) / sum(count),"
+                        " min(min), max(max), sum(count), text, max(t_ns) FROM "
+                        f"{tier} WHERE series = ? AND t_ns >= ? AND t_ns < ? GROUP BY b ORDER BY b"
+                        " LIMIT ?"
+                    )
+                parts += db.execute(sql, (info.id, first, rolled, limit)).fetchall()
         if rolled < until and len(parts) < limit:  # not yet aggregated: from the raw rows
             parts += db.execute(
                 f"SELECT t_ns / {step} * {step} AS b, avg(value), min(value), max(value),"
@@ -254,28 +261,17 @@ class History:
                 " AND (text IS NULL OR text NOT LIKE '{%') GROUP BY b ORDER BY b LIMIT ?",
                 (info.id, rolled, until, limit),
             ).fetchall()
-        merged: dict[int, list[Any]] = {}
-        for b, mean, lo, hi, count, last_text, _ in parts:
-            have = merged.get(b)
-            if have is None:
-                merged[b] = [mean, lo, hi, count, last_text]
-                continue
-            if mean is not None and have[0] is not None:
-                total = have[3] + count
-                have[0] = (have[0] * have[3] + mean * count) / total
-                have[1], have[2] = min(have[1], lo), max(have[2], hi)
-            have[3] += count
-            have[4] = last_text if last_text is not None else have[4]
-        keys = sorted(merged)[:limit]
-        out: dict[str, list[Any]] = {"t_ns": keys}
+        rows = _merge(parts)[:limit]
+        columns = list(zip(*rows, strict=True)) if rows else [()] * 7
+        out: dict[str, list[Any]] = {"t_ns": list(columns[0])}
         if text:
-            out["value"] = [merged[k][4] for k in keys]
-            out["count"] = [merged[k][3] for k in keys]
+            out["value"] = list(columns[5])
+            out["count"] = list(columns[4])
             return out
-        out["value"] = [merged[k][0] for k in keys]
-        out["min"] = [merged[k][1] for k in keys]
-        out["max"] = [merged[k][2] for k in keys]
-        out["count"] = [merged[k][3] for k in keys]
+        out["value"] = list(columns[1])
+        out["min"] = list(columns[2])
+        out["max"] = list(columns[3])
+        out["count"] = list(columns[4])
         return out
 
     @staticmethod
@@ -332,3 +328,23 @@ class History:
         finally:
             db.close()
         return [list(r) for r in rows]
+
+
+def _merge(parts: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """Bucket rows (b, mean, min, max, count, last text, ...) in time order, a bucket found in
+    both the tier and the raw rows combined (count-weighted mean)."""
+    if all(a[0] < b[0] for a, b in itertools.pairwise(parts)):
+        return parts  # the usual case: the tier ends where the raw rows begin
+    merged: dict[int, list[Any]] = {}
+    for b, mean, lo, hi, count, last_text, *_ in parts:
+        have = merged.get(b)
+        if have is None:
+            merged[b] = [b, mean, lo, hi, count, last_text]
+            continue
+        if mean is not None and have[1] is not None:
+            total = have[4] + count
+            have[1] = (have[1] * have[4] + mean * count) / total
+            have[2], have[3] = min(have[2], lo), max(have[3], hi)
+        have[4] += count
+        have[5] = last_text if last_text is not None else have[5]
+    return [tuple(merged[k]) for k in sorted(merged)]

@@ -13,7 +13,6 @@ from pathlib import Path
 from types import TracebackType
 
 import pytest
-
 from labprocs import free_ports  # type: ignore[import-not-found]
 
 

@@ -4,18 +4,17 @@ Prometheus: lock state, health severity per signal, instruments, messages and ga
 from __future__ import annotations
 
 import json
-import time
 import urllib.parse
 from pathlib import Path
 from typing import Any
+
+from labprocs import free_ports, lab_config, live_lab, wait_for  # type: ignore[import-not-found]
+from servers import get, prometheus  # type: ignore[import-not-found]
 
 from ionpilot.metrics import daemon_snapshot, host_snapshot, recorder_snapshot, serve_metrics
 from ionpilot.recorder.service import Recorder
 from ionpilot.servo.daemon import Daemon
 from ionpilot.sim.clock import RealClock
-
-from labprocs import free_ports, lab_config, live_lab, wait_for  # type: ignore[import-not-found]
-from servers import get, prometheus  # type: ignore[import-not-found]
 
 
 def query(url: str, promql: str) -> list[dict[str, Any]]:
@@ -64,7 +63,9 @@ def test_prometheus_scrapes_daemon_driver_host_and_recorder(tmp_path: Path) -> N
                 assert [r["metric"]["state"] for r in state] == [daemon.lock.state.value]
                 assert daemon.recovery is not None
                 severities = query(prom.url, "ionpilot_health_severity")
-                assert {r["metric"]["signal"] for r in severities} == set(daemon.recovery.health.signals)
+                assert {r["metric"]["signal"] for r in severities} == set(
+                    daemon.recovery.health.signals
+                )
                 connected = query(prom.url, "ionpilot_instrument_connected")
                 assert {r["metric"]["instrument"]: r["value"][1] for r in connected} == {
                     "rf_drive": "1",

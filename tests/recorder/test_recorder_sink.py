@@ -9,16 +9,22 @@ import time
 import urllib.parse
 from pathlib import Path
 
+from labprocs import hub_on_free_ports, wait_for  # type: ignore[import-not-found]
+from servers import get, victoria_metrics  # type: ignore[import-not-found]
+
 from ionpilot.bus.pubsub import Publisher
 from ionpilot.bus.settings import BusSettings
 from ionpilot.recorder.service import Recorder
 from ionpilot.recorder.settings import InfluxSink, RecorderSettings
-
-from labprocs import hub_on_free_ports, wait_for  # type: ignore[import-not-found]
-from servers import get, victoria_metrics  # type: ignore[import-not-found]
+from ionpilot.recorder.sink import LineSink
 
 NS = 1_000_000_000
 TOPIC = "tlm.sinktest.value"
+
+
+def sink_of(recorder: Recorder) -> LineSink:
+    assert recorder.sink is not None
+    return recorder.sink
 
 
 def exported(url: str) -> list[tuple[int, float]]:
@@ -75,21 +81,26 @@ def test_server_away_for_30_s_every_point_arrives_exactly_once(tmp_path: Path) -
             vm.stop()  # the server goes away for the next 30 s of readings
             publish(pub, 150)
             wait_for(
-                lambda: recorder.store.rows_written >= 250 and recorder.sink.failures > 0, 10.0
+                lambda: recorder.store.rows_written >= 250 and sink_of(recorder).failures > 0, 10.0
             )
             recorder.stop()  # and the recorder restarts meanwhile: the spool is on disk
-            assert recorder.sink is not None and recorder.sink.spooled() > 0
+            assert recorder.sink is not None and sink_of(recorder).spooled() > 0
             recorder = Recorder(bus, settings, tmp_path).start()
             heard(recorder, pub)
             publish(pub, 150)
-            wait_for(lambda: recorder.sink.spooled() > 0 and recorder.store.messages >= 150, 10.0)
+            wait_for(
+                lambda: sink_of(recorder).spooled() > 0 and recorder.store.messages >= 150, 10.0
+            )
             assert (sent[-1][0] - sent[100][0]) / 1000 >= 29.9  # 30 s of the lab's time away
 
             vm.start()  # back: the spool is replayed in order
-            wait_for(lambda: recorder.sink.spooled() == 0, 20.0)
-            got = wait_for(
-                lambda: (lambda s: s if len(s) >= len(sent) else None)(exported(vm.url)), 15.0
-            )
+            wait_for(lambda: sink_of(recorder).spooled() == 0, 20.0)
+
+            def complete() -> list[tuple[int, float]] | None:
+                samples = exported(vm.url)
+                return samples if len(samples) >= len(sent) else None
+
+            got = wait_for(complete, 15.0)
         finally:
             recorder.stop()
             pub.close()
