@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from labprocs import free_ports, hub_on_free_ports, lab_on_free_ports, wait_for  # type: ignore[import-not-found]
 
@@ -26,6 +27,7 @@ from ionpilot.bus.settings import BusSettings, ProcessSettings
 from ionpilot.recorder.client import fetch_history
 from ionpilot.recorder.service import Recorder, record_path
 from ionpilot.recorder.settings import RecorderSettings
+from ionpilot.script import Lab
 from ionpilot.supervisor import ChildSpec, Supervisor, ionpilot_argv
 
 NS = 1_000_000_000
@@ -104,6 +106,19 @@ def test_history_over_the_bus_has_units_and_lock_state(recording: Recording) -> 
 
         with pytest.raises(BusError, match=r"nothing recorded as 'servo\.clock\.nothing'"):
             fetch_history(client.call, "servo.clock.nothing", times[0], time.time_ns())
+    port = int(recording.endpoint.rsplit(":", 1)[1])
+    directory = Directory.from_config("127.0.0.1", {"recorder": ProcessSettings(port)})
+    with Lab(directory, recording.bus) as lab:  # the script API: numpy arrays
+        h = lab.history(series, since=times[0] - NS)
+        assert h.tier == "raw" and h.unit == "Hz" and len(h) == len(times)
+        assert h.t_ns.dtype == np.int64 and list(h.t_ns) == times
+        assert h.value.dtype == np.float64 and h.value[3] == pytest.approx(6.883589793093083e14)
+        assert h.lock_state is not None and list(h.lock_state[9:11]) == ["acquiring", "locked"]
+        m = lab.history("servo.clock.error", since=times[0] - NS, every="1min")
+        assert m.tier == "agg_1min" and m.count is not None and m.count.sum() == len(times)
+        assert m.min is not None and m.max is not None and (m.min <= m.max).all()
+        with pytest.raises(ValueError, match="until"):
+            lab.history(series, since="1h", until="2h")
 
 
 def test_the_console_clock_plots_open_with_the_stored_hour(
