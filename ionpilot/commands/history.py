@@ -41,6 +41,9 @@ def register(subparsers: Any) -> None:
     out.add_argument("--json", action="store_true", help="the points as JSON")
     out.add_argument("--csv", action="store_true", help="MJD, UTC, value(s), lock state")
     out.add_argument("--plot", metavar="FILE.png", default=None, help="draw the series")
+    out.add_argument(
+        "--gaps", action="store_true", help="the recorded gaps of its topic (and the recorder's)"
+    )
     parser.set_defaults(handler=run)
 
 
@@ -92,6 +95,8 @@ def request_range(
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.gaps:
+        return show_gaps(args)
     got = request_range(args)
     if isinstance(got, int):
         return got
@@ -106,6 +111,46 @@ def run(args: argparse.Namespace) -> int:
     if args.plot:
         return plot(result, args.plot)
     print_table(result)
+    return 0
+
+
+def show_gaps(args: argparse.Namespace) -> int:
+    """Gaps of the series' topic in the range: the numbers missed and the span, one a line."""
+    from ionpilot.bus.codec import BusError
+    from ionpilot.recorder.client import parse_when, utc_text
+    from ionpilot.script import connect
+
+    config = load_or_report(args.config)
+    if config is None:
+        return 2
+    now = time.time_ns()
+    try:
+        since, until = parse_when(args.since, now), parse_when(args.until, now)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    topics = {args.series, args.series.rpartition(".")[0]}
+    with connect(config, name="history") as lab:
+        try:
+            gaps = lab.call(
+                "recorder",
+                "get",
+                {"name": "gaps", "since_ns": since, "until_ns": until},
+                timeout=10.0,
+            )
+        except BusError as exc:
+            print(f"error: {exc.message}", file=sys.stderr)
+            return 1
+    shown = 0
+    for topic, src, first, last, start, end, reason in gaps:
+        if topic is not None and topic not in topics:
+            continue
+        what = "recorder away" if topic is None else f"{topic} from {src}: seq {first}-{last}"
+        print(
+            f"{utc_text(start)} .. {utc_text(end)}  {(end - start) / 1e9:9.3f} s  {reason}  {what}"
+        )
+        shown += 1
+    print(f"{shown} gap(s)")
     return 0
 
 
