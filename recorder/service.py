@@ -160,7 +160,9 @@ class Recorder:
             self.error = repr(exc)
             raise
         finally:
-            store.close()
+            store.close()  # commits what is queued
+            if lines and sink is not None:
+                sink.put(lines)  # ... and its lines wait in the spool for the next start
 
     # ---------------------------------------------------------------------------- serving
 
