@@ -101,6 +101,7 @@ def mjd(t_ns: int) -> float:
 
 
 def utc_text(t_ns: int) -> str:
-    """ISO 8601 UTC with microseconds and a Z."""
-    when = datetime.fromtimestamp(t_ns / 1e9, tz=UTC)
-    return when.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """ISO 8601 UTC with microseconds (truncated, exact: no float rounding) and a Z."""
+    seconds, ns = divmod(t_ns, 1_000_000_000)
+    when = datetime.fromtimestamp(seconds, tz=UTC)
+    return f"{when:%Y-%m-%dT%H:%M:%S}.{ns // 1000:06d}Z"

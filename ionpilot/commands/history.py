@@ -18,6 +18,7 @@ from typing import Any
 from ionpilot.config import DEFAULT_CONFIG, LabConfig
 from ionpilot.runtime import load_or_report
 
+PING_S = 1.5  # how long to wait for the recorder's first answer (a ping is answered inline)
 # Series whose values are the clock's optical frequency: their CSV has a fractional offset.
 CLOCK_FREQUENCIES = (
     "servo.clock.output_frequency",
@@ -77,6 +78,7 @@ def request_range(
         return 2
     with connect(config, name="history") as lab:
         try:
+            lab.call("recorder", "ping", timeout=PING_S)  # a quick "is it there" first
             result = fetch_history(lab.call, args.series, since, until, every, raw=raw)
         except BusError as exc:
             if exc.code == ErrorCode.TIMEOUT:
