@@ -110,11 +110,17 @@ def daemon_snapshot(status: Mapping[str, Any]) -> dict[str, Sample]:
     for key, kind, text in (
         ("uptime_fraction", "gauge", "Fraction of the time the clock was locked"),
         ("faults_total", "counter", "Faults tripped by the health monitor"),
-        ("recoveries_total", "counter", "Recovery playbook runs started"),
         ("escalations_total", "counter", "Recoveries escalated to the safe state"),
     ):
         if key in status:
             out[key] = Sample(kind, text, (), {(): float(status[key])})
+    for key, name, text in (
+        ("faults_by_kind", "faults_by_kind_total", "Faults tripped, per kind"),
+        ("recoveries_by_kind", "recoveries_total", "Faults recovered (locked again), per kind"),
+    ):
+        per_kind = status.get(key)
+        if isinstance(per_kind, Mapping):
+            out[name] = labelled("counter", text, "kind", per_kind)
     return out
 
 

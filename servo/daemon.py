@@ -438,6 +438,9 @@ class Daemon:
             out["uptime_fraction"] = self.recovery.uptime.uptime
             out["faults_total"] = self.recovery.uptime.fault_count
             out["escalations_total"] = self.recovery.engine.escalation_count
+            kinds = self.recovery.uptime.summary()
+            out["faults_by_kind"] = {k: v["count"] for k, v in kinds.items()}
+            out["recoveries_by_kind"] = {k: v["recovered"] for k, v in kinds.items()}
         return out
 
     def _command(self, request: Request) -> Any:
