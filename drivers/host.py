@@ -561,6 +561,10 @@ class DriverHost:
             time.sleep(0.02)
         return all(w.state != "connecting" for w in self.workers.values())
 
+    def metrics(self) -> dict[str, dict[str, Any]]:
+        """Per instrument: its state and counts, for the Prometheus exporter."""
+        return {name: {"state": w.state, **w.stats} for name, w in self.workers.items()}
+
     def stop(self) -> None:
         for worker in self.workers.values():
             worker.stop()

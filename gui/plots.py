@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +30,7 @@ from PyQt6.QtWidgets import (
     QWidget,
 )
 
+from ionpilot.bus.codec import Reply
 from ionpilot.gui.context import Context
 from ionpilot.gui.store import FloatArray, series_unit
 from ionpilot.gui.style import DIM_TEXT, TRACE_COLOURS
@@ -42,6 +44,13 @@ DEFAULT_SERIES = (
     "tlm.rf_drive.power",
 )
 SI_UNITS = {"Hz", "V", "A", "W", "s", "m", "V/s", "Hz/s"}
+# Filled from the recorder when the console opens, so its plots start with the last hour.
+HISTORY_SERIES = (
+    *DEFAULT_SERIES,
+    "servo.clock.optical_frequency:output_frequency_hz",
+    "servo.clock.update:aom_frequency_hz",
+)
+HISTORY_S = 3600.0
 MAX_TRACES = 40
 
 
@@ -316,6 +325,41 @@ class PlotsPanel(QWidget):
         self.timer = QTimer(self)
         self.timer.setInterval(max(5, round(1000 / ctx.settings.plot_redraw_rate)))
         self.timer.timeout.connect(self.charts.redraw)
+        self.history_loaded: dict[str, int] = {}  # series -> stored points put before live ones
+        QTimer.singleShot(0, self.load_history)
+
+    def load_history(self) -> None:
+        """Ask the recorder for the last hour of the usual series (no recorder: live only)."""
+        since = time.time_ns() - int(HISTORY_S * 1e9)
+        for series in HISTORY_SERIES:
+            args = {"name": "history", "series": series.replace(":", "."), "since_ns": since}
+            self.ctx.bus.request(
+                "recorder", "get", args, partial(self._on_history, series), timeout=10.0
+            )
+        args = {"name": "history", "series": "servo.clock.state", "since_ns": since}
+        self.ctx.bus.request("recorder", "get", args, self._on_states, timeout=10.0)
+
+    def _on_history(self, series: str, reply: Reply) -> None:
+        value = reply.value if reply.ok else None
+        if not isinstance(value, dict) or not isinstance(value.get("value"), list):
+            return
+        t = np.asarray(value["t_ns"], dtype=float) * 1e-9
+        y = np.asarray([np.nan if v is None else v for v in value["value"]], dtype=float)
+        if len(t) == len(y):
+            self.history_loaded[series] = self.ctx.store.backfill(series, t, y)
+            self.charts.redraw(force=True)
+
+    def _on_states(self, reply: Reply) -> None:
+        value = reply.value if reply.ok else None
+        if isinstance(value, dict) and value.get("kind") == "text":
+            pairs = [
+                (t * 1e-9, v)
+                for t, v in zip(value["t_ns"], value["value"], strict=True)
+                if isinstance(v, str) and not v.startswith("{")  # not the change records
+            ]
+            self.ctx.store.backfill_changes(
+                "servo.clock.state", [p[0] for p in pairs], [p[1] for p in pairs]
+            )
 
     # ------------------------------------------------------------------------ visibility
 

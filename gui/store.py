@@ -219,6 +219,41 @@ class LabStore:
             self.topics_version += 1
         ring.append(t_s, y)
 
+    def backfill(self, series: str, t_s: FloatArray, y: FloatArray) -> int:
+        """Put stored history (the recorder's) before what arrived live: samples older than
+        the first live one, then the live ones again; how many were added."""
+        ring = self.history.get(series)
+        live_t, live_y = ring.view() if ring is not None else (np.empty(0), np.empty(0))
+        live_t, live_y = live_t.copy(), live_y.copy()
+        first = live_t[0] if len(live_t) else np.inf
+        keep = np.isfinite(y) & (t_s < first)
+        if not keep.any():
+            return 0
+        if ring is None:
+            if len(self.history) >= self.max_series:
+                self.refused["series"] += 1
+                return 0
+            self.topics_version += 1
+        ring = self.history[series] = RingBuffer(self.history_points)
+        for a, b in zip(t_s[keep], y[keep], strict=True):
+            ring.append(float(a), float(b))
+        for a, b in zip(live_t, live_y, strict=True):
+            ring.append(float(a), float(b))
+        return int(keep.sum())
+
+    def backfill_changes(self, topic: str, t_s: list[float], values: list[str]) -> None:
+        """Stored changes of a text topic (the lock state) before the live ones."""
+        live = list(self.changes.get(topic, ()))
+        first = live[0][0] if live else math.inf
+        merged: deque[tuple[float, str]] = deque(maxlen=2000)
+        for t, v in zip(t_s, values, strict=True):
+            if t < first and (not merged or merged[-1][1] != v):
+                merged.append((t, v))
+        for t, v in live:
+            if not merged or merged[-1][1] != v:
+                merged.append((t, v))
+        self.changes[topic] = merged
+
     def _text_change(self, topic: str, t_s: float, value: str) -> None:
         changes = self.changes.get(topic)
         if changes is None:

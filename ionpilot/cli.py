@@ -22,6 +22,10 @@ COMMAND_MODULES: list[str] = [
     "jobs",
     "up",
     "gui",
+    "recorder",
+    "history",
+    "adev",
+    "logs",
 ]
 
 

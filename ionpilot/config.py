@@ -13,6 +13,7 @@ from typing import Annotated, Any, get_args, get_type_hints
 from ionpilot.bus.settings import BusSettings, ProcessSettings
 from ionpilot.core.units import Quantity, describe_unit, format_quantity
 from ionpilot.drivers.hardware import MODELS, HardwareRange, InstrumentModel
+from ionpilot.recorder.settings import MetricsSettings, RecorderSettings
 from ionpilot.schema import INVALID, SchemaIssue, SettingsBuilder
 from ionpilot.sequencer.settings import DeviceSettings
 from ionpilot.servo.settings import (
@@ -31,6 +32,7 @@ NOT_DRIVER_HOSTS = {
     "sim": "simulated lab",
     "daemon": "servo daemon",
     "sequencer": "sequencer service",
+    "recorder": "recorder",
 }
 
 
@@ -87,6 +89,8 @@ class LabConfig:
     recovery: RecoverySettings = field(default_factory=RecoverySettings)
     device: DeviceSettings = field(default_factory=DeviceSettings)
     sim: SimSettings = field(default_factory=SimSettings)
+    recorder: RecorderSettings = field(default_factory=RecorderSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,8 @@
         print(lab.dc_electrodes.ch01.voltage())   # QCoDeS style: call to get, call(v) to set
         lab.wavemeter.call("measure", 2)     # a whitelisted driver method
         lab.call("sim", "call", {...})       # any command to any process
+        h = lab.history("servo.clock.output_frequency", since="1h")   # from the recorder
+        h.t_ns, h.value, h.lock_state        # numpy arrays
 
 A script holds no instrument itself: every request goes to the process that owns the target
 (the driver host, the sim, ...), found through the bus directory of the lab config, so the
@@ -18,8 +20,14 @@ Failures raise `ionpilot.bus.codec.BusError` with its stable `code` (`out_of_lim
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+
+import numpy as np
+import numpy.typing as npt
 
 from ionpilot.bus.client import CommandClient
 from ionpilot.bus.codec import BusError, ErrorCode, Value
@@ -27,7 +35,49 @@ from ionpilot.bus.directory import Directory
 from ionpilot.bus.settings import BusSettings
 from ionpilot.config import DEFAULT_CONFIG, LabConfig, load_config
 
-__all__ = ["Instrument", "Lab", "Parameter", "connect"]
+__all__ = ["Instrument", "Lab", "Parameter", "SeriesHistory", "connect"]
+
+When = str | int | datetime  # "1h" (back from now), "now", ISO UTC text, ns since epoch, datetime
+
+
+@dataclass(frozen=True)
+class SeriesHistory:
+    """One series as the recorder kept it: times (ns since the epoch, UTC) and values as numpy
+    arrays; `min`/`max`/`count` per bucket when it came from the aggregates (`tier` agg_1min or
+    agg_1h), `lock_state` for the clock's topics."""
+
+    series: str
+    unit: str
+    tier: str
+    every_s: float | None
+    t_ns: npt.NDArray[np.int64]
+    value: npt.NDArray[Any]
+    min: npt.NDArray[np.float64] | None = None
+    max: npt.NDArray[np.float64] | None = None
+    count: npt.NDArray[np.int64] | None = None
+    lock_state: npt.NDArray[np.str_] | None = None
+
+    @property
+    def t_s(self) -> npt.NDArray[np.floating[Any]]:
+        """Times in seconds since the epoch (for plotting)."""
+        return self.t_ns * 1e-9
+
+    def __len__(self) -> int:
+        return len(self.t_ns)
+
+
+def _when(value: When, now_ns: int) -> int:
+    from ionpilot.recorder.client import parse_when
+
+    if isinstance(value, datetime):
+        return int(value.timestamp() * 1e9)
+    if isinstance(value, int):
+        return value
+    return parse_when(value, now_ns)
+
+
+def _floats(column: list[Any]) -> npt.NDArray[np.float64]:
+    return np.array([np.nan if v is None else v for v in column], dtype=float)
 
 
 def connect(
@@ -102,6 +152,45 @@ class Lab:
         client = self._client(self._directory.process_of(target))
         wait = self._timeout if timeout is None else timeout
         return client.call(target, method, args or {}, timeout=wait)
+
+    def history(
+        self,
+        series: str,
+        since: When = "1h",
+        until: When = "now",
+        every: float | str | None = None,
+        *,
+        raw: bool = False,
+        timeout: float = 30.0,
+    ) -> SeriesHistory:
+        """`series` (TOPIC or TOPIC.FIELD) from the recorder between `since` and `until`:
+        `"1h"`/`"5min"` back from now, ISO UTC text, ns since the epoch or a datetime. `every`
+        (seconds or `"1min"`) asks for buckets of that width; `raw` for every sample. Raises
+        BusError (`unknown_target` for a series never recorded) or ValueError (bad times)."""
+        from ionpilot.recorder.client import fetch_history, parse_every
+
+        now = time.time_ns()
+        since_ns, until_ns = _when(since, now), _when(until, now)
+        if until_ns <= since_ns:
+            raise ValueError(f"until ({until!r}) must be later than since ({since!r})")
+        every_s = parse_every(every) if isinstance(every, str) else every
+        got = fetch_history(
+            self.call, series, since_ns, until_ns, every_s, raw=raw, timeout=timeout
+        )
+        numeric = got["kind"] in ("number", "heartbeat")
+        values = got["value"]
+        return SeriesHistory(
+            series=got["series"],
+            unit=got["unit"],
+            tier=got["tier"],
+            every_s=got["every_s"],
+            t_ns=np.asarray(got["t_ns"], dtype=np.int64),
+            value=_floats(values) if numeric else np.asarray(values, dtype=object),
+            min=_floats(got["min"]) if "min" in got else None,
+            max=_floats(got["max"]) if "max" in got else None,
+            count=np.asarray(got["count"], dtype=np.int64) if "count" in got else None,
+            lock_state=np.asarray(got["lock_state"], dtype=str) if "lock_state" in got else None,
+        )
 
     def _client(self, process: str) -> CommandClient:
         if self._closed:

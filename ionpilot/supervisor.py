@@ -8,7 +8,9 @@ time; `Supervisor` is the thin layer of real processes around them.
 A child's stdout and stderr go to one pipe that a thread drains for as long as the child lives,
 whatever it writes (bytes that are not UTF-8, lines of any length, no newline at all) and whatever
 a line callback does: a child must never block on a full pipe. Lines are cut at
-`MAX_LINE_BYTES`; the bookkeeping per child (last lines, exit codes) is bounded.
+`MAX_LINE_BYTES`; the bookkeeping per child (last lines, exit codes) is bounded. With a `log_dir`
+every line (and every start and death) also goes to `<log_dir>/<name>.log`, rotated at
+`LOG_BYTES` with `LOG_BACKUPS` old files kept (`ionpilot logs NAME` reads them).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import logging
+import logging.handlers
 import os
 import signal
 import subprocess
@@ -24,6 +27,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from ionpilot.core.backoff import Backoff
 from ionpilot.core.clock import Clock, SystemClock
@@ -33,6 +37,27 @@ log = logging.getLogger(__name__)
 PR_SET_PDEATHSIG = 1
 MAX_LINE_BYTES = 8192  # a longer line is passed on in pieces of this size
 KEEP_EXIT_CODES = 100  # the newest exit codes per child (a crash loop runs for weeks)
+LOG_BYTES = 10_000_000  # a child's log file is rotated at this size
+LOG_BACKUPS = 5  # rotated files kept per child: at most 60 MB of log per process
+
+
+class ChildLog:
+    """One child's rotating log file: its output lines, time-stamped (thread-safe)."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._handler = logging.handlers.RotatingFileHandler(
+            path, maxBytes=LOG_BYTES, backupCount=LOG_BACKUPS, encoding="utf-8"
+        )
+        self._handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+
+    def write(self, line: str) -> None:
+        record = logging.LogRecord(self.path.stem, logging.INFO, "", 0, line, None, None)
+        self._handler.handle(record)
+
+    def close(self) -> None:
+        self._handler.close()
 
 
 @dataclass(frozen=True)
@@ -124,8 +149,14 @@ class Supervisor:
         backoff_max_s: float = 60.0,
         on_line: Callable[[str, str], None] | None = None,
         on_event: Callable[[str, str], None] | None = None,
+        log_dir: str | Path | None = None,
     ) -> None:
         self._clock = clock or SystemClock()
+        self.logs: dict[str, ChildLog] = (
+            {s.name: ChildLog(Path(log_dir) / f"{s.name}.log") for s in specs}
+            if log_dir is not None
+            else {}
+        )
         self.children = {
             s.name: Child(s, RestartPolicy(self._clock, backoff_initial_s, backoff_max_s))
             for s in specs
@@ -133,7 +164,15 @@ class Supervisor:
         self._heartbeat_age = heartbeat_age
         self.stale_after_s = stale_after_s
         self._on_line = on_line
-        self._on_event = on_event or (lambda name, message: log.info("%s: %s", name, message))
+        report = on_event or (lambda name, message: log.info("%s: %s", name, message))
+
+        def on_event_logged(name: str, message: str) -> None:
+            child_log = self.logs.get(name)
+            if child_log is not None:
+                child_log.write(f"[supervisor] {message}")
+            report(name, message)
+
+        self._on_event = on_event_logged
         self._lock = threading.Lock()
         self._stopping = False
 
@@ -177,6 +216,12 @@ class Supervisor:
     def _line(self, child: Child, process: subprocess.Popen[bytes], line: str) -> None:
         child.lines += 1
         child.last_lines.append(line)
+        child_log = self.logs.get(child.spec.name)
+        if child_log is not None:
+            try:
+                child_log.write(line)
+            except OSError:  # a full disk must not stop the draining
+                log.exception("supervisor: cannot write the log of %s", child.spec.name)
         if line.startswith(child.spec.ready_prefix) and process is child.process:
             child.ready.set()
             if child.state == "starting":
@@ -275,6 +320,8 @@ class Supervisor:
                     self._kill(child.process)
                     child.process = None
                 child.state = "stopped"
+            for child_log in self.logs.values():
+                child_log.close()
 
     def status(self) -> dict[str, dict[str, object]]:
         out: dict[str, dict[str, object]] = {}

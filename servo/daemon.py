@@ -428,6 +428,21 @@ class Daemon:
             **(self.recovery.status() if self.recovery is not None else {}),
         }
 
+    def metrics(self) -> dict[str, Any]:
+        """Plain numbers for the Prometheus exporter, read at scrape time (no counting here)."""
+        out: dict[str, Any] = {"lock_state": self.lock.state.value, "updates": self.lock.updates}
+        if self.recovery is not None:
+            out["health"] = {
+                name: int(st.severity) for name, st in self.recovery.health.statuses().items()
+            }
+            out["uptime_fraction"] = self.recovery.uptime.uptime
+            out["faults_total"] = self.recovery.uptime.fault_count
+            out["escalations_total"] = self.recovery.engine.escalation_count
+            kinds = self.recovery.uptime.summary()
+            out["faults_by_kind"] = {k: v["count"] for k, v in kinds.items()}
+            out["recoveries_by_kind"] = {k: v["recovered"] for k, v in kinds.items()}
+        return out
+
     def _command(self, request: Request) -> Any:
         name = request.args.get("name")
         names = ("pause", "resume", "reacquire", "acknowledge", "leave_safe_state")

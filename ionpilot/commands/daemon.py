@@ -57,8 +57,21 @@ def run(args: argparse.Namespace) -> int:
         hold_jobs=hold_jobs,
     )
 
+    metrics: list[Any] = []
+
+    def start() -> None:
+        daemon.start()
+        port = config.metrics.ports.get("daemon")
+        if port:  # Prometheus /metrics (lock state, health per signal, uptime, recoveries)
+            from ionpilot.metrics import daemon_snapshot, serve_metrics
+
+            snapshot = lambda: daemon_snapshot(daemon.metrics())  # noqa: E731
+            metrics.append(serve_metrics("daemon", snapshot, port, config.metrics.host))
+
     def stop() -> None:
+        for server in metrics:
+            server.shutdown()
         daemon.stop()
         lab.close()
 
-    return run_service(daemon.start, stop, f"ready daemon (state in {state_dir})")
+    return run_service(start, stop, f"ready daemon (state in {state_dir})")

@@ -94,8 +94,21 @@ def run(args: argparse.Namespace) -> int:
     names = ", ".join(s.name for s in specs) or "no instruments"
     first_attempt_s = max((s.timeout_s for s in specs), default=0.0) * 2 + 5.0
 
+    metrics: list[Any] = []
+
     def start() -> None:
         host.start()
         host.wait_first_attempts(first_attempt_s)
+        metrics_port = config.metrics.ports.get(args.process)
+        if metrics_port:  # Prometheus /metrics: per instrument connected, polls, errors
+            from ionpilot.metrics import host_snapshot, serve_metrics
 
-    return run_service(start, host.stop, f"ready {args.process}: {names}")
+            snapshot = lambda: host_snapshot(host.metrics())  # noqa: E731
+            metrics.append(serve_metrics(args.process, snapshot, metrics_port, config.metrics.host))
+
+    def stop() -> None:
+        for server in metrics:
+            server.shutdown()
+        host.stop()
+
+    return run_service(start, stop, f"ready {args.process}: {names}")

@@ -25,6 +25,7 @@ KEEP_STATES = 1000  # lock state changes kept for the summary
 
 # Which subcommand runs each process of the lab file, in start order.
 PROCESS_COMMANDS: dict[str, tuple[str, ...]] = {
+    "recorder": ("recorder",),  # first after the hub: it records the others' start
     "sim": ("sim",),
     "drivers": ("drivers",),
     "daemon": ("daemon",),
@@ -229,6 +230,7 @@ def run(args: argparse.Namespace) -> int:
         backoff_initial_s=config.recovery.restart_backoff_initial,
         backoff_max_s=config.recovery.restart_backoff_max,
         on_event=lambda name, msg: print(f"[{name}] {msg}", file=out, flush=True),
+        log_dir=Path(config.lab.data_dir) / "logs",
     )
     stop = threading.Event()
     deadline = None if args.duration is None else time.monotonic() + args.duration
