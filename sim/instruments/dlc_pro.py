@@ -240,7 +240,10 @@ class DlcPro(Protocol):
             # piezo driver
             f"{head}:pc:enabled": _Param(bool, lambda: self.piezo_enabled, set_piezo_enabled),
             f"{head}:pc:voltage-set": _Param(
-                float, lambda: laser.piezo_v, set_piezo, lambda: (self.piezo_min_v, self.piezo_max_v)
+                float,
+                lambda: laser.piezo_v,
+                set_piezo,
+                lambda: (self.piezo_min_v, self.piezo_max_v),
             ),
             f"{head}:pc:voltage-act": _Param(float, piezo_act),
             f"{head}:pc:voltage-min": _Param(
@@ -252,9 +255,7 @@ class DlcPro(Protocol):
             f"{head}:pc:status": _Param(int, lambda: 0),
             f"{head}:pc:status-txt": _Param(str, lambda: "OK"),
             # temperature controller
-            f"{head}:tc:enabled": _Param(
-                bool, lambda: self.temperature_enabled, set_tc_enabled
-            ),
+            f"{head}:tc:enabled": _Param(bool, lambda: self.temperature_enabled, set_tc_enabled),
             f"{head}:tc:temp-set": _Param(
                 float, lambda: self.temperature_set_c, set_temperature, lambda: TEMPERATURE_RANGE_C
             ),
@@ -292,7 +293,8 @@ def _coerce(param: _Param, value: Value, name: str) -> Value:
     elif kind is str and isinstance(value, str):
         return value
     raise DecofError(
-        decof.WRONG_TYPE, f"wrong type for '{name}': expected {kind.__name__}, got {decof.show(value)}"
+        decof.WRONG_TYPE,
+        f"wrong type for '{name}': expected {kind.__name__}, got {decof.show(value)}",
     )
 
 
