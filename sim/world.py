@@ -376,8 +376,9 @@ class World:
                         action()
                         break
                 continue
+            last = h >= end - self.t  # decided before the step moves t
             self._continuous(h)
-            if h >= end - self.t:
+            if last:
                 self.t = max(self.t, end)
             while self._schedule and self._schedule[0].at <= self.t:
                 item = heapq.heappop(self._schedule)
@@ -1078,6 +1079,9 @@ class World:
             done.append("instrument answers again")
         low = target.lower()
         if "comb" in low:
+            if not self.comb_locked and self.comb_unlocks:
+                start, _end = self.comb_unlocks[-1]
+                self.comb_unlocks[-1] = (start, self.t)  # the history ends the unlock now
             self.comb_locked = True
             done.append("comb relocked")
         if "wavemeter" in low:

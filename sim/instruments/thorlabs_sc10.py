@@ -89,8 +89,9 @@ class Sc10(Protocol):
             return False  # no gate and no external trigger are connected in the lab
         period = (s.open_ms + s.shut_ms) * 1e-3
         elapsed = self.world.now() - self.enabled_at
-        cycles = {SINGLE: 1, REPEAT: s.rep}.get(s.mode)
-        if cycles is not None and elapsed >= cycles * period:
+        # single: one open period; repeat: `rep` open/shut periods; then enable drops
+        sequence_s = {SINGLE: s.open_ms * 1e-3, REPEAT: s.rep * period}.get(s.mode)
+        if sequence_s is not None and elapsed >= sequence_s:
             self.enabled = False
             return False
         if period <= 0:
