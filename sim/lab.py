@@ -124,7 +124,9 @@ class Lab:
         self._thread.start()
         for server in self.servers.values():
             self._run(server.start())
-        for monitor in self.monitoring.values():
+        for name, monitor in self.monitoring.items():
+            if monitor.port == 0:  # free ports: still next to the command line if that is free
+                monitor.port = self.servers[name].port + 1
             self._run(monitor.start())
         return self.resources()
 

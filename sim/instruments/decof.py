@@ -7,6 +7,7 @@ device (PROTOCOLS.md §6)."""
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -81,9 +82,14 @@ def _tokenize(text: str) -> list[tuple[str, str]]:
 _PREFIX = {"quote": "quote", "quasi": "quasiquote", "unquote": "unquote"}
 
 
-def _read_at(tokens: list[tuple[str, str]], pos: int) -> tuple[Value, int]:
+MAX_DEPTH = 32  # deeper nesting is refused (no lab expression comes close)
+
+
+def _read_at(tokens: list[tuple[str, str]], pos: int, depth: int = 0) -> tuple[Value, int]:
     if pos >= len(tokens):
         raise syntax_error("unbalanced parentheses")
+    if depth > MAX_DEPTH:
+        raise syntax_error(f"nested deeper than {MAX_DEPTH}")
     kind, text = tokens[pos]
     if kind == "open":
         items: list[Value] = []
@@ -93,12 +99,12 @@ def _read_at(tokens: list[tuple[str, str]], pos: int) -> tuple[Value, int]:
                 raise syntax_error("unbalanced parentheses")
             if tokens[pos][0] == "close":
                 return items, pos + 1
-            item, pos = _read_at(tokens, pos)
+            item, pos = _read_at(tokens, pos, depth + 1)
             items.append(item)
     if kind == "close":
         raise syntax_error("unbalanced parentheses")
     if kind in _PREFIX:
-        inner, pos = _read_at(tokens, pos + 1)
+        inner, pos = _read_at(tokens, pos + 1, depth + 1)
         return [Symbol(_PREFIX[kind]), inner], pos
     if kind == "string":
         return _unescape(text[1:-1]), pos + 1
@@ -115,7 +121,7 @@ def _atom(text: str) -> Value:
         return True
     if low == "#f":
         return False
-    if re.fullmatch(r"[-+]?\d+", text):
+    if re.fullmatch(r"[-+]?\d{1,18}", text):
         return int(text)
     if re.fullmatch(r"[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?", text):
         return float(text)
@@ -246,21 +252,28 @@ def _numbers(op: str, values: list[Value]) -> list[int | float]:
     return out
 
 
+def _bounded(value: int | float) -> int | float:
+    """Results stay within the device's 64-bit integers and doubles."""
+    if abs(value) > 2**63 - 1 and (isinstance(value, int) or not math.isfinite(value)):
+        raise DecofError(OUT_OF_RANGE, "arithmetic overflow")
+    return value
+
+
 def _plus(values: list[Value]) -> Value:
-    return sum(_numbers("+", values), 0)
+    return _bounded(sum(_numbers("+", values), 0))
 
 
 def _minus(values: list[Value]) -> Value:
     nums = _numbers("-", values)
     if not nums:
         raise syntax_error("- takes at least one argument")
-    return -nums[0] if len(nums) == 1 else nums[0] - sum(nums[1:])
+    return _bounded(-nums[0] if len(nums) == 1 else nums[0] - sum(nums[1:]))
 
 
 def _times(values: list[Value]) -> Value:
     out: int | float = 1
     for n in _numbers("*", values):
-        out *= n
+        out = _bounded(out * n)
     return out
 
 
