@@ -168,3 +168,23 @@ def test_half_written_line_and_dropped_connection_change_nothing(lab: Lab) -> No
     with socket.create_connection(("127.0.0.1", command), timeout=3) as sock:
         sock.sendall(b"(param-set! 'laser1:dl:cc:current-set 50.0)")  # no newline, then gone
     assert _raw(command, [b"(param-ref 'laser1:dl:cc:current-set)\n"]) == [f"{before * 1e3:.6f}"]
+
+
+def test_monitoring_line_reports_an_unknown_parameter_to_its_subscriber(lab: Lab) -> None:
+    command, monitoring = _ports(lab)
+    errors: list[str] = []
+    with Client(NetworkConnection("127.0.0.1", command, monitoring, timeout=3)) as client:
+
+        def on_update(_sub: Any, _time: Any, value: Any) -> None:
+            try:
+                value.get()
+            except DecopError as err:
+                errors.append(str(err))
+
+        subscription = client.subscribe("laser1:dl:cc:no-such-thing", on_update)
+        for _ in range(20):
+            client.run(timeout=0.1)
+            if errors:
+                break
+        subscription.cancel()
+    assert errors and errors[0].startswith("Error: 2 ")
