@@ -269,9 +269,9 @@ def bare_reader(model: str, address: str) -> tuple[Callable[[str], float], Calla
         }
 
         def comb(param: str) -> float:
-            t = proxy.data.last_timestamp()
-            record: Any = proxy.data.query(t, [keys[param]])
-            return float(record[keys[param]])
+            t: Any = proxy.data.last_timestamp()
+            records: Any = proxy.data.query(t - 0.01, [keys[param]])  # {timestamp: record}
+            return float(records[max(records, key=float)][keys[param]])
 
         return comb, proxy("close")
     if model == "ionpilot_pulser":

@@ -4,8 +4,12 @@ Wire dialect: `(param-ref 'laser1:dl:cc:current-act)` and
 `(param-set! 'laser1:dl:pc:voltage-set 70.0)`, one per line. Each reply is one line followed by
 the prompt `> ` with no terminator, so with read termination `\\n` every reply line arrives with
 the previous prompt in front (`> 62.500000`); the driver strips it. On connect the controller
-sends a banner line (`DeCoF Command Line`) that is read and discarded. Booleans are `#t`/`#f`,
-`param-set!` answers `0`, errors are a line starting `Error:`.
+sends a banner line (`DeCoF Command Line`, ended by CR LF) that is read and discarded. Booleans
+are `#t`/`#f`, `param-set!` answers `0`, errors are a line starting `Error:`.
+
+Why not TOPTICA's SDK (`toptica-lasersdk`): it runs its own asyncio thread per client and has
+no place for our guarded parameters, ramps, VISA timeouts and reconnects; the few DeCoF forms we
+need are simpler to speak directly. The SDK is the test oracle of the simulated DLC pro instead.
 
 Units: the controller speaks mA; this driver speaks SI (A) everywhere.
 """
@@ -184,12 +188,12 @@ class DlcPro(OwnedVisaInstrument):
     # --- wire ---------------------------------------------------------------------------------
 
     def get_idn(self) -> dict[str, str | None]:
-        """Vendor, model (`system-type`) and serial number (`serial-number`)."""
+        """Vendor, model (`system-type`), serial number and firmware version (`fw-ver`)."""
         return {
             "vendor": "TOPTICA",
             "model": parse_decof_string(self.param_ref("system-type")),
             "serial": parse_decof_string(self.param_ref("serial-number")),
-            "firmware": None,
+            "firmware": parse_decof_string(self.param_ref("fw-ver")),
         }
 
     def param_ref(self, name: str) -> str:

@@ -1,8 +1,12 @@
 """Menlo Systems FC1500 optical frequency comb, read over its XML-RPC data server (port 8123).
 
 Not VISA: a plain QCoDeS instrument around `xmlrpc.client` with a socket timeout. The server
-records every second; each reading asks for the newest timestamp, then for the record at it.
-`readings()` returns all quantities of one record together (use it when they must agree).
+records about every second and answers `data.query(t, keys)` with the records after `t`, keyed
+by their timestamp (`{"1700000000.0": {"reprate.freq": ...}}`); each reading asks for the newest
+timestamp, then for the records since just before it, and uses the newest one (as Menlo's own
+client examples and `brush` do). `readings()` returns all quantities of one record together
+(use it when they must agree). No upstream driver to build on: `brush` is a logging web app
+(Python 2 era, tornado) whose client class has no timeouts and no error mapping.
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ KEY_OFFSET = "offset.freq"
 KEY_BEAT = "counter0.freq"
 KEY_LOCKED = "system.locked"
 ALL_KEYS = (KEY_REPRATE, KEY_OFFSET, KEY_BEAT, KEY_LOCKED)
+# ask for the records since just before the newest timestamp (brush uses the same margin)
+QUERY_MARGIN_S = 0.01
 
 
 class CombReadings(TypedDict):
@@ -70,6 +76,22 @@ def _flag(record: Any, key: str) -> bool:
     if not isinstance(value, bool):
         raise InstrumentReplyError(value, f"{key} is not a boolean")
     return value
+
+
+def _newest(records: Any) -> tuple[float, Any]:
+    """The newest of `{"<unix time>": {key: value}}` records."""
+    if not isinstance(records, dict) or not records:
+        raise InstrumentReplyError(records, "query returned no record")
+    stamped: list[tuple[float, Any]] = []
+    for key, record in records.items():
+        try:
+            stamp = float(key)
+        except (TypeError, ValueError):
+            raise InstrumentReplyError(key, "record key is not a timestamp") from None
+        if not math.isfinite(stamp):
+            raise InstrumentReplyError(key, "record key is not a finite timestamp")
+        stamped.append((stamp, record))
+    return max(stamped, key=lambda item: item[0])
 
 
 class MenloFc1500(Instrument, IonpilotDriver):
@@ -127,9 +149,10 @@ class MenloFc1500(Instrument, IonpilotDriver):
         self.connect_message()
 
     def get_idn(self) -> dict[str, str | None]:
-        """The data server has no identification query; a timestamp proves it answers."""
-        self._call("data.last_timestamp")
-        return {"vendor": "Menlo Systems", "model": "FC1500", "serial": None, "firmware": None}
+        """`hello()` names the server software (the firmware field); the model is fixed."""
+        version = self._call("hello")
+        firmware = version if isinstance(version, str) and version else None
+        return {"vendor": "Menlo Systems", "model": "FC1500", "serial": None, "firmware": firmware}
 
     def readings(self) -> CombReadings:
         """All quantities of the newest record, together with its timestamp (Unix s)."""
@@ -143,11 +166,12 @@ class MenloFc1500(Instrument, IonpilotDriver):
         }
 
     def _record(self, keys: tuple[str, ...]) -> tuple[float, Any]:
+        """(timestamp, {key: value}) of the newest record."""
         timestamp = self._call("data.last_timestamp")
         if isinstance(timestamp, bool) or not isinstance(timestamp, int | float):
             raise InstrumentReplyError(timestamp, "last_timestamp is not a number")
-        record = self._call("data.query", timestamp, list(keys))
-        return float(timestamp), record
+        records = self._call("data.query", float(timestamp) - QUERY_MARGIN_S, list(keys))
+        return _newest(records)
 
     def _call(self, method: str, *args: Any) -> Any:
         if self._proxy is None:

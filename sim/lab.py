@@ -23,6 +23,7 @@ from .instruments import (
     Sc10,
     Smb100a,
 )
+from .monitoring import MonitoringServer
 from .server import InstrumentServer
 from .settings import SimSettings
 from .world import INSTRUMENT_FAULTS, LASER_SPECS, SHUTTERS, FaultError, World
@@ -91,11 +92,21 @@ class Lab:
         self.world = World(self.settings, clock if clock is not None else VirtualClock())
         self._addresses: dict[str, tuple[str, int, str]] = {}
         self.servers: dict[str, InstrumentServer] = {}
+        # second ports: a DLC pro's monitoring line, on its command port + 1 (as 1998/1999)
+        self.monitoring: dict[str, MonitoringServer] = {}
         for name, (model, address) in instruments.items():
             prefix, port, suffix = address_port(address)
             self._addresses[name] = (prefix, port, suffix)
             protocol = make_protocol(self.world, name, model)
             self.servers[name] = InstrumentServer(protocol, self.world, 0 if free_ports else port)
+            if isinstance(protocol, DlcPro):
+                mport = 0 if free_ports else port + 1
+                self.monitoring[name] = MonitoringServer(protocol, self.world, mport)
+        taken = {port for _prefix, port, _suffix in self._addresses.values()}
+        for name, monitor in self.monitoring.items():
+            if monitor.port in taken:  # a lab file that packs ports: any free one, reported
+                self.world.events.append((0.0, f"{name}: monitoring line moved off {monitor.port}"))
+                monitor.port = 0
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, name="sim-lab", daemon=True)
         self.world.add_fault_listener(self._on_fault)
@@ -113,7 +124,15 @@ class Lab:
         self._thread.start()
         for server in self.servers.values():
             self._run(server.start())
+        for name, monitor in self.monitoring.items():
+            if monitor.port == 0:  # free ports: still next to the command line if that is free
+                monitor.port = self.servers[name].port + 1
+            self._run(monitor.start())
         return self.resources()
+
+    def monitoring_ports(self) -> dict[str, int]:
+        """{name: port} of every DLC pro's monitoring line, as really bound."""
+        return {name: server.port for name, server in self.monitoring.items()}
 
     def resources(self) -> dict[str, str]:
         out = {}
@@ -127,6 +146,8 @@ class Lab:
             return
         for server in self.servers.values():
             self._run(server.stop())
+        for monitor in self.monitoring.values():
+            self._run(monitor.stop())
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(timeout=5)
         self.loop.close()
@@ -147,9 +168,15 @@ class Lab:
         server = self.servers.get(target or "")
         if server is None or not self._thread.is_alive():
             return
-        future = asyncio.run_coroutine_threadsafe(server.on_fault(kind, target), self.loop)
+        futures = [asyncio.run_coroutine_threadsafe(server.on_fault(kind, target), self.loop)]
+        monitor = self.monitoring.get(target or "")
+        if monitor is not None:
+            futures.append(
+                asyncio.run_coroutine_threadsafe(monitor.on_fault(kind, target), self.loop)
+            )
         if threading.current_thread() is not self._thread:
-            future.result(timeout=10)
+            for future in futures:
+                future.result(timeout=10)
 
     def __enter__(self) -> Lab:
         self.start()

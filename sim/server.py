@@ -63,7 +63,7 @@ class InstrumentServer:
             if self.protocol.transport == "http":
                 await self._serve_http(reader, writer)
             else:
-                await self._serve_lines(reader, writer)
+                await self._serve_lines(reader, writer, self.protocol.session())
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
             pass
         finally:
@@ -73,13 +73,13 @@ class InstrumentServer:
                 await writer.wait_closed()
 
     async def _serve_lines(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, session: Protocol
     ) -> None:
-        banner = self.protocol.banner()
+        banner = session.banner()
         if banner:
             writer.write(banner)
             await writer.drain()
-        sep = self.protocol.separator
+        sep = session.separator
         while True:
             try:
                 raw = await reader.readuntil(sep)
@@ -88,23 +88,24 @@ class InstrumentServer:
             line = raw[: -len(sep)].decode("utf-8", errors="replace").rstrip("\r")
             if sep == b"\r":
                 line = line.lstrip("\n")
-            reply = await self._answer(line)
+            reply = await self._answer(line, session)
             if reply is not None:
                 writer.write(reply)
                 await writer.drain()
 
-    async def _answer(self, request: str) -> bytes | None:
+    async def _answer(self, request: str, session: Protocol | None = None) -> bytes | None:
         """Apply the instrument's fault state, run the request, wait for world time."""
+        protocol = session if session is not None else self.protocol
         async with self._busy:
             fault = self.world.instrument_fault(self.name)
             if fault == "hang":
                 return None
-            reply = self.protocol.handle(request)
+            reply = protocol.handle(request)
             delay = self.world.ready_in()
             if delay > 0:
                 await asyncio.sleep(delay)
             if reply is not None and self.world.instrument_fault(self.name) == "garbage":
-                return self.protocol.garbage()
+                return protocol.garbage()
             if self.world.instrument_fault(self.name) == "hang":
                 return None
             return reply

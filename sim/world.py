@@ -66,6 +66,7 @@ LASER_SPECS: dict[str, LaserSpec] = {
 }
 WAVEMETER_CHANNELS: dict[int, str] = {1: "369", 2: "935", 3: "399", 4: "435"}
 SHUTTERS = ("399", "935")
+COMB_HISTORY_S = 3600  # the comb's data server keeps the last hour of records
 
 FAULT_KINDS = (
     "ion_loss",
@@ -304,7 +305,10 @@ class World:
         self.comb_beat_at_reference = float(exact)
         self.comb_locked = True
         self.comb_relock_at = 0.0
+        self.comb_unlocked_at = 0.0
+        self.comb_unlocks: deque[tuple[float, float]] = deque(maxlen=256)  # (from, to) world s
         self.comb_records: dict[int, CombRecord] = {}
+        self.comb_rng = random.Random(f"{s.seed}-comb")
         # Pulser.
         self.dds: dict[str, dict[str, float]] = {
             "clock_aom": {"frequency_hz": AOM_CENTRE_HZ, "amplitude": 1.0, "phase_rad": 0.0}
@@ -372,8 +376,9 @@ class World:
                         action()
                         break
                 continue
+            last = h >= end - self.t  # decided before the step moves t
             self._continuous(h)
-            if h >= end - self.t:
+            if last:
                 self.t = max(self.t, end)
             while self._schedule and self._schedule[0].at <= self.t:
                 item = heapq.heappop(self._schedule)
@@ -748,20 +753,42 @@ class World:
             self._comb_record(second)
             return self.epoch_unix + second
 
+    def _comb_locked_at(self, second: int) -> bool:
+        if not self.comb_locked and self.comb_unlocked_at <= second:
+            return False
+        return not any(start <= second < end for start, end in self.comb_unlocks)
+
     def _comb_record(self, second: int) -> CombRecord:
+        """The record of one second of world time, made when first asked for. Its noise comes
+        from the comb's own random stream, so reading the comb leaves the rest of the world's
+        random sequence as it was; the flicker of the clock laser is its present value."""
         rec = self.comb_records.get(second)
-        if rec is None:
-            rec = CombRecord(
-                self.epoch_unix + second,
-                self.comb_repetition_rate,
-                self.comb_offset_frequency(),
-                self._beat(1.0),
-                self.comb_locked,
-            )
-            self.comb_records[second] = rec
-            for old in [k for k in self.comb_records if k < second - 3600]:
-                del self.comb_records[old]
+        if rec is not None:
+            return rec
+        c = self.settings.comb
+        rng = self.comb_rng
+        f_rep = self.comb_repetition_rate
+        if self._comb_locked_at(second):
+            offset = c.offset_frequency
+            raw = self.comb_beat_at_reference + self.clock_offset_hz(float(second) - 0.5)
+            if self.white_fm_h0 > 0:  # white FM averaged over the record's 1 s gate
+                raw += math.sqrt(self.white_fm_h0 / 2.0) * rng.gauss(0.0, 1.0)
+            folded = raw % f_rep
+            beat = min(folded, f_rep - folded)
+            beat += rng.gauss(0.0, beat * c.counter_jitter)
+            locked = True
+        else:
+            offset = rng.uniform(0.0, f_rep / 2)
+            beat = rng.uniform(1e6, f_rep / 2)
+            locked = False
+        rec = CombRecord(self.epoch_unix + second, f_rep, offset, beat, locked)
+        self.comb_records[second] = rec
         return rec
+
+    def _comb_prune(self, newest: int) -> None:
+        if len(self.comb_records) > COMB_HISTORY_S + 64:
+            for old in [k for k in self.comb_records if k < newest - COMB_HISTORY_S]:
+                del self.comb_records[old]
 
     def comb_query(self, unix_t: float) -> CombRecord | None:
         """The newest record at or before `unix_t`, or None when there is none (future / >1 h)."""
@@ -769,9 +796,21 @@ class World:
             self._sync()
             second = math.floor(unix_t - self.epoch_unix + 1e-9)
             newest = math.floor(self.t)
-            if second > newest or second < newest - 3600:
+            if second > newest or second < newest - COMB_HISTORY_S:
                 return None
+            self._comb_prune(newest)
             return self._comb_record(second)
+
+    def comb_records_after(self, unix_t: float) -> list[CombRecord]:
+        """Every record (one per second of world time, the last hour kept) with a timestamp
+        after `unix_t`, oldest first: what the comb's data server answers to a query."""
+        with self._lock:
+            self._sync()
+            newest = math.floor(self.t)
+            first = max(math.floor(unix_t - self.epoch_unix + 1e-9) + 1, newest - COMB_HISTORY_S)
+            first = max(first, 0)
+            self._comb_prune(newest)
+            return [self._comb_record(second) for second in range(first, newest + 1)]
 
     # ---- the clock interrogation (fast path, also used by `ionpilot clock-sim`) ---------------
 
@@ -1005,7 +1044,9 @@ class World:
             text = f"stray field step {size:g} V/m"
         elif kind == "comb_unlock":
             self.comb_locked = False
+            self.comb_unlocked_at = self.t
             self.comb_relock_at = self.t + s.comb.relock_time
+            self.comb_unlocks.append((self.t, self.comb_relock_at))
             text = "comb unlocked"
         elif kind == "wavemeter_invalid":
             self.wavemeter_invalid_until = self.t + s.wavemeter.invalid_duration
@@ -1038,6 +1079,9 @@ class World:
             done.append("instrument answers again")
         low = target.lower()
         if "comb" in low:
+            if not self.comb_locked and self.comb_unlocks:
+                start, _end = self.comb_unlocks[-1]
+                self.comb_unlocks[-1] = (start, self.t)  # the history ends the unlock now
             self.comb_locked = True
             done.append("comb relocked")
         if "wavemeter" in low:

@@ -28,6 +28,11 @@ class Protocol:
         self.world = world
         self.name = name
 
+    def session(self) -> Protocol:
+        """The protocol object that serves one connection: this shared one, unless the model
+        keeps per-connection state (a DLC pro's user level and echo)."""
+        return self
+
     def banner(self) -> bytes:
         return b""
 

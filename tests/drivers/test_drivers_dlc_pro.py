@@ -100,12 +100,13 @@ def test_banner_and_prompt_framing_over_tcp():
     script = [
         Exchange(b"(param-ref 'system-type)", _reply(b'"DLCpro"')),
         Exchange(b"(param-ref 'serial-number)", _reply(b'"DLCPRO_000369"')),
+        Exchange(b"(param-ref 'fw-ver)", _reply(b'"3.3.3"')),
         Exchange(b"(param-ref 'laser1:dl:cc:current-act)", _reply(b"62.500000")),
         Exchange(b"(param-set! 'laser1:dl:pc:voltage-set 70)", _reply(b"0")),
         Exchange(b"(param-ref 'laser1:dl:cc:current-set)", _reply(b"Error: 3 value out of range")),
         Exchange(b"(param-ref 'laser1:emission)", _reply(b"#f")),
     ]
-    with ReplayServer(script, greeting=b"DeCoF Command Line\n> ") as server:
+    with ReplayServer(script, greeting=b"DeCoF Command Line\r\n> ") as server:
         address = f"TCPIP0::127.0.0.1::{server.port}::SOCKET"
         inst = DlcPro(unique_name("laser"), address, visalib="@py", timeout=2)
         try:
@@ -123,12 +124,14 @@ def test_close_releases_the_socket_so_a_host_can_reconnect():
     script = [
         Exchange(b"(param-ref 'system-type)", _reply(b'"DLCpro"')),
         Exchange(b"(param-ref 'serial-number)", _reply(b'"DLCPRO_000369"')),
+        Exchange(b"(param-ref 'fw-ver)", _reply(b'"3.3.3"')),
         Exchange(b"(param-ref 'laser1:emission)", b""),  # no reply: the driver times out
         Exchange(b"(param-ref 'system-type)", _reply(b'"DLCpro"')),
         Exchange(b"(param-ref 'serial-number)", _reply(b'"DLCPRO_000369"')),
+        Exchange(b"(param-ref 'fw-ver)", _reply(b'"3.3.3"')),
         Exchange(b"(param-ref 'laser1:emission)", _reply(b"#t")),
     ]
-    with ReplayServer(script, greeting=b"DeCoF Command Line\n> ") as server:
+    with ReplayServer(script, greeting=b"DeCoF Command Line\r\n> ") as server:
         address = f"TCPIP0::127.0.0.1::{server.port}::SOCKET"
         inst = DlcPro(unique_name("laser"), address, visalib="@py", timeout=0.3)
         with pytest.raises(pyvisa.errors.VisaIOError):

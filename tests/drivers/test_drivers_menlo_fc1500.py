@@ -1,4 +1,5 @@
-"""FC1500 driver against a loopback XML-RPC server replaying canned records."""
+"""FC1500 driver against a loopback XML-RPC server replaying canned records in the data server's
+dialect: `data.query(t, keys)` answers the records after `t` as {"<timestamp>": {key: value}}."""
 
 import itertools
 import threading
@@ -30,6 +31,10 @@ class _Data:
         self.delay_s = delay_s
         self.queries = []
 
+    def hello(self):
+        time.sleep(self.delay_s)
+        return "canned comb server 1.0"
+
     def last_timestamp(self):
         time.sleep(self.delay_s)
         return T0
@@ -38,12 +43,16 @@ class _Data:
         import xmlrpc.client
 
         self.queries.append((t, list(keys)))
-        if t > T0:
-            raise xmlrpc.client.Fault(1, f"no data for timestamp {t}")
         for key in keys:
             if key not in self.record:
                 raise xmlrpc.client.Fault(2, f"unknown key '{key}'")
-        return {key: self.record[key] for key in keys}
+        older = {**self.record, "reprate.freq": 1.0, "system.locked": False}
+        records = {T0: self.record, T0 - 0.005: older}  # the driver must take the newest
+        return {
+            repr(ts): {key: rec[key] for key in (keys or rec)}
+            for ts, rec in records.items()
+            if ts > t
+        }
 
 
 @pytest.fixture
@@ -53,6 +62,7 @@ def server_for():
     def start(record=RECORD, delay_s=0.0):
         server = SimpleXMLRPCServer(("127.0.0.1", 0), logRequests=False, allow_none=False)
         data = _Data(record, delay_s)
+        server.register_function(data.hello, "hello")
         server.register_function(data.last_timestamp, "data.last_timestamp")
         server.register_function(data.query, "data.query")
         thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
@@ -79,7 +89,8 @@ def test_parameters_read_the_newest_record(server_for):
         assert comb.offset_frequency() == 20e6
         assert comb.beat_frequency() == 60_000_012.25
         assert comb.locked() is True
-        assert data.queries[-1] == (T0, ["system.locked"])
+        assert data.queries[-1] == (T0 - 0.01, ["system.locked"])
+        assert comb.IDN()["firmware"] == "canned comb server 1.0"
         readings = comb.readings()
         assert readings["timestamp_s"] == T0 and readings["repetition_rate"] == 250_000_123.5
         assert set(comb.telemetry_parameters()) >= {"repetition_rate", "offset_frequency", "locked"}

@@ -61,7 +61,7 @@ class Sc10Client:
 class DlcClient:
     def __init__(self, address: str) -> None:
         self.inst = visa(address)
-        assert self.inst.read() == "DeCoF Command Line"
+        assert self.inst.read() == "DeCoF Command Line\r"  # the banner ends in CR LF
 
     def query(self, text: str) -> str:
         reply: str = self.inst.query(text)
