@@ -78,6 +78,10 @@ class WavemeterReading(TypedDict):
     power_w: float
 
 
+#: questionable-status bits that make a reading invalid: power (3) or wavelength (5) out of range
+INVALID_EXPOSURE_BITS = (1 << 3) | (1 << 5)
+
+
 class Bristol871aInput(InstrumentChannel["Bristol871a"]):
     """One fibre-switch input: the frequency of the laser on it, switched to and read."""
 
@@ -241,12 +245,12 @@ class Bristol871a(ScpiVisaDriver):
         fields = reply.split(",")
         if len(fields) != 4:
             raise InstrumentReplyError(reply, "expected index,status,wavelength,power")
-        status = parse_int(fields[1])
-        if status not in (0, 1):
-            raise InstrumentReplyError(reply, "status is not 0/1")
+        status = parse_int(fields[1])  # the questionable-status register (manual: STAT:QUES)
+        if not 0 <= status < 1 << 16:
+            raise InstrumentReplyError(reply, "status is not a 16-bit register value")
         return {
             "index": parse_int(fields[0]),
-            "valid": status == 0,
+            "valid": not status & INVALID_EXPOSURE_BITS,
             "wavelength_m": parse_float(fields[2]) * 1e-9,
             "power_w": parse_float(fields[3]) * 1e-3,
         }

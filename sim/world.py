@@ -648,6 +648,15 @@ class World:
                 ch.start_v, ch.start_t = ch.output(self.t), self.t
                 ch.level_v = level_v
 
+    def ramp_dc(self, channel: int, start_v: float, level_v: float, slew_v_per_s: float) -> None:
+        """QDAC-II channel output restarted at `start_v` now, slewing to `level_v` (a sweep
+        starting, or the reset jumping to 0 V)."""
+        with self._lock:
+            self._sync()
+            ch = self.dc[channel - 1]
+            ch.start_v, ch.start_t = start_v, self.t
+            ch.level_v, ch.slew_v_per_s = level_v, slew_v_per_s
+
     def dc_output(self, channel: int) -> float:
         with self._lock:
             self._sync()

@@ -1,0 +1,514 @@
+"""The one SCPI core every simulated SCPI instrument shares: the parser (long/short forms, any case,
+`;`-separated program message units with the SCPI relative path, `:`-rooted headers, quoted
+strings), the IEEE 488.2 mandatory common commands and status model, and the SCPI error queue.
+Each model only registers its command tree (`setup`) and its reset state (`reset`).
+
+References: IEEE 488.2-1992 §10 (common commands), §11 (status reporting: ESR bits, ESE, STB,
+SRE, MAV/ESB/RQS); SCPI-1999 Vol. 1 §6 (program headers, short/long form, relative path), Vol. 2
+§19.7 (SYSTem:ERRor subsystem) and §21.8 (error numbers and texts). PROTOCOLS.md §0.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ..world import World
+from .base import GARBAGE, Protocol
+
+
+class ScpiError(Exception):
+    """An SCPI error: goes to the error queue; the failing unit and the rest of its line do nothing."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(f'{code},"{message}"')
+        self.code = code
+        self.message = message
+
+
+# The SCPI-1999 error numbers and texts (Vol. 2 §21.8), as the R&S, Keysight, QDevil and Bristol
+# manuals list them in their error-message chapters.
+def command_error() -> ScpiError:
+    return ScpiError(-100, "Command error")
+
+
+def syntax_error() -> ScpiError:
+    return ScpiError(-102, "Syntax error")
+
+
+def parameter_not_allowed() -> ScpiError:
+    return ScpiError(-108, "Parameter not allowed")
+
+
+def missing_parameter() -> ScpiError:
+    return ScpiError(-109, "Missing parameter")
+
+
+def undefined_header() -> ScpiError:
+    return ScpiError(-113, "Undefined header")
+
+
+def suffix_out_of_range() -> ScpiError:
+    return ScpiError(-114, "Header suffix out of range")
+
+
+def settings_conflict() -> ScpiError:
+    return ScpiError(-221, "Settings conflict")
+
+
+def out_of_range() -> ScpiError:
+    return ScpiError(-222, "Data out of range")
+
+
+def illegal_value() -> ScpiError:
+    return ScpiError(-224, "Illegal parameter value")
+
+
+def data_stale() -> ScpiError:
+    return ScpiError(-230, "Data corrupt or stale")
+
+
+# --- IEEE 488.2 status bits --------------------------------------------------------------------
+ESR_OPC = 0x01  # operation complete
+ESR_QYE = 0x04  # query error (-4xx)
+ESR_DDE = 0x08  # device-dependent error (-3xx)
+ESR_EXE = 0x10  # execution error (-2xx)
+ESR_CME = 0x20  # command error (-1xx)
+ESR_PON = 0x80  # power on
+STB_EAV = 0x04  # error/event queue not empty (SCPI-1999 Vol. 1 §9)
+STB_QUES = 0x08  # questionable status summary
+STB_MAV = 0x10  # message available
+STB_ESB = 0x20  # event status summary (ESR & ESE)
+STB_RQS = 0x40  # request service / master summary status
+STB_OPER = 0x80  # operation status summary
+
+
+def _error_bit(code: int) -> int:
+    if -199 <= code <= -100:
+        return ESR_CME
+    if -299 <= code <= -200:
+        return ESR_EXE
+    if -499 <= code <= -400:
+        return ESR_QYE
+    return ESR_DDE
+
+
+# --- headers and parameters --------------------------------------------------------------------
+_NODE = re.compile(r"(\[?)(:?)([A-Za-z*]+)(#?)(\]?)")
+_SUFFIX_SCALE = {
+    "": 1.0,
+    "HZ": 1.0,
+    "KHZ": 1e3,
+    "MHZ": 1e6,
+    "MAHZ": 1e6,  # SCPI: "MHZ" is mega, not milli (Vol. 1 §7.7.3)
+    "GHZ": 1e9,
+    "V": 1.0,
+    "MV": 1e-3,
+    "UV": 1e-6,
+    "A": 1.0,
+    "MA": 1e-3,
+    "UA": 1e-6,
+    "S": 1.0,
+    "MS": 1e-3,
+    "US": 1e-6,
+    "NS": 1e-9,
+    "DBM": 1.0,
+    "DEG": 1.0,
+    "OHM": 1.0,
+    "W": 1.0,
+    "MW": 1e-3,
+    "PCT": 1.0,
+    "DB": 1.0,
+}
+_NUMBER = re.compile(r"^([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE]\s*[-+]?\d+)?)\s*([A-Za-z]*)$")
+_UNIT_HEADER = re.compile(
+    r"^(\*[A-Za-z]+\??|:?[A-Za-z][A-Za-z0-9_]*(?::[A-Za-z][A-Za-z0-9_]*)*\??)(?:\s+(.*))?$",
+    re.DOTALL,
+)
+_LOOKS_LIKE_HEADER = re.compile(r"^[:*]?[A-Za-z][A-Za-z0-9_:]*\??$")
+
+
+def compile_header(pattern: str) -> re.Pattern[str]:
+    """'[SOURce]:FREQuency[:CW]' -> a regex accepting short/long forms, optional nodes, and
+    a numeric suffix where the pattern has '#' (captured)."""
+    parts = []
+    skip_sep = True
+    for optional, _colon, word, suffix, _close in _NODE.findall(pattern):
+        short = "".join(c for c in word if c.isupper() or c == "*")
+        long = word.upper()
+        alts = re.escape(long) if short == long else f"(?:{re.escape(long)}|{re.escape(short)})"
+        node = alts + (r"(\d*)" if suffix else "")
+        if skip_sep and optional:
+            parts.append(f"(?:{node}:)?")
+            continue  # the next node follows without its own colon
+        sep = "" if skip_sep else ":"
+        skip_sep = False
+        parts.append(f"(?:{sep}{node})?" if optional else sep + node)
+    body = "".join(parts)
+    return re.compile(rf"^:?{body}$", re.IGNORECASE)
+
+
+def split_units(line: str) -> list[str]:
+    """Program message units of one line: split at `;` outside quoted strings (-102 when a
+    quote is not closed)."""
+    units: list[str] = []
+    quote = ""
+    start = 0
+    for i, c in enumerate(line):
+        if quote:
+            if c == quote:
+                quote = ""
+        elif c in "\"'":
+            quote = c
+        elif c == ";":
+            units.append(line[start:i])
+            start = i + 1
+    if quote:
+        raise syntax_error()
+    units.append(line[start:])
+    return units
+
+
+def split_args(args: str) -> list[str]:
+    """Comma-separated parameters, commas inside quotes or a `(@...)` channel list kept."""
+    out: list[str] = []
+    depth, quote, start = 0, "", 0
+    for i, c in enumerate(args):
+        if quote:
+            if c == quote:
+                quote = ""
+        elif c in "\"'":
+            quote = c
+        elif c == "(":
+            depth += 1
+        elif c == ")":
+            depth -= 1
+        elif c == "," and depth == 0:
+            out.append(args[start:i].strip())
+            start = i + 1
+    out.append(args[start:].strip())
+    return out if any(out) else []
+
+
+def parse_number(
+    arg: str,
+    allowed_suffixes: tuple[str, ...] = (),
+    *,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    default: float | None = None,
+) -> float:
+    """A decimal numeric parameter, optionally with a unit suffix that scales, or one of the
+    keywords MINimum/MAXimum/DEFault where the command defines them. Wrong kind: -224; out of
+    [minimum, maximum] when both are given: -222."""
+    text = arg.strip()
+    if not text:
+        raise missing_parameter()
+    word = text.upper()
+    keywords = {"MIN": minimum, "MINIMUM": minimum, "MAX": maximum, "MAXIMUM": maximum}
+    keywords.update({"DEF": default, "DEFAULT": default})
+    if word in keywords:
+        value = keywords[word]
+        if value is None:
+            raise illegal_value()
+        return value
+    m = _NUMBER.match(text)
+    if not m:
+        raise illegal_value()
+    suffix = m.group(2).upper()
+    if suffix and suffix not in allowed_suffixes:
+        raise illegal_value()
+    value = float(m.group(1).replace(" ", "")) * _SUFFIX_SCALE.get(suffix, 1.0)
+    if minimum is not None and maximum is not None and not minimum <= value <= maximum:
+        raise out_of_range()
+    return value
+
+
+def parse_bool(arg: str) -> bool:
+    """SCPI boolean: ON|OFF|1|0 (a numeric value is rounded; non-zero is ON, Vol. 1 §7.3)."""
+    word = arg.strip().upper()
+    if not word:
+        raise missing_parameter()
+    if word == "ON":
+        return True
+    if word == "OFF":
+        return False
+    m = _NUMBER.match(word)
+    if not m or m.group(2):
+        raise illegal_value()
+    return round(float(m.group(1))) != 0
+
+
+def parse_choice(arg: str, choices: dict[str, str]) -> str:
+    """A character parameter among `choices` (pattern like 'SWEep' -> its canonical reply),
+    short or long form, any case."""
+    word = arg.strip().upper()
+    if not word:
+        raise missing_parameter()
+    for pattern, canonical in choices.items():
+        short = "".join(c for c in pattern if c.isupper() or c.isdigit())
+        if word in (pattern.upper(), short):
+            return canonical
+    raise illegal_value()
+
+
+def fmt_g(value: float) -> str:
+    return f"{value:.12g}"
+
+
+def channel_number(suffixes: tuple[str, ...], count: int, default: int = 1) -> int:
+    """The numeric suffix of a header node (SOUR3 -> 3), checked against the channel count."""
+    text = next((s for s in suffixes if s), "")
+    ch = int(text) if text else default
+    if not 1 <= ch <= count:
+        raise suffix_out_of_range()
+    return ch
+
+
+def parse_channel_list(arg: str) -> int:
+    """'(@1)' -> 1; empty -> 1."""
+    arg = arg.strip()
+    if not arg:
+        return 1
+    m = re.fullmatch(r"\(@\s*(\d+)\s*\)", arg)
+    if not m:
+        raise illegal_value()
+    return int(m.group(1))
+
+
+def parse_channel_set(arg: str) -> list[int]:
+    """'(@1,3:5)' -> [1, 3, 4, 5] (SCPI-1999 Vol. 1 §8.3.2 channel list)."""
+    m = re.fullmatch(r"\(@\s*([\d\s,:!]+)\)", arg.strip())
+    if not m:
+        raise illegal_value()
+    out: list[int] = []
+    for item in m.group(1).split(","):
+        lo, _, hi = item.strip().replace("!", ":").partition(":")
+        if not lo.isdigit() or (hi and not hi.isdigit()):
+            raise illegal_value()
+        out.extend(range(int(lo), int(hi or lo) + 1))
+    return out
+
+
+Handler = Callable[[str, tuple[str, ...]], str | None]
+
+
+@dataclass
+class _Command:
+    regex: re.Pattern[str]
+    query: bool
+    handler: Handler
+    takes_args: bool
+    max_suffix: int | None
+
+
+class ScpiProtocol(Protocol):
+    """An SCPI instrument: header table, compound lines, IEEE 488.2 status model, error queue."""
+
+    idn = "ionpilot,sim,0,0"
+    terminator = "\n"
+    no_error = '0,"No error"'
+    #: how an error queue entry is written (QDevil puts a space after the comma)
+    error_format = '{code},"{message}"'
+    queue_size = 10
+    #: *OPT? reply (IEEE 488.2 §10.20: "0" when no option is installed)
+    options = "0"
+
+    def __init__(self, world: World, name: str) -> None:
+        super().__init__(world, name)
+        self.errors: deque[str] = deque()
+        self._commands: list[_Command] = []
+        self.esr = ESR_PON  # IEEE 488.2 §11.5.1: PON set when power comes on
+        self.ese = 0
+        self.sre = 0
+        self.operation_enable = 0
+        self.questionable_enable = 0
+        self._common()
+        self.setup()
+
+    # ---- what a model provides ---------------------------------------------------------------
+
+    def setup(self) -> None:
+        """Subclasses register their headers here."""
+
+    def reset(self) -> None:
+        """*RST: the manual's reset state (subclasses). Sources must end with their output off."""
+
+    def add(
+        self,
+        pattern: str,
+        query: bool,
+        handler: Handler,
+        *,
+        args: bool | None = None,
+        max_suffix: int | None = None,
+    ) -> None:
+        """Register a header. `args`: whether parameters are accepted (default: commands yes,
+        queries no, -108 otherwise). `max_suffix`: numeric header suffixes allowed 1..n (-114),
+        None when the handler checks them itself."""
+        takes = (not query) if args is None else args
+        self._commands.append(_Command(compile_header(pattern), query, handler, takes, max_suffix))
+
+    # ---- common commands and the SCPI-mandated subsystems -----------------------------------
+
+    def _common(self) -> None:
+        none: dict[str, bool] = {"args": False}
+        self.add("*IDN", True, lambda a, s: self.idn)
+        self.add("*OPT", True, lambda a, s: self.options)
+        self.add("*RST", False, lambda a, s: self.reset(), **none)
+        self.add("*CLS", False, lambda a, s: self.clear_status(), **none)
+        self.add("*ESR", True, lambda a, s: str(self._read_esr()))
+        self.add("*ESE", False, self._set_ese)
+        self.add("*ESE", True, lambda a, s: str(self.ese))
+        self.add("*SRE", False, self._set_sre)
+        self.add("*SRE", True, lambda a, s: str(self.sre))
+        self.add("*STB", True, lambda a, s: str(self.status_byte()))
+        self.add("*OPC", False, lambda a, s: self._set_opc(), **none)
+        self.add("*OPC", True, lambda a, s: "1")  # every operation completes before the reply
+        self.add("*WAI", False, lambda a, s: None, **none)
+        self.add("*TST", True, lambda a, s: "0")  # self-test passed
+        self.add("SYSTem:ERRor[:NEXT]", True, lambda a, s: self.pop_error())
+        self.add("SYSTem:ERRor:ALL", True, lambda a, s: self._all_errors())
+        self.add("SYSTem:ERRor:COUNt", True, lambda a, s: str(len(self.errors)))
+        self.add("SYSTem:ERRor:CODE[:NEXT]", True, lambda a, s: self._pop_code())
+        self.add("SYSTem:VERSion", True, lambda a, s: "1999.0")
+        self.add("STATus:PRESet", False, lambda a, s: self._status_preset(), **none)
+        for reg in ("OPERation", "QUEStionable"):
+            self.add(f"STATus:{reg}[:EVENt]", True, lambda a, s: "0")
+            self.add(f"STATus:{reg}:CONDition", True, lambda a, s: "0")
+            self.add(f"STATus:{reg}:ENABle", False, self._status_enable(reg))
+            self.add(f"STATus:{reg}:ENABle", True, self._status_enable_query(reg))
+
+    def _register_arg(self, arg: str) -> int:
+        value = parse_number(arg)
+        if value != int(value) or not 0 <= value <= 255:
+            raise out_of_range()
+        return int(value)
+
+    def _set_ese(self, arg: str, _s: tuple[str, ...]) -> None:
+        self.ese = self._register_arg(arg)
+
+    def _set_sre(self, arg: str, _s: tuple[str, ...]) -> None:
+        self.sre = self._register_arg(arg) & ~STB_RQS  # bit 6 cannot be enabled (§11.3.2.3)
+
+    def _set_opc(self) -> None:
+        self.esr |= ESR_OPC  # nothing pending: the operation is complete at once
+
+    def _read_esr(self) -> int:
+        value, self.esr = self.esr, 0
+        return value
+
+    def status_byte(self) -> int:
+        """IEEE 488.2 §11.2: EAV, ESB, RQS/MSS computed from the registers."""
+        stb = 0
+        if self.errors:
+            stb |= STB_EAV
+        if self.esr & self.ese:
+            stb |= STB_ESB
+        if stb & self.sre:
+            stb |= STB_RQS
+        return stb
+
+    def clear_status(self) -> None:
+        """*CLS: event registers and the error queue cleared (enable registers kept)."""
+        self.esr = 0
+        self.errors.clear()
+
+    def _status_preset(self) -> None:
+        self.operation_enable = 0
+        self.questionable_enable = 0
+
+    def _status_enable(self, reg: str) -> Handler:
+        def handler(arg: str, _s: tuple[str, ...]) -> None:
+            value = parse_number(arg)
+            if value != int(value) or not 0 <= value <= 32767:
+                raise out_of_range()
+            setattr(self, f"{reg.lower()}_enable", int(value))
+
+        return handler
+
+    def _status_enable_query(self, reg: str) -> Handler:
+        return lambda a, s: str(getattr(self, f"{reg.lower()}_enable"))
+
+    # ---- error queue ---------------------------------------------------------------------------
+
+    def push_error(self, err: ScpiError) -> None:
+        self.esr |= _error_bit(err.code)
+        if len(self.errors) >= self.queue_size:
+            self.errors[-1] = self.error_format.format(code=-350, message="Queue overflow")
+            return
+        self.errors.append(self.error_format.format(code=err.code, message=err.message))
+
+    def pop_error(self) -> str:
+        return self.errors.popleft() if self.errors else self.no_error
+
+    def _pop_code(self) -> str:
+        return self.pop_error().split(",", 1)[0]
+
+    def _all_errors(self) -> str:
+        if not self.errors:
+            return self.no_error
+        out = ",".join(self.errors)
+        self.errors.clear()
+        return out
+
+    def garbage(self) -> bytes:
+        return (GARBAGE + self.terminator).encode("latin-1")
+
+    # ---- the parser ----------------------------------------------------------------------------
+
+    def handle(self, line: str) -> bytes | None:
+        """One program message. Units run in order; the first error stops the rest of the line
+        (IEEE 488.2 §6.1.6); replies of the queries before it are still sent."""
+        replies: list[str] = []
+        previous: str | None = None
+        try:
+            units = split_units(line.strip())
+            for unit in units:
+                part = unit.strip()
+                if not part:
+                    if len(units) > 1:
+                        continue  # "A;;B" and a trailing ";" are tolerated as empty units
+                    break
+                m = _UNIT_HEADER.match(part)
+                if not m:
+                    head = part.split(None, 1)[0]
+                    raise undefined_header() if _LOOKS_LIKE_HEADER.match(head) else syntax_error()
+                reply, previous = self._dispatch(m.group(1), (m.group(2) or "").strip(), previous)
+                if reply is not None:
+                    replies.append(reply)
+        except ScpiError as err:
+            self.push_error(err)
+        if not replies:
+            return None
+        return (";".join(replies) + self.terminator).encode("latin-1")
+
+    def _dispatch(self, header: str, args: str, previous: str | None) -> tuple[str | None, str]:
+        query = header.endswith("?")
+        bare = header[:-1] if query else header
+        candidates = [bare]
+        if previous and not bare.startswith((":", "*")) and ":" in previous:
+            candidates.append(previous.rsplit(":", 1)[0] + ":" + bare)
+        known_header = False
+        for text in candidates:
+            for cmd in self._commands:
+                m = cmd.regex.match(text)
+                if not m:
+                    continue
+                if cmd.query != query:
+                    known_header = True
+                    continue
+                suffixes = tuple(g or "" for g in m.groups())
+                if cmd.max_suffix is not None:
+                    for suffix in suffixes:
+                        if suffix and not 1 <= int(suffix) <= cmd.max_suffix:
+                            raise suffix_out_of_range()
+                if args and not cmd.takes_args:
+                    raise parameter_not_allowed()
+                path = previous if text.startswith("*") and previous else text
+                return cmd.handler(args, suffixes), path
+        if known_header:
+            raise undefined_header()  # a query-only header set (or the reverse) is undefined
+        raise undefined_header()
