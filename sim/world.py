@@ -157,8 +157,12 @@ class DcChannel:
     start_v: float = 0.0
     start_t: float = 0.0
     slew_v_per_s: float = 2e7
+    #: a running sweep or list generator: the output as a function of world time
+    profile: Callable[[float], float] | None = None
 
     def output(self, t: float) -> float:
+        if self.profile is not None:
+            return self.profile(t)
         span = self.level_v - self.start_v
         reach = self.slew_v_per_s * max(0.0, t - self.start_t)
         if abs(span) <= reach:
@@ -641,6 +645,9 @@ class World:
         with self._lock:
             self._sync()
             ch = self.dc[channel - 1]
+            if ch.profile is not None:  # a new DC level ends a generator where it stands
+                ch.start_v, ch.start_t, ch.level_v = ch.output(self.t), self.t, ch.output(self.t)
+                ch.profile = None
             if slew_v_per_s is not None:
                 ch.start_v, ch.start_t = ch.output(self.t), self.t
                 ch.slew_v_per_s = slew_v_per_s
@@ -656,6 +663,18 @@ class World:
             ch = self.dc[channel - 1]
             ch.start_v, ch.start_t = start_v, self.t
             ch.level_v, ch.slew_v_per_s = level_v, slew_v_per_s
+            ch.profile = None
+
+    def run_dc_profile(self, channel: int, profile: Callable[[float], float] | None) -> None:
+        """QDAC-II channel driven by a generator (`profile(t)`, world time) from now; None stops
+        it, holding the output where it stands."""
+        with self._lock:
+            self._sync()
+            ch = self.dc[channel - 1]
+            if profile is None and ch.profile is not None:
+                here = ch.profile(self.t)
+                ch.start_v, ch.start_t, ch.level_v = here, self.t, here
+            ch.profile = profile
 
     def dc_output(self, channel: int) -> float:
         with self._lock:

@@ -18,6 +18,9 @@ class Protocol:
     max_clients: int | None = None
     #: "line" (socket servers) or "http" (XML-RPC)
     transport: str = "line"
+    #: requests may carry IEEE 488.2 definite-length blocks (`#<n><length><bytes>`), whose bytes
+    #: can contain the separator: the server reads them whole and passes bytes as latin-1
+    binary_blocks: bool = False
 
     def __init__(self, world: World, name: str) -> None:
         self.world = world

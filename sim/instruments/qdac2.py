@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import math
 import random
+import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..world import N_DC_CHANNELS
@@ -18,8 +20,10 @@ from .scpi import (
     ScpiProtocol,
     channel_number,
     fmt_g,
+    illegal_value,
     missing_parameter,
     out_of_range,
+    parse_block,
     parse_bool,
     parse_channel_set,
     parse_choice,
@@ -85,6 +89,39 @@ class Sense:
     count: int = 1
     trigger_source: str = "imm"
     readings: list[float] = field(default_factory=list)
+
+
+def waveform(gen: DcGenerator, t0: float) -> Callable[[float], float]:
+    """The output of a sweep or list generator started at world time t0: `points` steps of
+    `dwell` (an analog sweep ramps linearly across each step instead), repeated `repetitions`
+    times (-1: forever), then holding the last value."""
+    if gen.mode == "swe":
+        n = gen.sweep_points
+        span = gen.sweep_stop_v - gen.sweep_start_v
+        values = [gen.sweep_start_v + span * i / (n - 1) for i in range(n)]
+        dwell, direction = gen.sweep_dwell_s, gen.sweep_direction
+    else:
+        values, dwell, direction = list(gen.list_v), gen.list_dwell_s, gen.list_direction
+    if direction == "down":
+        values.reverse()
+    analog = gen.mode == "swe" and gen.sweep_generation == "anal"
+    period = len(values) * dwell
+    repetitions, delay = gen.repetitions, gen.delay_s
+
+    def output(t: float) -> float:
+        elapsed = t - t0 - delay
+        if elapsed < 0:
+            return values[0]
+        cycle = math.floor(elapsed / period)
+        if 0 <= repetitions <= cycle:
+            return values[-1]
+        k = (elapsed - cycle * period) / dwell
+        i = min(len(values) - 1, math.floor(k + 1e-9))
+        if analog and i < len(values) - 1:
+            return values[i] + (k - i) * (values[i + 1] - values[i])
+        return values[i]
+
+    return output
 
 
 class Qdac2(ScpiProtocol):
@@ -296,7 +333,13 @@ class Qdac2(ScpiProtocol):
     def _set_list(self, append: bool):  # type: ignore[no-untyped-def]
         def setter(arg: str, s: tuple[str, ...]) -> None:
             ch = self._ch(s)
-            values = [parse_number(v, ("V", "MV")) for v in split_args(arg)]
+            if arg.startswith("#"):  # IEEE 488.2 block of little-endian float32 (QDevil's default)
+                data = parse_block(arg)
+                if len(data) % 4:
+                    raise illegal_value()
+                values = list(struct.unpack(f"<{len(data) // 4}f", data))
+            else:
+                values = [parse_number(v, ("V", "MV")) for v in split_args(arg)]
             if not values:
                 raise missing_parameter()
             for v in values:
@@ -355,15 +398,7 @@ class Qdac2(ScpiProtocol):
             self.levels[ch - 1] = self.next_v[ch - 1]
             self.world.set_dc(ch, level_v=self.next_v[ch - 1])
             return
-        if gen.mode == "swe":
-            first, last = gen.sweep_start_v, gen.sweep_stop_v
-        else:
-            first, last = gen.list_v[0], gen.list_v[-1]
-        if (gen.sweep_direction if gen.mode == "swe" else gen.list_direction) == "down":
-            first, last = last, first
-        duration = gen.duration_s()
-        rate = abs(last - first) / duration if last != first else SLEW_RANGE[1]
-        self.world.ramp_dc(ch, first, last, max(SLEW_RANGE[0], rate))
+        self.world.run_dc_profile(ch, waveform(gen, gen.started_at))
 
     def _cycles_left(self, _a: str, s: tuple[str, ...]) -> str:
         gen = self.gen[self._ch(s) - 1]
@@ -377,9 +412,7 @@ class Qdac2(ScpiProtocol):
     def _abort(self, ch: int) -> None:
         gen = self.gen[ch - 1]
         gen.armed, gen.started_at = False, None
-        if gen.mode != "fix":
-            out = self.world.dc_output(ch)
-            self.world.ramp_dc(ch, out, out, self.world.dc[ch - 1].slew_v_per_s)
+        self.world.run_dc_profile(ch, None)  # the output stays where the generator left it
 
     def _abort_all(self) -> None:
         for ch in range(1, N_DC_CHANNELS + 1):

@@ -150,46 +150,67 @@ def compile_header(pattern: str) -> re.Pattern[str]:
     return re.compile(rf"^:?{body}$", re.IGNORECASE)
 
 
-def split_units(line: str) -> list[str]:
-    """Program message units of one line: split at `;` outside quoted strings (-102 when a
-    quote is not closed)."""
-    units: list[str] = []
-    quote = ""
-    start = 0
-    for i, c in enumerate(line):
+def _block_end(text: str, i: int) -> int:
+    """End index of the IEEE 488.2 definite-length block starting at text[i] == '#', or i + 1
+    when it is not one."""
+    if i + 1 >= len(text) or not "1" <= text[i + 1] <= "9":
+        return i + 1
+    digits = int(text[i + 1])
+    length = text[i + 2 : i + 2 + digits]
+    if len(length) < digits or not length.isdigit():
+        raise syntax_error()
+    end = i + 2 + digits + int(length)
+    if end > len(text):
+        raise syntax_error()
+    return end
+
+
+def _split(text: str, separator: str, nest: bool) -> list[str]:
+    """Split at `separator` outside quoted strings, definite-length blocks and (with `nest`)
+    parentheses such as a `(@1,2)` channel list; -102 for an unclosed quote or a short block."""
+    parts: list[str] = []
+    depth, quote, start, i = 0, "", 0, 0
+    while i < len(text):
+        c = text[i]
         if quote:
-            if c == quote:
-                quote = ""
+            quote = "" if c == quote else quote
         elif c in "\"'":
             quote = c
-        elif c == ";":
-            units.append(line[start:i])
+        elif c == "#":
+            i = _block_end(text, i)
+            continue
+        elif nest and c == "(":
+            depth += 1
+        elif nest and c == ")":
+            depth -= 1
+        elif c == separator and depth == 0:
+            parts.append(text[start:i])
             start = i + 1
+        i += 1
     if quote:
         raise syntax_error()
-    units.append(line[start:])
-    return units
+    parts.append(text[start:])
+    return parts
+
+
+def split_units(line: str) -> list[str]:
+    """Program message units of one line: split at `;` outside strings and blocks."""
+    return _split(line, ";", nest=False)
 
 
 def split_args(args: str) -> list[str]:
-    """Comma-separated parameters, commas inside quotes or a `(@...)` channel list kept."""
-    out: list[str] = []
-    depth, quote, start = 0, "", 0
-    for i, c in enumerate(args):
-        if quote:
-            if c == quote:
-                quote = ""
-        elif c in "\"'":
-            quote = c
-        elif c == "(":
-            depth += 1
-        elif c == ")":
-            depth -= 1
-        elif c == "," and depth == 0:
-            out.append(args[start:i].strip())
-            start = i + 1
-    out.append(args[start:].strip())
+    """Comma-separated parameters; commas inside strings, blocks or `(@...)` lists kept."""
+    out = [a.strip() for a in _split(args, ",", nest=True)]
     return out if any(out) else []
+
+
+def parse_block(arg: str) -> bytes:
+    """The bytes of a definite-length block parameter `#<n><length><bytes>`."""
+    text = arg.strip()
+    if not text.startswith("#") or _block_end(text, 0) != len(text):
+        raise illegal_value()
+    digits = int(text[1])
+    return text[2 + digits :].encode("latin-1")
 
 
 def parse_number(
@@ -309,6 +330,7 @@ class ScpiProtocol(Protocol):
 
     idn = "ionpilot,sim,0,0"
     terminator = "\n"
+    binary_blocks = True
     no_error = '0,"No error"'
     #: how an error queue entry is written (QDevil puts a space after the comma)
     error_format = '{code},"{message}"'

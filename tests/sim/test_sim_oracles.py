@@ -8,6 +8,7 @@ One simulated lab (virtual clock) serves the whole module; each test opens its o
 from __future__ import annotations
 
 import itertools
+import socket
 import struct
 from collections.abc import Iterator
 from typing import Any
@@ -68,6 +69,7 @@ def test_smb100a_through_qcodes_contrib_driver(lab: Lab, resources: dict[str, st
         smb.sourcemode("sweep")
         assert smb.sourcemode() == "sweep" and smb.sweepmode() == "single"
         smb.start_sweep()  # *TRG
+        smb.ask("*OPC?")  # handled: the sweep runs from now
         lab.world.advance(0.035)
         smb.ask("*OPC?")
         assert lab.world.rf_frequency_hz == 23e6  # fourth step of the staircase
@@ -75,6 +77,7 @@ def test_smb100a_through_qcodes_contrib_driver(lab: Lab, resources: dict[str, st
         smb.ask("*OPC?")
         assert lab.world.rf_frequency_hz == 20e6  # single sweep over: back at the start
         smb.sourcemode("CW")
+        smb.ask("*OPC?")
         assert lab.world.rf_frequency_hz == 25e6
         smb.off()
         smb.ask("*OPC?")
@@ -182,7 +185,7 @@ def test_qdac2_through_qdevil_driver(
         ch = qdac.ch03
         ch.dc_slew_rate_V_per_s(1.0)
         ch.dc_constant_V(0.5)  # volt:mode fix, then volt
-        assert ch.dc_constant_V() == 0.5 and ch.dc_mode() == "fix"
+        assert ch.dc_constant_V() == 0.5 and ch.dc_mode() == "fix"  # (the set is handled)
         lab.world.advance(0.25)
         assert ch.dc_last_V() == pytest.approx(0.25)
         lab.world.advance(1.0)
@@ -212,6 +215,20 @@ def test_qdac2_through_qdevil_driver(
         assert lab.world.dc_output(3) == pytest.approx(1.0)
         assert sweep.cycles_remaining() == 0
         sweep.abort()
+        # a list goes as an IEEE 488.2 block of float32; this one holds a "\n" and a ";" byte
+        newline_volts = struct.unpack("<f", b"\x0a\x3b\x80\x3f")[0]
+        voltages = [0.1, newline_volts, -0.3]
+        dc_list = qdac.ch05.dc_list(voltages=voltages, dwell_s=0.01)
+        assert dc_list.points() == 3
+        assert dc_list.values_V() == pytest.approx(voltages, abs=1e-7)
+        dc_list.start()
+        qdac.ask("*OPC?")
+        lab.world.advance(0.015)
+        assert lab.world.dc_output(5) == pytest.approx(newline_volts, abs=1e-7)
+        lab.world.advance(0.1)
+        assert lab.world.dc_output(5) == pytest.approx(-0.3, abs=1e-7)
+        dc_list.abort()
+        qdac.ch05.dc_constant_V(0.0)
         ch.dc_mode("fixed")
         qdac.write("sour3:volt:slew 2e7")
         qdac.write("*rst")
@@ -281,11 +298,8 @@ def test_keysight_53230a_manual_sequences(lab: Lab, resources: dict[str, str]) -
         assert lab.world.now() == pytest.approx(t0 + 5 * 0.01)
         counter.write("FORM:DATA REAL,64")
         assert counter.query("FORM:DATA?") == "REAL,64"
-        counter.write("READ?")
-        block = counter.read_raw()
-        assert block[:2] == b"#2" and int(block[2:4]) == 40
-        values = struct.unpack(">5d", block[4:44])
-        assert all(abs(v - 60e6) < 1e4 for v in values)
+        values = counter.query_binary_values("READ?", datatype="d", is_big_endian=True)
+        assert len(values) == 5 and all(abs(v - 60e6) < 1e4 for v in values)
         counter.write("FORM:DATA ASC;:TRIG:SOUR BUS;:SAMP:COUN 1")
         counter.write("READ?")  # a READ? waiting for a bus trigger: deadlock, no reply
         assert counter.query("SYST:ERR?") == '-214,"Trigger deadlock"'
@@ -334,3 +348,23 @@ def test_reset_leaves_every_source_output_off(lab: Lab, resources: dict[str, str
     finally:
         for client in clients.values():
             client.close()
+
+
+# ---- a half-written line or a dropped connection changes nothing --------------------------------
+
+
+def test_half_written_line_and_dropped_connection_change_nothing(
+    lab: Lab, resources: dict[str, str]
+) -> None:
+    rf = visa(resources["rf_drive"])
+    try:
+        before = rf.query("SOUR:FREQ?")
+        port = int(resources["rf_drive"].split("::")[2])
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            sock.sendall(b"SOUR:FREQ 21e6;:OUTP:STAT ")  # no terminator: never complete
+            sock.shutdown(socket.SHUT_WR)
+            assert sock.recv(64) == b""  # the server has seen the end and closed its side
+        assert rf.query("SOUR:FREQ?") == before
+        assert rf.query("SYST:ERR?") == '0,"No error"'
+    finally:
+        rf.close()
