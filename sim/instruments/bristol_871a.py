@@ -43,7 +43,6 @@ class Bristol871a(ScpiProtocol):
             self.add(f"{verb}:ENVironment", True, lambda a, s: ENVIRONMENT)
         self._unit("FREQuency", "unit_frequency", {"THZ": "THZ", "GHZ": "GHZ"})
         self._unit("WAVelength", "unit_wavelength", {"NM": "NM", "UM": "UM", "ANGStrom": "ANG"})
-        self._unit("WNUMber", "unit_wavenumber", {"WNUMber": "WNUM"})
         self._unit("POWer", "unit_power", {"MW": "MW", "DBM": "DBM"})
         self.add(":SENSe:MEDium", False, self._set_medium)
         self.add(":SENSe:MEDium", True, lambda a, s: self.medium)
@@ -60,7 +59,6 @@ class Bristol871a(ScpiProtocol):
         self.channel = 1
         self.unit_frequency = "THZ"
         self.unit_wavelength = "NM"
-        self.unit_wavenumber = "WNUM"
         self.unit_power = "MW"
         self.medium = "VACUUM"
         self.averaging = False

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from ..world import N_DC_CHANNELS
 from .scpi import (
+    Handler,
     ScpiProtocol,
     channel_number,
     fmt_g,
@@ -324,11 +325,7 @@ class Qdac2(ScpiProtocol):
         self._gen_number(f"{dc}:NCLeft", "repetitions", (-1, 1e8), int)
         for marker in ("STARt", "END", "SSTart", "SEND"):
             self.add(f"{dc}:MARKer:{marker}", False, self._set_marker(marker))
-            self.add(
-                f"{dc}:MARKer:{marker}",
-                True,
-                lambda a, s, m=marker: str(self.gen[self._ch(s) - 1].markers.get(m, 0)),
-            )
+            self.add(f"{dc}:MARKer:{marker}", True, self._marker_query(marker))
 
     def _set_list(self, append: bool):  # type: ignore[no-untyped-def]
         def setter(arg: str, s: tuple[str, ...]) -> None:
@@ -348,6 +345,9 @@ class Qdac2(ScpiProtocol):
             gen.list_v = (gen.list_v if append else []) + values
 
         return setter
+
+    def _marker_query(self, marker: str) -> Handler:
+        return lambda a, s: str(self.gen[self._ch(s) - 1].markers.get(marker, 0))
 
     def _set_marker(self, marker: str):  # type: ignore[no-untyped-def]
         def setter(arg: str, s: tuple[str, ...]) -> None:
@@ -435,7 +435,7 @@ class Qdac2(ScpiProtocol):
         self._sense_number(f"{sens}:COUNt", "count", (1, 1e8))
         self.add(f"{sens}:TRIGger:SOURce", False, self._sense_trigger)
         self.add(f"{sens}:INITiate[:IMMediate]", False, self._sense_init, args=False)
-        self.add(f"{sens}:INITiate:CONTinuous", False, lambda a, s: parse_bool(a) and None)
+        self.add(f"{sens}:INITiate:CONTinuous", False, self._sense_continuous)
         self.add(f"{sens}:ABORt", False, lambda a, s: self.sense[self._ch(s) - 1].readings.clear())
         self.add(f"{sens}:NCLeft", True, lambda a, s: "0")
         self.add(
@@ -496,6 +496,10 @@ class Qdac2(ScpiProtocol):
 
     def _sense_trigger(self, arg: str, s: tuple[str, ...]) -> None:
         self.sense[self._ch(s) - 1].trigger_source = self._word(arg, TRIGGER_SOURCES)
+
+    def _sense_continuous(self, arg: str, s: tuple[str, ...]) -> None:
+        self._ch(s)
+        parse_bool(arg)  # measurements run on request in the simulation; the setting is checked
 
     def _sense_init(self, _a: str, s: tuple[str, ...]) -> None:
         ch = self._ch(s)

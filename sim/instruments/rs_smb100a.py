@@ -260,14 +260,14 @@ class Smb100a(ScpiProtocol):
         if self.frequency_mode != "SWE" and self.level_mode != "SWE":
             return
         now = self.world.now()
-        changes: dict[str, float] = {}
+        frequency_hz = power_dbm = None
         if self.frequency_mode == "SWE":
             freq = self.fsweep.value_at(now)  # waiting for a trigger: at the start frequency
-            changes["frequency_hz"] = self.fsweep.start if freq is None else freq
+            frequency_hz = self.fsweep.start if freq is None else freq
         if self.level_mode == "SWE":
             level = self.lsweep.value_at(now)
-            changes["power_dbm"] = self.lsweep.start if level is None else level
-        self.world.set_rf(**changes)
+            power_dbm = self.lsweep.start if level is None else level
+        self.world.set_rf(frequency_hz=frequency_hz, power_dbm=power_dbm)
 
     def _start(self, sweep: Sweep) -> None:
         sweep.running_since = self.world.now()

@@ -3,9 +3,10 @@
 strings), the IEEE 488.2 mandatory common commands and status model, and the SCPI error queue.
 Each model only registers its command tree (`setup`) and its reset state (`reset`).
 
-References: IEEE 488.2-1992 §10 (common commands), §11 (status reporting: ESR bits, ESE, STB,
-SRE, MAV/ESB/RQS); SCPI-1999 Vol. 1 §6 (program headers, short/long form, relative path), Vol. 2
-§19.7 (SYSTem:ERRor subsystem) and §21.8 (error numbers and texts). PROTOCOLS.md §0.
+References: IEEE 488.2-1992 §10 (common commands) and §11 (status reporting: ESR bits, ESE,
+STB, SRE, ESB/RQS); SCPI-1999 Vol. 1 "Syntax and Style" (program headers, short/long form, the
+relative path after `;`, parameters, channel lists) and Vol. 2 "Command Reference" (STATus,
+SYSTem:ERRor and its error list). PROTOCOLS.md §0.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ class ScpiError(Exception):
         self.message = message
 
 
-# The SCPI-1999 error numbers and texts (Vol. 2 §21.8), as the R&S, Keysight, QDevil and Bristol
+# The SCPI-1999 error numbers and texts (Vol. 2, SYSTem:ERRor), as the R&S, Keysight, QDevil and Bristol
 # manuals list them in their error-message chapters.
 def command_error() -> ScpiError:
     return ScpiError(-100, "Command error")
@@ -77,7 +78,7 @@ ESR_DDE = 0x08  # device-dependent error (-3xx)
 ESR_EXE = 0x10  # execution error (-2xx)
 ESR_CME = 0x20  # command error (-1xx)
 ESR_PON = 0x80  # power on
-STB_EAV = 0x04  # error/event queue not empty (SCPI-1999 Vol. 1 §9)
+STB_EAV = 0x04  # error/event queue not empty (SCPI-1999 status reporting)
 STB_QUES = 0x08  # questionable status summary
 STB_MAV = 0x10  # message available
 STB_ESB = 0x20  # event status summary (ESR & ESE)
@@ -102,7 +103,7 @@ _SUFFIX_SCALE = {
     "HZ": 1.0,
     "KHZ": 1e3,
     "MHZ": 1e6,
-    "MAHZ": 1e6,  # SCPI: "MHZ" is mega, not milli (Vol. 1 §7.7.3)
+    "MAHZ": 1e6,  # SCPI: MAHZ is another spelling of MHz (mega)
     "GHZ": 1e9,
     "V": 1.0,
     "MV": 1e-3,
@@ -248,7 +249,7 @@ def parse_number(
 
 
 def parse_bool(arg: str) -> bool:
-    """SCPI boolean: ON|OFF|1|0 (a numeric value is rounded; non-zero is ON, Vol. 1 §7.3)."""
+    """SCPI boolean: ON|OFF|1|0 (a numeric value is rounded; non-zero is ON: SCPI-1999 Vol. 1)."""
     word = arg.strip().upper()
     if not word:
         raise missing_parameter()
@@ -300,7 +301,7 @@ def parse_channel_list(arg: str) -> int:
 
 
 def parse_channel_set(arg: str) -> list[int]:
-    """'(@1,3:5)' -> [1, 3, 4, 5] (SCPI-1999 Vol. 1 §8.3.2 channel list)."""
+    """'(@1,3:5)' -> [1, 3, 4, 5] (SCPI-1999 Vol. 1 channel list)."""
     m = re.fullmatch(r"\(@\s*([\d\s,:!]+)\)", arg.strip())
     if not m:
         raise illegal_value()
@@ -335,14 +336,14 @@ class ScpiProtocol(Protocol):
     #: how an error queue entry is written (QDevil puts a space after the comma)
     error_format = '{code},"{message}"'
     queue_size = 10
-    #: *OPT? reply (IEEE 488.2 §10.20: "0" when no option is installed)
+    #: *OPT? reply (IEEE 488.2 §10: "0" when no option is installed)
     options = "0"
 
     def __init__(self, world: World, name: str) -> None:
         super().__init__(world, name)
         self.errors: deque[str] = deque()
         self._commands: list[_Command] = []
-        self.esr = ESR_PON  # IEEE 488.2 §11.5.1: PON set when power comes on
+        self.esr = ESR_PON  # IEEE 488.2 §11: PON set when power comes on
         self.ese = 0
         self.sre = 0
         self.operation_enable = 0
@@ -413,7 +414,7 @@ class ScpiProtocol(Protocol):
         self.ese = self._register_arg(arg)
 
     def _set_sre(self, arg: str, _s: tuple[str, ...]) -> None:
-        self.sre = self._register_arg(arg) & ~STB_RQS  # bit 6 cannot be enabled (§11.3.2.3)
+        self.sre = self._register_arg(arg) & ~STB_RQS  # bit 6 cannot be enabled (IEEE 488.2 §11)
 
     def _set_opc(self) -> None:
         self.esr |= ESR_OPC  # nothing pending: the operation is complete at once
@@ -423,7 +424,7 @@ class ScpiProtocol(Protocol):
         return value
 
     def status_byte(self) -> int:
-        """IEEE 488.2 §11.2: EAV, ESB, RQS/MSS computed from the registers."""
+        """IEEE 488.2 §11: EAV, ESB, RQS/MSS computed from the registers."""
         stb = 0
         if self.errors:
             stb |= STB_EAV
@@ -483,7 +484,7 @@ class ScpiProtocol(Protocol):
 
     def handle(self, line: str) -> bytes | None:
         """One program message. Units run in order; the first error stops the rest of the line
-        (IEEE 488.2 §6.1.6); replies of the queries before it are still sent."""
+        (IEEE 488.2 message exchange); replies of the queries before it are still sent."""
         replies: list[str] = []
         previous: str | None = None
         try:
