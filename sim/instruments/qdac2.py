@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..world import N_DC_CHANNELS
+from .qdac2_waves import Waves
 from .scpi import (
     Handler,
     ScpiProtocol,
@@ -131,6 +132,7 @@ class Qdac2(ScpiProtocol):
     error_format = '{code}, "{message}"'
 
     def setup(self) -> None:
+        self.traces: dict[str, list[float]] = {}
         self._rng = random.Random(2)
         self._defaults()
         ch = "SOURce#"
@@ -161,8 +163,7 @@ class Qdac2(ScpiProtocol):
         self.add("*TRG", False, lambda a, s: self._fire("bus"), args=False)
         self.add("ABORt", False, lambda a, s: self._abort_all(), args=False)
         self.add("SYSTem:COMMunicate:LAN:MAC", True, lambda a, s: '"049162C01016"')
-        self.add("TRACe:CATalog", True, lambda a, s: "")
-        self.add("TRACe:REMove:ALL", False, lambda a, s: None, args=False)
+        self.waves = Waves(self, N_DC_CHANNELS)
 
     def _defaults(self) -> None:
         n = N_DC_CHANNELS
@@ -320,7 +321,7 @@ class Qdac2(ScpiProtocol):
             lambda a, s: str(int(self.gen[self._ch(s) - 1].continuous)),
         )
         self.add(f"{dc}:ABORt", False, lambda a, s: self._abort(self._ch(s)), args=False)
-        self.add(f"{ch}:ALL:ABORt", False, lambda a, s: self._abort(self._ch(s)), args=False)
+        self.add(f"{ch}:ALL:ABORt", False, self._abort_channel, args=False)
         self._gen_number(f"{dc}:DELay", "delay_s", (0.0, 3600.0))
         self._gen_number(f"{dc}:NCLeft", "repetitions", (-1, 1e8), int)
         for marker in ("STARt", "END", "SSTart", "SEND"):
@@ -367,7 +368,8 @@ class Qdac2(ScpiProtocol):
         self.gen[self._ch(s) - 1].trigger_source = word
 
     def _set_continuous(self, arg: str, s: tuple[str, ...]) -> None:
-        self.gen[self._ch(s) - 1].continuous = parse_bool(arg)
+        gen = self.gen[self._ch(s) - 1]
+        gen.continuous = gen.armed = parse_bool(arg)  # continuous: armed, and re-armed
 
     def _initiate(self, _a: str, s: tuple[str, ...]) -> None:
         ch = self._ch(s)
@@ -383,6 +385,7 @@ class Qdac2(ScpiProtocol):
         for i, gen in enumerate(self.gen):
             if gen.armed and gen.trigger_source == source:
                 self._start(i + 1)
+        self.waves.fire(source)
 
     def _internal_trigger(self, arg: str, _s: tuple[str, ...]) -> None:
         value = parse_number(arg)
@@ -414,9 +417,21 @@ class Qdac2(ScpiProtocol):
         gen.armed, gen.started_at = False, None
         self.world.run_dc_profile(ch, None)  # the output stays where the generator left it
 
+    def _abort_channel(self, _a: str, s: tuple[str, ...]) -> None:
+        ch = self._ch(s)
+        self._abort(ch)
+        self.waves.abort(ch)
+
     def _abort_all(self) -> None:
         for ch in range(1, N_DC_CHANNELS + 1):
             self._abort(ch)
+            self.waves.abort(ch)
+
+    def channel_of(self, suffixes: tuple[str, ...]) -> int:
+        return self._ch(suffixes)
+
+    def check_level(self, ch: int, volts: float) -> None:
+        self._check_level(ch, volts)
 
     def _output(self, ch: int) -> float:
         return self.world.dc_output(ch)
@@ -532,3 +547,4 @@ class Qdac2(ScpiProtocol):
         for ch in range(1, N_DC_CHANNELS + 1):
             self.world.ramp_dc(ch, 0.0, 0.0, SLEW_RANGE[1])
         self._defaults()
+        self.waves.reset()

@@ -229,6 +229,31 @@ def test_qdac2_through_qdevil_driver(
         assert lab.world.dc_output(5) == pytest.approx(-0.3, abs=1e-7)
         dc_list.abort()
         qdac.ch05.dc_constant_V(0.0)
+        # a sine on one electrode, a trace played on another, both started by one internal trigger
+        sine = qdac.ch06.sine_wave(frequency_Hz=1000, span_V=1.0, offset_V=0.5, repetitions=2)
+        trace = qdac.allocate_trace("ramp4", 4)
+        trace.waveform([0.1, 0.2, 0.3, 0.4])
+        assert qdac.traces() == ['"ramp4"']
+        awg = qdac.ch07.arbitrary_wave("ramp4", repetitions=-1, scale=2.0, offset_V=0.0)
+        trigger = qdac.allocate_trigger()
+        sine.start_on(trigger)
+        awg.start_on(trigger)
+        qdac.connect_external_trigger(1, trigger, width_s=1e-5)
+        assert qdac.ext1.width_s() == 1e-5
+        qdac.trigger(trigger)
+        qdac.ask("*OPC?")
+        lab.world.advance(2.5e-6)  # the trace plays at 1 MS/s: its third sample, scaled by 2
+        assert lab.world.dc_output(7) == pytest.approx(0.6, abs=1e-6)
+        lab.world.advance(0.25e-3 - 2.5e-6)  # a quarter of the sine's period
+        assert lab.world.dc_output(6) == pytest.approx(1.0, abs=1e-3)
+        assert sine.cycles_remaining() == 2 and awg.cycles_remaining() == -1
+        lab.world.advance(5e-3)
+        assert lab.world.dc_output(6) == pytest.approx(0.5, abs=1e-3)  # two periods done
+        sine.abort()
+        awg.abort()
+        qdac.free_all_triggers()
+        qdac.ch06.dc_constant_V(0.0)
+        qdac.ch07.dc_constant_V(0.0)
         ch.dc_mode("fixed")
         qdac.write("sour3:volt:slew 2e7")
         qdac.write("*rst")
