@@ -9,6 +9,7 @@ exposure; FETCh returns the last one again. The fibre switch (ROUTe:CHANnel) is 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 from ..physics import SPEED_OF_LIGHT
 from ..world import WavemeterReading
@@ -20,6 +21,9 @@ SWITCH_CHANNELS = 8
 QUES_POWER = 1 << 3
 QUES_WAVELENGTH = 1 << 5
 ENVIRONMENT = "24.6 C,760.0 MMHG"
+FRAME_RATES_HZ = (20, 50, 100, 250, 500, 1000)  # VIS/NIR model
+ON_OFF = {"ON": "ON", "OFF": "OFF", "1": "ON", "0": "OFF"}
+QUANTITIES = {"FREQuency": "FREQ", "WAVelength": "WAV", "WNUMber": "WNUM", "POWer": "POW"}
 
 
 class Bristol871a(ScpiProtocol):
@@ -54,6 +58,26 @@ class Bristol871a(ScpiProtocol):
             ":SENSe:CALIbrate", False, lambda a, s: self.world.wavemeter_calibrate(), args=False
         )
         self.add(":STATus:QUEStionable:CONDition", True, lambda a, s: str(self._status()))
+        self._setting(
+            ":SENSe:CALIbrate:METHod", "calibration_method", {"TIMe": "TIME", "TEMPerature": "TEMP"}
+        )
+        self._integer(":SENSe:CALIbrate:TEMPerature", "calibration_temperature", (1, 50))
+        self._integer(":SENSe:CALIbrate:TIMer", "calibration_timer_min", (5, 1440))
+        self._setting(":SENSe:DETector:FUNCtion", "detector", {"CW": "CW", "PULSed": "PULS"})
+        self._setting(":SENSe:EXPosure:AUTO", "auto_exposure", ON_OFF)
+        self._setting(
+            ":TRIGger[:SEQuence]:METHod",
+            "trigger_method",
+            {"INTernal": "INT", "RISE": "RISE", "FALL": "FALL"},
+        )
+        self.add(":TRIGger[:SEQuence]:RATE", False, self._set_rate)
+        self.add(":TRIGger[:SEQuence]:RATE", True, lambda a, s: str(self.frame_rate_hz))
+        self.add(":SENSe:AVERage:DATA", True, self._average_data, args=True)
+        self.add(":CALCulate:RESet", False, lambda a, s: self._calc_reset(), args=False)
+        self.add(":CALCulate:DELTa:METHod", False, self._set_delta_method)
+        self.add(":CALCulate:DELTa:METHod", True, lambda a, s: self.delta_method)
+        self.add(":CALCulate:DATA", True, self._calc_data, args=True)
+        self.add(":CALCulate:TIMe[:ELAPsed]", True, lambda a, s: self._elapsed())
 
     def _defaults(self) -> None:
         self.channel = 1
@@ -63,6 +87,17 @@ class Bristol871a(ScpiProtocol):
         self.medium = "VACUUM"
         self.averaging = False
         self.average_count = 2
+        self.calibration_method = "TEMP"
+        self.calibration_temperature = 5
+        self.calibration_timer_min = 30
+        self.detector = "CW"
+        self.auto_exposure = "ON"
+        self.trigger_method = "INT"
+        self.frame_rate_hz = 20
+        self.delta_method = "START"
+        self.calc_start: WavemeterReading | None = None
+        self.calc_readings: list[WavemeterReading] = []
+        self.calc_since = self.world.now()
 
     def banner(self) -> bytes:
         return (BANNER + self.terminator).encode("ascii")
@@ -73,6 +108,82 @@ class Bristol871a(ScpiProtocol):
 
         self.add(f":UNIT:{node}", False, setter)
         self.add(f":UNIT:{node}", True, lambda a, s: str(getattr(self, attr)))
+
+    def _setting(self, pattern: str, attr: str, choices: dict[str, str]) -> None:
+        def setter(arg: str, _s: tuple[str, ...]) -> None:
+            setattr(self, attr, parse_choice(arg, choices))
+
+        self.add(pattern, False, setter)
+        self.add(pattern, True, lambda a, s: str(getattr(self, attr)))
+
+    def _integer(self, pattern: str, attr: str, bounds: tuple[int, int]) -> None:
+        def setter(arg: str, _s: tuple[str, ...]) -> None:
+            value = parse_number(arg, minimum=bounds[0], maximum=bounds[1])
+            if value != int(value):
+                raise illegal_value()
+            setattr(self, attr, int(value))
+
+        self.add(pattern, False, setter)
+        self.add(pattern, True, lambda a, s: str(getattr(self, attr)))
+
+    def _set_rate(self, arg: str, _s: tuple[str, ...]) -> None:
+        value = parse_number(arg)
+        if value not in FRAME_RATES_HZ:
+            raise illegal_value()
+        self.frame_rate_hz = int(value)
+
+    def _quantity(self, arg: str) -> Callable[[WavemeterReading], str]:
+        word = parse_choice(arg, QUANTITIES)
+        renders = {
+            "FREQ": self._frequency,
+            "WAV": self._wavelength,
+            "WNUM": self._wavenumber,
+            "POW": self._power,
+        }
+        return renders[word]
+
+    def _average_data(self, arg: str, _s: tuple[str, ...]) -> str:
+        """The mean of the last `count` exposures (averaging on), else the latest one."""
+        render = self._quantity(arg)
+        n = self.average_count if self.averaging else 1
+        readings = [self.world.wavemeter_read(self.channel) for _ in range(n)]
+        self.last = readings[-1]
+        valid = [r for r in readings if r.valid]
+        if not valid:
+            return render(readings[-1])
+        hz = sum(r.frequency_hz for r in valid) / len(valid)
+        watts = sum(r.power_w for r in valid) / len(valid)
+        return render(WavemeterReading(True, hz, SPEED_OF_LIGHT / hz, watts, readings[-1].index))
+
+    def _calc_reset(self) -> None:
+        self.calc_start, self.calc_readings = None, []
+        self.calc_since = self.world.now()
+
+    def _set_delta_method(self, arg: str, _s: tuple[str, ...]) -> None:
+        self.delta_method = parse_choice(arg, {"STARt": "START", "MAXMin": "MAXMIN"})
+
+    def _calc_data(self, arg: str, _s: tuple[str, ...]) -> str:
+        """The delta of a quantity since CALC:RES: latest minus start (START) or max minus min
+        (MAXMIN), in the quantity's present unit."""
+        render = self._quantity(arg)
+        reading = self.world.wavemeter_read(self.channel)
+        self.last = reading
+        if not reading.valid:
+            return render(reading)
+        if self.calc_start is None:
+            self.calc_start = reading
+        self.calc_readings.append(reading)
+        del self.calc_readings[:-1000]
+        values = [float(render(r)) for r in self.calc_readings]
+        if self.delta_method == "START":
+            delta = values[-1] - float(render(self.calc_start))
+        else:
+            delta = max(values) - min(values)
+        return f"{delta:.6f}"
+
+    def _elapsed(self) -> str:
+        seconds = int(self.world.now() - self.calc_since)
+        return f"{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
     def _route(self, arg: str, _s: tuple[str, ...]) -> None:
         value = parse_number(arg, minimum=1, maximum=SWITCH_CHANNELS)
@@ -134,5 +245,6 @@ class Bristol871a(ScpiProtocol):
         return f"{r.index},{status},{self._wavelength(r)},{self._power(r)}"
 
     def reset(self) -> None:
-        """*RST: units THz/nm/mW, vacuum, averaging off (count 2); the switch back on input 1."""
+        """*RST: units THz/nm/mW, vacuum, averaging off (count 2), calibration by temperature
+        (0.5 C, timer 30 min), CW detector, auto exposure, internal trigger; switch on input 1."""
         self._defaults()

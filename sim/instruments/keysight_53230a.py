@@ -8,9 +8,11 @@ world time.
 
 from __future__ import annotations
 
+import math
 import struct
 
 from .scpi import (
+    Handler,
     ScpiError,
     ScpiProtocol,
     data_stale,
@@ -37,6 +39,13 @@ def fmt_e(value: float) -> str:
     return f"{value:+.15E}"
 
 
+def _sdev(values: list[float]) -> float:
+    if len(values) < 2:
+        return 0.0
+    mean = sum(values) / len(values)
+    return math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+
+
 def trigger_deadlock() -> ScpiError:
     return ScpiError(-214, "Trigger deadlock")
 
@@ -47,9 +56,11 @@ class Keysight53230a(ScpiProtocol):
 
     def setup(self) -> None:
         self._defaults()
-        self.add("CONFigure[:SCALar]:FREQuency", False, self._configure)
+        for long, function in (("FREQuency", "FREQ"), ("PERiod", "PER")):
+            self.add(f"CONFigure[:SCALar]:{long}", False, self._configure_as(function))
+            self.add(f"MEASure[:SCALar]:{long}", True, self._measure_as(function), args=True)
         self.add("CONFigure", True, lambda a, s: self._configuration())
-        self.add("MEASure[:SCALar]:FREQuency", True, self._measure, args=True)
+        self.add("[SENSe]:FUNCtion[:ON]", True, lambda a, s: f'"{self.function} {self.channel}"')
         sense = "[SENSe]:FREQuency:GATE"
         self.add(f"{sense}:TIME", False, self._set_gate)
         self.add(f"{sense}:TIME", True, lambda a, s: fmt_e(self.gate_s))
@@ -65,6 +76,27 @@ class Keysight53230a(ScpiProtocol):
         self.add("INPut#:IMPedance", True, lambda a, s: fmt_e(self.impedance[self._input(s)]))
         self.add("INPut#:COUPling", False, self._set_coupling)
         self.add("INPut#:COUPling", True, lambda a, s: self.coupling[self._input(s)])
+        self._input_number("INPut#:LEVel[#][:ABSolute]", "level_v", (-5.0, 5.0), 0.0, ("V", "MV"))
+        self._input_number("INPut#:RANGe", "range_v", (5.0, 50.0), 5.0, ("V",))
+        self._input_word(
+            "INPut#:LEVel[#]:AUTO",
+            "level_auto",
+            {"ON": "1", "OFF": "0", "1": "1", "0": "0", "ONCE": "0"},
+        )
+        self._input_word("INPut#:SLOPe[#]", "slope", {"POSitive": "POS", "NEGative": "NEG"})
+        self._input_word(
+            "INPut#:NREJection", "noise_reject", {"ON": "1", "OFF": "0", "1": "1", "0": "0"}
+        )
+        self._input_word(
+            "INPut#:FILTer[:LPASs][:STATe]", "low_pass", {"ON": "1", "OFF": "0", "1": "1", "0": "0"}
+        )
+        self.add("TRIGger[:SEQuence]:DELay", False, self._set_trigger_delay)
+        self.add("TRIGger[:SEQuence]:DELay", True, lambda a, s: fmt_e(self.trigger_delay_s))
+        self.add("TRIGger[:SEQuence]:SLOPe", False, self._set_trigger_slope)
+        self.add("TRIGger[:SEQuence]:SLOPe", True, lambda a, s: self.trigger_slope)
+        self.add("FORMat:BORDer", False, self._set_border)
+        self.add("FORMat:BORDer", True, lambda a, s: self.byte_order)
+        self._statistics_tree()
         self.add("FORMat[:DATA]", False, self._set_format)
         self.add("FORMat[:DATA]", True, lambda a, s: f"{self.data_format},{self.data_length}")
         self.add("READ", True, lambda a, s: self._read())
@@ -73,6 +105,9 @@ class Keysight53230a(ScpiProtocol):
         self.add("ABORt", False, lambda a, s: self._abort(), args=False)
         self.add("FETCh", True, lambda a, s: self._fetch())
         self.add("DATA:POINts", True, lambda a, s: f"{len(self.memory):+d}")
+        self.add("DATA:REMove", True, self._remove, args=True)
+        self.add("DATA:LAST", True, lambda a, s: self._last())
+        self.add("R", True, self._read_and_erase, args=True)
 
     def _defaults(self) -> None:
         self.gate_s = GATE_DEFAULT_S
@@ -84,6 +119,23 @@ class Keysight53230a(ScpiProtocol):
         self.trigger_source = "IMM"
         self.impedance = {1: 1e6, 2: 1e6}
         self.coupling = {1: "AC", 2: "AC"}
+        self.inputs: dict[int, dict[str, float | str]] = {
+            n: {
+                "level_v": 0.0,
+                "range_v": 5.0,
+                "level_auto": "1",
+                "slope": "POS",
+                "noise_reject": "0",
+                "low_pass": "0",
+            }
+            for n in (1, 2)
+        }
+        self.function = "FREQ"
+        self.trigger_delay_s = 0.0
+        self.trigger_slope = "POS"
+        self.byte_order = "NORM"
+        self.statistics = False
+        self.stats: list[float] = []
         self.data_format, self.data_length = "ASC", 15
         self.started_at: float | None = None
         self.waiting_for_bus = False
@@ -97,6 +149,21 @@ class Keysight53230a(ScpiProtocol):
         return int(text)
 
     # ---- configuration ------------------------------------------------------------------------
+
+    def _configure_as(self, function: str) -> Handler:
+        def handler(arg: str, s: tuple[str, ...]) -> None:
+            self._configure(arg, s)
+            self.function = function
+
+        return handler
+
+    def _measure_as(self, function: str) -> Handler:
+        def handler(arg: str, s: tuple[str, ...]) -> str:
+            self._configure(arg, s)
+            self.function = function
+            return self._read()
+
+        return handler
 
     def _configure(self, arg: str, _s: tuple[str, ...]) -> None:
         """CONF:FREQ [<expected>[,<resolution>]][,(@n)]: resets sampling and triggering to the
@@ -126,6 +193,7 @@ class Keysight53230a(ScpiProtocol):
         self.channel, self.expected_hz, self.gate_s = channel, expected, gate
 
     def _defaults_for_configure(self) -> None:
+        self.trigger_delay_s = 0.0
         self.gate_source = "TIME"
         self.samples, self.trigger_count, self.trigger_source = 1, 1, "IMM"
         self.started_at, self.waiting_for_bus = None, False
@@ -134,7 +202,7 @@ class Keysight53230a(ScpiProtocol):
     def _configuration(self) -> str:
         expected = self.expected_hz if self.expected_hz is not None else 10e6
         resolution = expected * DIGITS_PER_SECOND / self.gate_s
-        return f'"FREQ {fmt_e(expected)},{fmt_e(resolution)},(@{self.channel})"'
+        return f'"{self.function} {fmt_e(expected)},{fmt_e(resolution)},(@{self.channel})"'
 
     def _set_gate(self, arg: str, _s: tuple[str, ...]) -> None:
         self.gate_s = parse_number(
@@ -169,6 +237,81 @@ class Keysight53230a(ScpiProtocol):
     def _set_coupling(self, arg: str, s: tuple[str, ...]) -> None:
         self.coupling[self._input(s)] = parse_choice(arg, {"AC": "AC", "DC": "DC"})
 
+    def _input_number(
+        self,
+        pattern: str,
+        attr: str,
+        bounds: tuple[float, float],
+        default: float,
+        units: tuple[str, ...],
+    ) -> None:
+        def setter(arg: str, s: tuple[str, ...]) -> None:
+            value = parse_number(arg, units, minimum=bounds[0], maximum=bounds[1], default=default)
+            self.inputs[self._input(s)][attr] = value
+            if attr == "level_v":
+                self.inputs[self._input(s)]["level_auto"] = "0"  # a level set turns auto off
+
+        self.add(pattern, False, setter)
+        self.add(pattern, True, lambda a, s: fmt_e(float(self.inputs[self._input(s)][attr])))
+
+    def _input_word(self, pattern: str, attr: str, choices: dict[str, str]) -> None:
+        def setter(arg: str, s: tuple[str, ...]) -> None:
+            self.inputs[self._input(s)][attr] = parse_choice(arg, choices)
+
+        self.add(pattern, False, setter)
+        self.add(pattern, True, lambda a, s: str(self.inputs[self._input(s)][attr]))
+
+    def _set_trigger_delay(self, arg: str, _s: tuple[str, ...]) -> None:
+        self.trigger_delay_s = parse_number(
+            arg, ("S", "MS", "US"), minimum=0.0, maximum=3600.0, default=0.0
+        )
+
+    def _set_trigger_slope(self, arg: str, _s: tuple[str, ...]) -> None:
+        self.trigger_slope = parse_choice(arg, {"POSitive": "POS", "NEGative": "NEG"})
+
+    def _set_border(self, arg: str, _s: tuple[str, ...]) -> None:
+        self.byte_order = parse_choice(arg, {"NORMal": "NORM", "SWAPped": "SWAP"})
+
+    # ---- statistics (CALCulate:AVERage) ------------------------------------------------------
+
+    def _statistics_tree(self) -> None:
+        calc = "CALCulate[#]"
+        self.add(f"{calc}[:STATe]", False, lambda a, s: self._set_statistics(a))
+        self.add(f"{calc}[:STATe]", True, lambda a, s: str(int(self.statistics)))
+        self.add(f"{calc}:AVERage[:STATe]", False, lambda a, s: self._set_statistics(a))
+        self.add(f"{calc}:AVERage[:STATe]", True, lambda a, s: str(int(self.statistics)))
+        self.add(
+            f"{calc}:AVERage:CLEar[:IMMediate]", False, lambda a, s: self.stats.clear(), args=False
+        )
+        self.add(f"{calc}:AVERage:COUNt:CURRent", True, lambda a, s: f"{len(self.stats):+d}")
+        stats = {
+            "AVERage": lambda v: sum(v) / len(v),
+            "SDEViation": _sdev,
+            "MINimum": min,
+            "MAXimum": max,
+            "PTPeak": lambda v: max(v) - min(v),
+        }
+        for node, fn in stats.items():
+            self.add(f"{calc}:AVERage:{node}", True, self._statistic(fn))
+        self.add(f"{calc}:AVERage:ALL", True, lambda a, s: self._all_statistics())
+
+    def _set_statistics(self, arg: str) -> None:
+        self.statistics = parse_choice(arg, {"ON": "1", "OFF": "0", "1": "1", "0": "0"}) == "1"
+
+    def _statistic(self, fn):  # type: ignore[no-untyped-def]
+        def query(_a: str, _s: tuple[str, ...]) -> str:
+            if not self.stats:
+                raise ScpiError(-230, "Data corrupt or stale")
+            return fmt_e(fn(self.stats))
+
+        return query
+
+    def _all_statistics(self) -> str:
+        if not self.stats:
+            raise ScpiError(-230, "Data corrupt or stale")
+        v = self.stats
+        return ",".join(fmt_e(x) for x in (sum(v) / len(v), _sdev(v), min(v), max(v)))
+
     def _set_format(self, arg: str, _s: tuple[str, ...]) -> None:
         parts = split_args(arg)
         if not parts:
@@ -186,11 +329,17 @@ class Keysight53230a(ScpiProtocol):
         if self.channel != 1:
             self.world.advance(self.gate_s)
             return NO_SIGNAL
-        return self.world.count_beat(self.gate_s)
+        return self._as_function(self.world.count_beat(self.gate_s))
+
+    def _as_function(self, hz: float) -> float:
+        if hz == NO_SIGNAL or self.function == "FREQ":
+            return hz
+        return 1.0 / hz if hz else NO_SIGNAL
 
     def _render(self, values: list[float]) -> str:
         if self.data_format == "REAL":
-            payload = struct.pack(f">{len(values)}d", *values)
+            order = ">" if self.byte_order == "NORM" else "<"
+            payload = struct.pack(f"{order}{len(values)}d", *values)
             size = str(len(payload))
             return f"#{len(size)}{size}" + payload.decode("latin-1")
         digits = self.data_length - 1
@@ -210,6 +359,42 @@ class Keysight53230a(ScpiProtocol):
         self.started_at = self.world.now()
         self.waiting_for_bus = self.trigger_source == "BUS"
         self.memory = []
+        self.stats = []  # a new measurement starts new statistics
+
+    def complete_pending(self) -> None:
+        """A measurement started by INIT ends (its gates pass in world time)."""
+        if self.started_at is not None and not self.waiting_for_bus:
+            self._fetch()
+
+    def _take(self, arg: str) -> list[float]:
+        if not self.memory and self.started_at is not None and not self.waiting_for_bus:
+            self._fetch()
+        limit = int(parse_number(arg, minimum=1, maximum=1e6)) if arg else len(self.memory)
+        out, self.memory = self.memory[:limit], self.memory[limit:]
+        return out
+
+    def _remove(self, arg: str, _s: tuple[str, ...]) -> str:
+        if not arg:
+            raise missing_parameter()
+        if int(parse_number(arg, minimum=1, maximum=1e6)) > len(self.memory):
+            raise ScpiError(-222, "Data out of range")
+        return self._render(self._take(arg))
+
+    def _read_and_erase(self, arg: str, _s: tuple[str, ...]) -> str:
+        """R?: the stored readings, removed, always as a definite-length block (of ASCII
+        readings in ASCII format)."""
+        values = self._take(arg)
+        if self.data_format == "REAL":
+            return self._render(values)
+        text = self._render(values) if values else ""
+        size = str(len(text))
+        return f"#{len(size)}{size}{text}"
+
+    def _last(self) -> str:
+        if not self.memory:
+            raise ScpiError(-230, "Data corrupt or stale")
+        unit = "HZ" if self.function == "FREQ" else "S"
+        return f"{self._render(self.memory[-1:])} {unit}"
 
     def _bus_trigger(self) -> None:
         if self.waiting_for_bus:
@@ -229,13 +414,21 @@ class Keysight53230a(ScpiProtocol):
         count = self.samples * self.trigger_count
         if elapsed < self.gate_s:
             self.world.advance(self.gate_s - elapsed)
+        if self.trigger_delay_s:
+            self.world.advance(self.trigger_delay_s)
         values = [
-            (NO_SIGNAL if self.channel != 1 else self.world.beat_now(self.gate_s))
+            (
+                NO_SIGNAL
+                if self.channel != 1
+                else self._as_function(self.world.beat_now(self.gate_s))
+            )
             if i == 0
             else self._one_reading()
             for i in range(count)
         ]
         self.memory = values
+        if self.statistics:
+            self.stats.extend(v for v in values if v != NO_SIGNAL)
         return self._render(values)
 
     def reset(self) -> None:

@@ -389,8 +389,8 @@ class ScpiProtocol(Protocol):
         self.add("*SRE", True, lambda a, s: str(self.sre))
         self.add("*STB", True, lambda a, s: str(self.status_byte()))
         self.add("*OPC", False, lambda a, s: self._set_opc(), **none)
-        self.add("*OPC", True, lambda a, s: "1")  # every operation completes before the reply
-        self.add("*WAI", False, lambda a, s: None, **none)
+        self.add("*OPC", True, lambda a, s: self._opc_query())
+        self.add("*WAI", False, lambda a, s: self.complete_pending(), **none)
         self.add("*TST", True, lambda a, s: "0")  # self-test passed
         self.add("SYSTem:ERRor[:NEXT]", True, lambda a, s: self.pop_error())
         self.add("SYSTem:ERRor:ALL", True, lambda a, s: self._all_errors())
@@ -416,8 +416,17 @@ class ScpiProtocol(Protocol):
     def _set_sre(self, arg: str, _s: tuple[str, ...]) -> None:
         self.sre = self._register_arg(arg) & ~STB_RQS  # bit 6 cannot be enabled (IEEE 488.2 §11)
 
+    def complete_pending(self) -> None:
+        """Finish the overlapped operations still running (a counter's measurement): *WAI,
+        *OPC and *OPC? return when they are done (IEEE 488.2 §12). Nothing by default."""
+
     def _set_opc(self) -> None:
-        self.esr |= ESR_OPC  # nothing pending: the operation is complete at once
+        self.complete_pending()
+        self.esr |= ESR_OPC
+
+    def _opc_query(self) -> str:
+        self.complete_pending()
+        return "1"
 
     def _read_esr(self) -> int:
         value, self.esr = self.esr, 0

@@ -290,13 +290,22 @@ def test_bristol_871a_manual_sequences(lab: Lab, resources: dict[str, str]) -> N
         assert float(wm.query(":MEAS:POW?")) < 10.0
         wm.write(":UNIT:FREQ GHZ")
         assert float(wm.query(":MEAS:FREQ?")) == pytest.approx(thz * 1e3, rel=1e-6)
+        wm.write(":SENS:AVER:STAT ON;:SENS:AVER:COUN 8")
+        assert float(wm.query(":SENS:AVER:DATA? FREQ")) == pytest.approx(thz * 1e3, rel=1e-6)
+        wm.write(":CALC:RES;:CALC:DELT:METH STAR")
+        assert abs(float(wm.query(":CALC:DATA? FREQ"))) < 1.0  # GHz, against itself: ~0
+        assert wm.query(":CALC:DELT:METH?") == "START"
+        wm.write(":TRIG:SEQ:RATE 100;:SENS:DET:FUNC PULS")
+        assert wm.query(":TRIG:SEQ:RATE?") == "100" and wm.query(":SENS:DET:FUNC?") == "PULS"
+        wm.write(":TRIG:SEQ:RATE 33")  # not one of the VIS/NIR frame rates
+        assert wm.query(":SYST:ERR?") == '-224,"Illegal parameter value"'
         wm.write(":UNIT:FREQ PHZ")  # not a unit of the 871
         assert wm.query(":SYST:ERR?") == '-224,"Illegal parameter value"'
         wm.write(":MEAS:BOGUS?")
         assert wm.query(":SYST:ERR?") == '-113,"Undefined header"'
         assert wm.query("*ESR?") == str(0x20 | 0x10)  # command and execution error seen
         wm.write("*RST")
-        assert wm.query(":UNIT:FREQ?") == "THZ"
+        assert wm.query(":UNIT:FREQ?") == "THZ" and wm.query(":TRIG:SEQ:RATE?") == "20"
         assert wm.query(":SYST:ERR?") == '0,"No error"'
     finally:
         wm.close()
@@ -331,6 +340,20 @@ def test_keysight_53230a_manual_sequences(lab: Lab, resources: dict[str, str]) -
         counter.write("INIT")
         counter.write("*TRG")
         assert abs(float(counter.query("FETC?")) - 60e6) < 1e4
+        # statistics over one triggered burst; *OPC? returns when the burst has been measured
+        counter.write("CONF:FREQ (@1);:SAMP:COUN 10;:CALC:AVER:STAT ON;:INIT")
+        t0 = lab.world.now()
+        assert counter.query("*OPC?") == "1"
+        assert lab.world.now() == pytest.approx(t0 + 10 * 0.1)
+        mean, sdev, low, high = (float(v) for v in counter.query("CALC:AVER:ALL?").split(","))
+        assert low <= mean <= high and abs(mean - 60e6) < 1e3 and 0 < sdev < 1e3
+        assert counter.query("CALC:AVER:COUN:CURR?") == "+10"
+        block = counter.query("R? 4")  # four readings, erased from memory
+        assert block.startswith("#") and len(block[2 + int(block[1]) :].split(",")) == 4
+        assert counter.query("DATA:POIN?") == "+6"
+        counter.write("CONF:PER (@1);:SAMP:COUN 1")
+        assert float(counter.query("READ?")) == pytest.approx(1 / 60e6, rel=1e-6)
+        assert counter.query("CONF?").startswith('"PER ')
         counter.write("SAMP:COUN 0")
         assert counter.query("SYST:ERR?") == '-222,"Data out of range"'
         counter.write("*RST")
