@@ -40,7 +40,7 @@ SLEW_RANGE = (0.01, 2e7)
 FILTERS = ("dc", "med", "high")
 DWELL_RANGE_S = (1e-6, 3600.0)
 N_INTERNAL_TRIGGERS = 14
-CURRENT_NOISE_A = {"low": 1e-10, "high": 1e-7}  # leakage readings of the open electrodes
+CURRENT_NOISE_A = {"low": 1e-11, "high": 1e-7}  # leakage readings of the open electrodes
 MODES = {"FIXed": "fix", "SWEep": "swe", "LIST": "list"}
 TRIGGER_SOURCES = (
     "imm",

@@ -264,6 +264,32 @@ def test_qdac2_through_qdevil_driver(
         qdac.close()
 
 
+def test_qdac2_arrangement_through_qdevil_driver(
+    lab: Lab, resources: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """QDevil's gate arrangement: leakage matrix over channel lists, a 2-D virtual sweep
+    built from triggered DC lists."""
+    qdac_module = pytest.importorskip("qcodes_contrib_drivers.drivers.QDevil.QDAC2")
+    monkeypatch.setattr(qdac_module, "sleep_s", lambda _s: None)
+    qdac = qdac_module.QDac2(unique("qdac"), resources["dc_electrodes"])
+    try:
+        qdac.reset()
+        arrangement = qdac.arrange(contacts={"x": 8, "y": 9}, output_triggers={"inner": 1})
+        arrangement.set_virtual_voltage("x", 0.1)
+        assert qdac.ch08.dc_constant_V() == 0.1
+        resistance = arrangement.leakage(modulation_V=0.005, nplc=2)
+        assert resistance.shape == (2, 2) and (abs(resistance) > 1e7).all()  # open electrodes
+        sweep = arrangement.virtual_sweep2d(
+            "x", [0.0, 0.1], "y", [0.0, 0.2], inner_step_time_s=1e-3, inner_step_trigger="inner"
+        )
+        sweep.start()
+        assert qdac.errors() == '0, "No error"'
+        qdac.abort()
+        qdac.reset()
+    finally:
+        qdac.close()
+
+
 # ---- Bristol 871A: the user's guide's SCPI sequences through pyvisa ----------------------------
 
 
