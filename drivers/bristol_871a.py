@@ -2,7 +2,8 @@
 
 The wavemeter greets each connection with one banner line, which is read and discarded, and
 serves one client at a time: the host holds a single connection. It reports THz, nm and mW;
-this driver reports Hz, m and W. A reading of 0 (no light, emission off, calibrating) is an
+this driver reports Hz, m and W (it sets those units at connect: another session may have
+changed them). A reading of 0 (no light, emission off, calibrating) is an
 invalid exposure and is refused as a bad reply, never published as a frequency.
 
 `measure(channel)` switches the fibre switch and reads that input in one call, so a client
@@ -76,6 +77,12 @@ class WavemeterReading(TypedDict):
     valid: bool
     wavelength_m: float
     power_w: float
+
+
+#: the units this driver's parsers read (manual: UNIT subsystem); sent at every connect
+UNITS_COMMANDS = (":UNIT:FREQ THZ", ":UNIT:WAV NM", ":UNIT:POW MW")
+#: questionable-status bits that make a reading invalid: power (3) or wavelength (5) out of range
+INVALID_EXPOSURE_BITS = (1 << 3) | (1 << 5)
 
 
 class Bristol871aInput(InstrumentChannel["Bristol871a"]):
@@ -193,6 +200,10 @@ class Bristol871a(ScpiVisaDriver):
         """Every fibre-switch input, `ch1`..`ch8`."""
 
         self.reset_errors()
+        # The units persist in the wavemeter across sessions: the parsers assume THz, nm and mW.
+        for command in UNITS_COMMANDS[:-1]:
+            self.write(command)
+        self.checked_write(UNITS_COMMANDS[-1])  # one error read for the three
         try:  # which input the readings of the routed channel belong to
             self.switch_channel.get()
         except (InstrumentCommandError, InstrumentReplyError):
@@ -241,12 +252,12 @@ class Bristol871a(ScpiVisaDriver):
         fields = reply.split(",")
         if len(fields) != 4:
             raise InstrumentReplyError(reply, "expected index,status,wavelength,power")
-        status = parse_int(fields[1])
-        if status not in (0, 1):
-            raise InstrumentReplyError(reply, "status is not 0/1")
+        status = parse_int(fields[1])  # the questionable-status register (manual: STAT:QUES)
+        if not 0 <= status < 1 << 16:
+            raise InstrumentReplyError(reply, "status is not a 16-bit register value")
         return {
             "index": parse_int(fields[0]),
-            "valid": status == 0,
+            "valid": not status & INVALID_EXPOSURE_BITS,
             "wavelength_m": parse_float(fields[2]) * 1e-9,
             "power_w": parse_float(fields[3]) * 1e-3,
         }

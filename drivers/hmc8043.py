@@ -3,6 +3,12 @@
 Channel commands go on one line with the channel selection (`INST:NSEL 1;:VOLT 3`), so no other
 client can slip a channel change in between. The oven is current-driven: the voltage setting is
 a compliance limit, the current setting the operating point.
+
+Why not build on qcodes-contrib-drivers' `RohdeSchwarzHMC8043`: it sends the same commands
+(`INST:NSEL n;:SOUR:VOLT ...`) but has no error check after a set, a current validator starting
+at 0.5 mA (the oven is switched off with 0 A) and 'ON'/'OFF' strings instead of booleans;
+our guarded, checked parameters would replace every one of its parameters. It runs as a test
+oracle against the simulated HMC8043 instead (tests/sim/test_sim_oracles.py).
 """
 
 from __future__ import annotations

@@ -5,6 +5,15 @@ which is exact and does not tie up the host thread. The power-on slew is very fa
 unit, 2e7 V/s in the simulated lab): before every voltage change the driver reads the channel's
 slew rate and, if it is outside the allowed range, sets it to the allowed maximum first. A jump
 of the electrode voltages kicks or loses the ion.
+
+Why not build on QDevil's own driver (qcodes_contrib_drivers.drivers.QDevil.QDAC2): the lab
+uses four DC set-points per channel, which must be guarded (limits refused before anything is
+sent), slew-safe and error-checked; QDevil's `dc_constant_V` validates +-10 V whatever the range,
+reads no error after a set, and each instance builds ~700 parameters (sweeps, lists, triggers,
+current sense on 24 channels) that the driver host would describe and snapshot. It also pulls
+pandas and autobahn into the runtime. We speak its dialect (`sour{n}:volt:mode fix` before a
+level, as it does) and run it as a test oracle against the simulated QDAC-II
+(tests/sim/test_sim_oracles.py); sweeps and lists are used through it, not re-implemented here.
 """
 
 from __future__ import annotations
@@ -123,7 +132,11 @@ class Qdac2Channel(InstrumentChannel["Qdac2"]):
 
     def _set_voltage(self, volts: float) -> None:
         self._ensure_safe_slew()
-        self.parent.checked_write(f"sour{self.channel_number}:volt {format_number(volts)}")
+        n = self.channel_number
+        # A channel another client left in sweep or list mode ignores a DC level until it is
+        # back in fixed mode (QDAC-II manual, VOLTage:MODE); QDevil's driver sends it every time.
+        self.parent.write(f"sour{n}:volt:mode fix")
+        self.parent.checked_write(f"sour{n}:volt {format_number(volts)}")
 
     def _ensure_safe_slew(self) -> None:
         # Read fresh: another client (or the front panel) may have changed it since our last set.

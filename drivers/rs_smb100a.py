@@ -3,6 +3,13 @@
 Power is ramped in `power_step_dbm` steps with `power_step_delay_s` between them: a sudden jump
 of the trap drive heats or loses the ion, and a jump up can arc the helical resonator.
 Every set is followed by one `SYST:ERR?` read so a refused command never leaves a wrong cache.
+
+Why not build on qcodes-contrib-drivers' `RohdeSchwarz_SMB100A`: it is marked beta, checks no
+error after a set, and its validators are wider than this unit (20 GHz, -120 dBm), so a typo
+reaches the trap; subclassing it would mean deleting and redefining the three parameters the lab
+uses (frequency, power, output) to get the guard, the ramp and the error check. Its dialect is
+the same as ours (`SOUR:FREQ`, `SOUR:POW`, `OUTP:STAT`), and it runs as a test oracle against
+the simulated SMB100A (tests/sim/test_sim_oracles.py), as does R&S's own RsInstrument.
 """
 
 from __future__ import annotations

@@ -14,6 +14,44 @@ MAX_REQUEST_BYTES = 1 << 20
 HANG_POLL_S = 0.05
 
 
+def incomplete_block(data: bytes) -> int:
+    """Bytes still missing from the last IEEE 488.2 definite-length block in `data` (0 when
+    every block is complete; quoted strings are skipped)."""
+    i, quote = 0, 0
+    while i < len(data):
+        c = data[i]
+        if quote:
+            quote = 0 if c == quote else quote
+        elif c in b"\"'":
+            quote = c
+        elif c == ord("#") and i + 1 < len(data) and 0x31 <= data[i + 1] <= 0x39:
+            digits = data[i + 1] - 0x30
+            length_text = data[i + 2 : i + 2 + digits]
+            if len(length_text) < digits:
+                return digits - len(length_text)
+            if not length_text.isdigit():
+                return 0  # not a block: the parser reports it
+            end = i + 2 + digits + int(length_text)
+            if end > len(data):
+                return end - len(data)
+            i = end
+            continue
+        i += 1
+    return 0
+
+
+async def _complete_blocks(reader: asyncio.StreamReader, raw: bytes, sep: bytes) -> bytes:
+    """Read on until every block in the request is whole and the request ends in `sep`."""
+    while True:
+        missing = incomplete_block(raw[: -len(sep)])
+        if not missing:
+            return raw
+        if len(raw) + missing > MAX_REQUEST_BYTES:
+            raise asyncio.LimitOverrunError("request too long", len(raw))
+        raw += await reader.readexactly(max(0, missing - len(sep)))
+        raw += await reader.readuntil(sep)
+
+
 class InstrumentServer:
     """Serves one protocol object on one TCP port (0 = any free port)."""
 
@@ -83,9 +121,12 @@ class InstrumentServer:
         while True:
             try:
                 raw = await reader.readuntil(sep)
+                if self.protocol.binary_blocks:
+                    raw = await _complete_blocks(reader, raw, sep)
             except asyncio.IncompleteReadError:
-                return
-            line = raw[: -len(sep)].decode("utf-8", errors="replace").rstrip("\r")
+                return  # a half-written request is never handled
+            encoding = "latin-1" if self.protocol.binary_blocks else "utf-8"
+            line = raw[: -len(sep)].decode(encoding, errors="replace").rstrip("\r")
             if sep == b"\r":
                 line = line.lstrip("\n")
             reply = await self._answer(line, session)

@@ -158,8 +158,12 @@ class DcChannel:
     start_v: float = 0.0
     start_t: float = 0.0
     slew_v_per_s: float = 2e7
+    #: a running sweep or list generator: the output as a function of world time
+    profile: Callable[[float], float] | None = None
 
     def output(self, t: float) -> float:
+        if self.profile is not None:
+            return self.profile(t)
         span = self.level_v - self.start_v
         reach = self.slew_v_per_s * max(0.0, t - self.start_t)
         if abs(span) <= reach:
@@ -646,12 +650,36 @@ class World:
         with self._lock:
             self._sync()
             ch = self.dc[channel - 1]
+            if ch.profile is not None:  # a new DC level ends a generator where it stands
+                ch.start_v, ch.start_t, ch.level_v = ch.output(self.t), self.t, ch.output(self.t)
+                ch.profile = None
             if slew_v_per_s is not None:
                 ch.start_v, ch.start_t = ch.output(self.t), self.t
                 ch.slew_v_per_s = slew_v_per_s
             if level_v is not None:
                 ch.start_v, ch.start_t = ch.output(self.t), self.t
                 ch.level_v = level_v
+
+    def ramp_dc(self, channel: int, start_v: float, level_v: float, slew_v_per_s: float) -> None:
+        """QDAC-II channel output restarted at `start_v` now, slewing to `level_v` (a sweep
+        starting, or the reset jumping to 0 V)."""
+        with self._lock:
+            self._sync()
+            ch = self.dc[channel - 1]
+            ch.start_v, ch.start_t = start_v, self.t
+            ch.level_v, ch.slew_v_per_s = level_v, slew_v_per_s
+            ch.profile = None
+
+    def run_dc_profile(self, channel: int, profile: Callable[[float], float] | None) -> None:
+        """QDAC-II channel driven by a generator (`profile(t)`, world time) from now; None stops
+        it, holding the output where it stands."""
+        with self._lock:
+            self._sync()
+            ch = self.dc[channel - 1]
+            if profile is None and ch.profile is not None:
+                here = ch.profile(self.t)
+                ch.start_v, ch.start_t, ch.level_v = here, self.t, here
+            ch.profile = profile
 
     def dc_output(self, channel: int) -> float:
         with self._lock:

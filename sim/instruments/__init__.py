@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .base import Protocol, ScpiProtocol
+from .base import Protocol
 from .bristol_871a import Bristol871a
 from .dlc_pro import DlcPro
 from .hmc8043 import Hmc8043
@@ -11,6 +11,7 @@ from .keysight_53230a import Keysight53230a
 from .menlo_fc1500 import MenloComb
 from .qdac2 import Qdac2
 from .rs_smb100a import Smb100a
+from .scpi import ScpiProtocol
 from .thorlabs_sc10 import Sc10
 
 __all__ = [

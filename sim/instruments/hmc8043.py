@@ -1,11 +1,13 @@
-"""R&S HMC8043 three-channel bench supply: the atomic oven on channel 1 (PROTOCOLS.md §3)."""
+"""R&S HMC8043 three-channel bench supply: the atomic oven on channel 1 (PROTOCOLS.md §3).
+
+Command tree after the HMC804x SCPI Programmers Manual (INSTrument, [SOURce:]VOLTage/CURRent,
+OUTPut:CHANnel/MASTer, MEASure[:SCALar]:VOLTage/CURRent/POWer, common commands)."""
 
 from __future__ import annotations
 
 from ..world import N_SUPPLY_CHANNELS
-from .base import (
+from .scpi import (
     ScpiProtocol,
-    command_error,
     fmt_g,
     illegal_value,
     missing_parameter,
@@ -41,6 +43,7 @@ class Hmc8043(ScpiProtocol):
         self.add("OUTPut[:STATe]", True, self._get_output)
         self.add("MEASure[:SCALar]:VOLTage[:DC]", True, self._measure_voltage)
         self.add("MEASure[:SCALar]:CURRent[:DC]", True, self._measure_current)
+        self.add("MEASure[:SCALar]:POWer", True, self._measure_power)
 
     def _channel(self):  # type: ignore[no-untyped-def]
         return self.world.supply[self.selected - 1]
@@ -63,15 +66,15 @@ class Hmc8043(ScpiProtocol):
         self.selected = names[word]
 
     def _set_voltage(self, arg: str, _s: tuple[str, ...]) -> None:
-        value = parse_number(arg, ("V", "MV"))
-        if not VOLTAGE_RANGE_V[0] <= value <= VOLTAGE_RANGE_V[1]:
-            raise out_of_range()
+        value = parse_number(
+            arg, ("V", "MV"), minimum=VOLTAGE_RANGE_V[0], maximum=VOLTAGE_RANGE_V[1]
+        )
         self.world.set_supply(self.selected, voltage_v=value)
 
     def _set_current(self, arg: str, _s: tuple[str, ...]) -> None:
-        value = parse_number(arg, ("A", "MA"))
-        if not CURRENT_RANGE_A[0] <= value <= CURRENT_RANGE_A[1]:
-            raise out_of_range()
+        value = parse_number(
+            arg, ("A", "MA"), minimum=CURRENT_RANGE_A[0], maximum=CURRENT_RANGE_A[1]
+        )
         self.world.set_supply(self.selected, current_a=value)
 
     def _set_channel_output(self, arg: str, _s: tuple[str, ...]) -> None:
@@ -89,16 +92,17 @@ class Hmc8043(ScpiProtocol):
         return str(int(self._channel().enabled and self.world.supply_master))
 
     def _measure_voltage(self, arg: str, _s: tuple[str, ...]) -> str:
-        if arg:
-            raise command_error()
         return fmt_g(self.world.supply_measure(self.selected)[0])
 
     def _measure_current(self, arg: str, _s: tuple[str, ...]) -> str:
-        if arg:
-            raise command_error()
         return fmt_g(self.world.supply_measure(self.selected)[1])
 
+    def _measure_power(self, arg: str, _s: tuple[str, ...]) -> str:
+        volts, amps = self.world.supply_measure(self.selected)
+        return fmt_g(volts * amps)
+
     def reset(self) -> None:
+        """*RST: every channel 0 V, 0 A and disabled, master off, channel 1 selected."""
         for ch in range(1, N_SUPPLY_CHANNELS + 1):
             self.world.set_supply(ch, voltage_v=0.0, current_a=0.0, enabled=False)
         self.world.set_supply_master(False)

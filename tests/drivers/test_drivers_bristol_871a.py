@@ -72,6 +72,10 @@ def _line(text: bytes) -> bytes:
 def test_banner_is_discarded_and_errors_are_read_back():
     script = [
         Exchange(b":SYST:ERR?", _line(b'0,"No error"')),
+        Exchange(b":UNIT:FREQ THZ", b""),  # the units the parsers read
+        Exchange(b":UNIT:WAV NM", b""),
+        Exchange(b":UNIT:POW MW", b""),
+        Exchange(b":SYST:ERR?", _line(b'0,"No error"')),
         Exchange(b":ROUT:CHAN?", _line(b"1")),  # which input routed readings belong to
         Exchange(b"*IDN?", _line(b"BRISTOL WAVELENGTH METER,871A,871001,3.2.1")),
         Exchange(b"*IDN?", _line(b"BRISTOL WAVELENGTH METER,871A,871001,3.2.1")),
@@ -79,7 +83,7 @@ def test_banner_is_discarded_and_errors_are_read_back():
         Exchange(b":ROUT:CHAN 2", b""),
         Exchange(b":SYST:ERR?", _line(b'0,"No error"')),
         Exchange(b":MEAS:FREQ?", b""),  # a refused query gets no reply ...
-        Exchange(b":SYST:ERR?", _line(b'-100,"Command error"')),  # ... the queue says why
+        Exchange(b":SYST:ERR?", _line(b'-113,"Undefined header"')),  # ... the queue says why
     ]
     banner = _line(b"Bristol Instruments 871A Wavelength Meter, SN 871001")
     with ReplayServer(script, terminator=b"\r\n", greeting=banner) as server:
@@ -89,7 +93,7 @@ def test_banner_is_discarded_and_errors_are_read_back():
             assert inst.IDN()["model"] == "871A"
             assert inst.frequency() == pytest.approx(811.29149e12)
             inst.switch_channel(2)
-            with pytest.raises(InstrumentCommandError, match="-100"):
+            with pytest.raises(InstrumentCommandError, match="-113"):
                 inst.frequency()
         finally:
             inst.close()

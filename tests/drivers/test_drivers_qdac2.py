@@ -38,13 +38,14 @@ def test_voltage_set_makes_the_slew_safe_first(qdac):
         "sour3:volt:slew?",
         "sour3:volt:slew 10",
         "syst:err?",
+        "sour3:volt:mode fix",  # as QDevil's driver: a channel left sweeping takes fixed DC
         "sour3:volt 1.25",
         "syst:err?",
     ]
     assert inst.ch03.slew_rate() == 10.0
     sent.clear()
     inst.ch03.voltage(-1.5)  # slew already safe: no second slew write
-    assert sent == ["sour3:volt:slew?", "sour3:volt -1.5", "syst:err?"]
+    assert sent == ["sour3:volt:slew?", "sour3:volt:mode fix", "sour3:volt -1.5", "syst:err?"]
     assert inst.ch03.voltage() == -1.5
 
 

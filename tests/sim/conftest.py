@@ -7,18 +7,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import yaml
 
 from ionpilot.sim.lab import Lab
 from ionpilot.sim.settings import ClockLaserSettings, SimSettings
 
-CONFIG = Path(__file__).resolve().parents[2] / "configs" / "sim-lab.yaml"
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # simclients.py
+from simclients import CONFIG, lab_instruments
 
-
-def lab_instruments() -> dict[str, tuple[str, str]]:
-    data = yaml.safe_load(CONFIG.read_text())
-    return {name: (d["model"], d["address"]) for name, d in data["instruments"].items()}
+__all__ = ["CONFIG", "lab_instruments"]
 
 
 def quiet_settings(**changes: object) -> SimSettings:

@@ -4,10 +4,20 @@ from __future__ import annotations
 
 import json
 import socket
+from pathlib import Path
 from typing import Any
 
 import pyvisa
 import serial
+import yaml
+
+CONFIG = Path(__file__).resolve().parents[2] / "configs" / "sim-lab.yaml"
+
+
+def lab_instruments() -> dict[str, tuple[str, str]]:
+    """{name: (model, address)} of every instrument of the default lab file."""
+    data = yaml.safe_load(CONFIG.read_text())
+    return {name: (d["model"], d["address"]) for name, d in data["instruments"].items()}
 
 
 def visa(resource: str, term: str = "\n", timeout_ms: int = 2000) -> Any:

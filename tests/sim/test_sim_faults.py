@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 import pyvisa
 import yaml
-from conftest import CONFIG, lab_instruments
-from simclients import JsonClient, Sc10Client, visa
+from simclients import CONFIG, JsonClient, Sc10Client, lab_instruments, visa  # type: ignore[import-not-found]
 
 from ionpilot.cli import main
 from ionpilot.config import load_config

@@ -31,7 +31,7 @@ def test_smb100a_commands_and_error_queue() -> None:
     assert rf.handle("SOUR:FREQ?") is not None
     assert rf.handle("SOUR:FREQ 9e9") is None  # out of range: nothing applied
     assert rf.handle("OUTP:STAT maybe") is None
-    assert text(rf.handle("SYST:ERR?")) == '-100,"Command error"\n'
+    assert text(rf.handle("SYST:ERR?")) == '-113,"Undefined header"\n'
     assert text(rf.handle("SYST:ERR?")) == '-222,"Data out of range"\n'
     assert text(rf.handle("SYST:ERR?")) == '-224,"Illegal parameter value"\n'
     assert text(rf.handle("SYST:ERR?")) == '0,"No error"\n'
@@ -52,10 +52,10 @@ def test_qdac2_channels_ranges_and_slew() -> None:
     assert float(dac.handle("sour3:volt:last?") or b"nan") == 1.0
     dac.handle("sour4:rang low")
     assert dac.handle("sour4:volt 3") is None
-    assert text(dac.handle("syst:err?")) == '-222,"Data out of range"\n'
+    assert text(dac.handle("syst:err?")) == '-222, "Data out of range"\n'
     assert text(dac.handle("sour4:rang?")) == "low\n"
     assert dac.handle("sour25:volt 0") is None
-    assert text(dac.handle("syst:err?")) == '-100,"Command error"\n'
+    assert text(dac.handle("syst:err?")) == '-114, "Header suffix out of range"\n'
 
 
 def test_hmc8043_channel_selection_like_the_qcodes_driver() -> None:
@@ -80,9 +80,12 @@ def test_counter_gate_consumes_world_time() -> None:
     value = float(text(counter.handle("READ?")) or "nan")
     assert world.now() == t0 + 1.0
     assert abs(value - 60e6) < 1e3
-    assert text(counter.handle("MEAS:FREQ? (@2)")) == "+9.910000000000000E+37\n"
+    assert text(counter.handle("MEAS:FREQ? (@2)")) == "+9.91000000000000E+37\n"  # ASC,15
     assert text(counter.handle("SYST:ERR?")) == '+0,"No error"\n'
-    assert counter.handle("FETC?") is None
+    assert text(counter.handle("FETC?")) == "+9.91000000000000E+37\n"  # the readings again
+    counter.handle("*RST")
+    assert counter.handle("FETC?") is None  # nothing measured since the reset
+    assert text(counter.handle("SYST:ERR?")) == '-230,"Data corrupt or stale"\n'
 
 
 def test_bristol_banner_channels_and_invalid_exposures() -> None:
@@ -96,7 +99,7 @@ def test_bristol_banner_channels_and_invalid_exposures() -> None:
     assert status == "0" and float(wav) > 935 and float(power) > 0
     wm.handle(":ROUT:CHAN 7")
     assert text(wm.handle(":MEAS:FREQ?")) == "0.000000\r\n"
-    assert (text(wm.handle(":READ:ALL?")) or "").split(",")[1] == "1"
+    assert (text(wm.handle(":READ:ALL?")) or "").split(",")[1] == "40"  # QUES bits 3 and 5
     wm.handle(":ROUT:CHAN 9")
     assert text(wm.handle(":SYST:ERR?")) == '-222,"Data out of range"\r\n'
 
