@@ -22,6 +22,7 @@ from ionpilot.bus.settings import BusSettings
 from ionpilot.core.clock import Clock, SystemClock
 from ionpilot.servo.aux_lock import AuxLock
 from ionpilot.servo.clock_lock import ClockLock
+from ionpilot.servo.host_watch import HostWatch
 from ionpilot.servo.interrogation import ProbeSpec
 from ionpilot.servo.ion_watch import IonWatch, shots_per_run
 from ionpilot.servo.live_recovery import LiveRecovery
@@ -34,6 +35,7 @@ from ionpilot.servo.outputs import (
     ServoRecord,
 )
 from ionpilot.servo.persistence import StateStore
+from ionpilot.servo.playbooks import HEARTBEAT
 from ionpilot.servo.recovery import JobsHook
 from ionpilot.servo.seams import LabError, LabRefused, SignalInvalid
 from ionpilot.servo.settings import (
@@ -307,6 +309,7 @@ class Daemon:
             for name, settings in (aux_locks or {}).items()
         ]
         self.recovery: LiveRecovery | None = None
+        self.host_watch: HostWatch | None = None
         if recovery is not None:  # health monitor and recovery playbooks (servo/live_recovery)
             self.recovery = LiveRecovery(
                 lab=self.lab,
@@ -323,6 +326,10 @@ class Daemon:
                 read_flag=self._read_flag,
             )
             self.lab.ion_watch = self.recovery.ion_watch  # the shots feed its health
+            # the driver host is alive while its heartbeats arrive, not only when a sensor
+            # pass (at most once per health period, after a clock step) hears from it
+            self.host_watch = HostWatch(bus, recovery.driver_process, self._clock)
+            self.recovery.health.feed(HEARTBEAT, self.host_watch.last_beat_at)
         self.cycle = LockCycle(
             self.lock,
             self.aux_locks,
@@ -347,6 +354,8 @@ class Daemon:
         self.server.bind(self._endpoint)
         self.server.start()
         self.heartbeat.start()
+        if self.host_watch is not None:
+            self.host_watch.start()
         self._thread.start()
         return self
 
@@ -356,6 +365,8 @@ class Daemon:
         self.lock.persist()
         if self.recovery is not None:
             self.recovery.close()
+        if self.host_watch is not None:
+            self.host_watch.stop()
         self.heartbeat.stop()
         self.server.close()
         self.publisher.close()

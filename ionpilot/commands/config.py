@@ -7,23 +7,33 @@ from typing import Any
 
 import yaml
 
-from ionpilot.config import DEFAULT_CONFIG, ConfigError, LabConfig, load_config_with_marks
+from ionpilot.config import ConfigError, LabConfig, load_config_with_marks
 from ionpilot.core.units import format_quantity
+from ionpilot.labfile import lab_file
 from ionpilot.runtime import report_config_error
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser("config", help="check or show a lab configuration")
+    about = "check or show a lab configuration"
+    parser = subparsers.add_parser("config", help=about, description=about)
     actions = parser.add_subparsers(dest="config_action", metavar="ACTION", required=True)
-    check = actions.add_parser("check", help="validate a lab file and print a summary")
-    check.add_argument("path", nargs="?", default=str(DEFAULT_CONFIG))
-    check.set_defaults(handler=run_check)
-    show = actions.add_parser("show", help="print the resolved configuration (includes merged)")
-    show.add_argument("path", nargs="?", default=str(DEFAULT_CONFIG))
-    show.set_defaults(handler=run_show)
+    for verb, about, handler in (
+        ("check", "validate a lab file and print a one-screen summary", run_check),
+        ("show", "print the resolved configuration (includes merged)", run_show),
+    ):
+        action = actions.add_parser(verb, help=about, description=about)
+        action.add_argument(
+            "path",
+            nargs="?",
+            default=None,
+            metavar="FILE",
+            help="lab file (default: configs/sim-lab.yaml here, else the one installed)",
+        )
+        action.set_defaults(handler=handler)
 
 
 def run_check(args: argparse.Namespace) -> int:
+    args.path = lab_file(args.path)
     try:
         loaded = load_config_with_marks(args.path)
     except ConfigError as exc:
@@ -34,6 +44,7 @@ def run_check(args: argparse.Namespace) -> int:
 
 
 def run_show(args: argparse.Namespace) -> int:
+    args.path = lab_file(args.path)
     try:
         loaded = load_config_with_marks(args.path)
     except ConfigError as exc:
