@@ -53,6 +53,8 @@ RETRY_AFTER_LAB_ERROR_S = 2.0  # CommandClient.call(target, method, args, timeou
 # refused as such, nothing applied: asking again the same way cannot help
 REFUSALS = frozenset({ErrorCode.OUT_OF_LIMITS, ErrorCode.FORBIDDEN, ErrorCode.BAD_REQUEST})
 MAX_PENDING_ACTIONS = 16  # operator commands waiting for the lock thread; beyond: `busy`
+AUDIT_REPLY_DEFAULT = 200  # audit entries a `get name=audit` returns unless told
+AUDIT_REPLY_MAX = 500  # and at most (one reply stays well under the bus message limit)
 COOL_WINDOW = "cool"  # the pulser's counting windows in a clock shot
 DETECT_WINDOW = "det"
 
@@ -427,6 +429,8 @@ class Daemon:
             self.lock.reacquire("operator request")
 
     def _status(self, request: Request) -> Any:
+        if request.args.get("name") == "audit":  # `get name=audit [limit=N]`: the audit trail
+            return self._audit(request.args.get("limit", AUDIT_REPLY_DEFAULT))
         lock = self.lock
         update = lock.last_update
         return {
@@ -438,6 +442,13 @@ class Daemon:
             "last_correction_hz": update.correction_hz if update is not None else None,
             **(self.recovery.status() if self.recovery is not None else {}),
         }
+
+    def _audit(self, limit: object) -> list[dict[str, object]]:
+        if not isinstance(limit, int) or isinstance(limit, bool) or not 0 < limit <= AUDIT_REPLY_MAX:
+            raise BusError(
+                ErrorCode.BAD_REQUEST, f"limit must be an integer in 1..{AUDIT_REPLY_MAX}"
+            )
+        return self.recovery.audit.latest(limit) if self.recovery is not None else []
 
     def _command(self, request: Request) -> Any:
         name = request.args.get("name")
