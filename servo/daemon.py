@@ -444,7 +444,11 @@ class Daemon:
         }
 
     def _audit(self, limit: object) -> list[dict[str, object]]:
-        if not isinstance(limit, int) or isinstance(limit, bool) or not 0 < limit <= AUDIT_REPLY_MAX:
+        if (
+            not isinstance(limit, int)
+            or isinstance(limit, bool)
+            or not 0 < limit <= AUDIT_REPLY_MAX
+        ):
             raise BusError(
                 ErrorCode.BAD_REQUEST, f"limit must be an integer in 1..{AUDIT_REPLY_MAX}"
             )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 import yaml
@@ -30,6 +31,12 @@ def register(subparsers: Any) -> None:
             help="lab file (default: configs/sim-lab.yaml here, else the one installed)",
         )
         action.set_defaults(handler=handler)
+    about = "print the lab file reference (every section and key), generated from the code"
+    reference = actions.add_parser("reference", help=about, description=about)
+    reference.add_argument(
+        "--output", metavar="FILE", help="write it to FILE (docs/lab-file.md) instead of stdout"
+    )
+    reference.set_defaults(handler=run_reference)
 
 
 def run_check(args: argparse.Namespace) -> int:
@@ -52,6 +59,23 @@ def run_show(args: argparse.Namespace) -> int:
         return 2
     print(f"# resolved from: {', '.join(loaded.files)}")
     print(yaml.safe_dump(loaded.tree.to_data(), sort_keys=False, allow_unicode=True), end="")
+    return 0
+
+
+def run_reference(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ionpilot.reference import lab_file_reference
+
+    text = lab_file_reference()
+    if args.output:
+        try:
+            Path(args.output).write_text(text, encoding="utf-8")
+        except OSError as exc:
+            print(f"error: cannot write {args.output}: {exc.strerror or exc}", file=sys.stderr)
+            return 1
+    else:
+        sys.stdout.write(text)
     return 0
 
 

@@ -213,3 +213,24 @@ def test_a_fed_signal_still_goes_stale_when_the_beats_stop():
     health.evaluate()
     assert health.severity("hb") is Severity.INVALID
     assert health.signals["hb"].reason == "stale: no reading for 2.5 s"
+
+
+def test_the_audit_log_hands_out_its_newest_entries_oldest_first(tmp_path):
+    clock = ManualClock()
+    log = AuditLog(clock, tmp_path / "audit.sqlite")
+    for i in range(5):
+        clock.advance(1.0)
+        log.record("step", f"ion_loss.step{i}", f"reason {i}", severity="ALERT" if i == 4 else "OK")
+    latest = log.latest(3)
+    assert [e["action"] for e in latest] == ["ion_loss.step2", "ion_loss.step3", "ion_loss.step4"]
+    assert latest[-1] == {
+        "wall_ns": latest[-1]["wall_ns"],
+        "source": "recovery",
+        "kind": "step",
+        "action": "ion_loss.step4",
+        "reason": "reason 4",
+        "severity": "ALERT",
+    }
+    assert latest[0]["wall_ns"] < latest[-1]["wall_ns"]
+    assert log.latest(0) == [] and len(log.latest(100)) == 5
+    log.close()
