@@ -103,3 +103,20 @@ def test_job_times_are_local_and_adev_labels_do_not_crowd() -> None:
     values = [math.log10(v) for v in (0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1, 2, 3)]
     assert [s for s in axis.tickStrings(values, 1.0, 1.0) if s] == ["0.5", "1", "2"]
     assert isinstance(axis, pg.AxisItem)
+
+
+def test_a_signal_not_measured_yet_is_not_counted_ok(
+    qtbot: Any, live: Any, console_factory: Any
+) -> None:
+    console = console_factory(live.bus, live.directory)
+    qtbot.waitUntil(lambda: console.bus.state == "connected", timeout=10_000)
+    overview = console.window.show_panel("overview")
+    pub = live.publisher
+    for topic, value in (("servo.trap.micromotion", math.nan), ("servo.ion.fluorescence", 4e4)):
+        pub.publish(f"health.{topic}", {"severity": "OK", "reason": "", "value": value})
+    pub.publish("health.aggregate", {"severity": "OK", "latched": "OK", "unacknowledged": ""})
+    qtbot.waitUntil(lambda: "health.aggregate" in console.store.latest, timeout=5000)
+    qtbot.waitUntil(
+        lambda: "not measured yet: servo.trap.micromotion" in overview.health.detail.text(),
+        timeout=5000,
+    )
