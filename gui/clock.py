@@ -46,6 +46,10 @@ class DecadeAxis(pg.AxisItem):
     every minor tick of a log axis, and nine labels a decade overlap (σ_y and τ alike). When a
     decade and a half or more is in view, only the decades keep their labels."""
 
+    def __init__(self, orientation: str) -> None:
+        super().__init__(orientation)
+        self.enableAutoSIPrefix(False)  # the labels carry their own powers of ten
+
     def tickStrings(self, values: list[float], scale: float, spacing: float) -> list[str]:  # noqa: N802
         if not self.logMode:
             return list(super().tickStrings(values, scale, spacing))

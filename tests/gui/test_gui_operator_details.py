@@ -120,3 +120,21 @@ def test_a_signal_not_measured_yet_is_not_counted_ok(
         lambda: "not measured yet: servo.trap.micromotion" in overview.health.detail.text(),
         timeout=5000,
     )
+
+
+def test_a_busy_console_thread_does_not_cry_bus_disconnected(
+    qtbot: Any, live: Any, console_factory: Any
+) -> None:
+    """Messages waiting in the socket while the GUI thread was busy are read before the bus
+    is judged silent (the screenshot said "BUS DISCONNECTED" while the hub was fine)."""
+    import zmq
+
+    console = console_factory(live.bus, live.directory)
+    qtbot.waitUntil(lambda: console.bus.state == "connected", timeout=10_000)
+    connection = console.bus
+    live.publisher.publish("tlm.rf_drive.note", 1.0)
+    assert connection._subscriber.socket.poll(5000, zmq.POLLIN)  # waiting, not yet read
+    console.store.last_message = time.monotonic() - 10.0  # as after a 10 s repaint
+    connection._check()
+    assert connection.state == "connected"
+    assert console.store.silence() < 1.0
