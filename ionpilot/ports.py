@@ -57,8 +57,21 @@ def is_taken(host: str, port: int) -> bool:
 
 
 def listener_of(port: int) -> str | None:
-    """`pid N (command line)` of the process listening on `port`, when /proc shows it."""
-    inodes: set[str] = set()
+    """`pid N (command line)` of the process listening on `port`, else of one whose connection
+    uses it as its local port (moved ports may fall in the ephemeral range), when /proc shows
+    it."""
+    listening, connected = _socket_inodes(port)
+    owner = _process_of(listening) if listening else None
+    if owner is None and connected:
+        found = _process_of(connected)
+        owner = f"a connection of {found}" if found else "a connection"
+    return owner
+
+
+def _socket_inodes(port: int) -> tuple[set[str], set[str]]:
+    """Inodes of the TCP sockets whose local port is `port`: (listening, in another state)."""
+    listening: set[str] = set()
+    other: set[str] = set()
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
             lines = Path(table).read_text().splitlines()[1:]
@@ -66,14 +79,13 @@ def listener_of(port: int) -> str | None:
             continue
         for line in lines:
             fields = line.split()
-            if (
-                len(fields) > 9
-                and fields[3] == "0A"
-                and int(fields[1].rsplit(":", 1)[1], 16) == port
-            ):
-                inodes.add(fields[9])
-    if not inodes:
-        return None
+            if len(fields) > 9 and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                (listening if fields[3] == "0A" else other).add(fields[9])
+    return listening, other - {"0"}  # inode 0: TIME_WAIT, owned by nobody
+
+
+def _process_of(inodes: set[str]) -> str | None:
+    """`pid N (command line)` of a process holding one of these socket inodes."""
     wanted = {f"socket:[{inode}]" for inode in inodes}
     for pid in (p for p in os.listdir("/proc") if p.isdigit()):
         try:

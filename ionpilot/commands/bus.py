@@ -427,6 +427,12 @@ def _in_parameter_unit(client: Any, args: argparse.Namespace, call_args: dict[st
     if not (with_unit or bare) or not isinstance(name, str):
         return value
     reply = client.request(args.target, "describe", {}, timeout=args.timeout)
+    if not reply.ok and with_unit and reply.code != "unknown_method":
+        raise UserError(
+            f"{args.target}.{name}: cannot learn its unit to convert '{value}' "
+            f"({reply.code}: {reply.message})",
+            code=1,
+        )
     params = reply.value.get("parameters") if reply.ok and isinstance(reply.value, dict) else None
     entry = params.get(name) if isinstance(params, dict) else None
     if not isinstance(entry, dict):

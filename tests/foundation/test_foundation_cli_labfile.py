@@ -69,3 +69,16 @@ def test_command_lines_read_as_a_person_types_them() -> None:
         "ionpilot hub --config lab.yaml"
     )
     assert shorten("/usr/bin/nginx -g daemon", limit=10) == "nginx -g …"
+
+
+def test_a_port_held_by_a_connection_is_named_too() -> None:
+    """Moved ports can fall in the ephemeral range: a client's connection may hold one."""
+    from ionpilot.ports import listener_of
+
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        with socket.create_connection(server.getsockname()) as client:
+            port = client.getsockname()[1]
+            owner = listener_of(port)
+    assert owner is not None and owner.startswith(f"a connection of pid {os.getpid()} (")
