@@ -145,11 +145,16 @@ class QtSubscriber(QObject):
         QTimer.singleShot(0, self._service)
 
     def _service(self, *_: object) -> None:
+        self.service()
+
+    def service(self) -> int:
+        """Deliver what is waiting now (up to one batch); how many were delivered."""
         messages = self.subscriber.drain(self._batch)
         for msg in messages:
             self._callback(msg)
         if len(messages) >= self._batch:  # more waiting: let the GUI paint, then continue
             QTimer.singleShot(0, self._service)
+        return len(messages)
 
     def close(self) -> None:
         self._notifier.setEnabled(False)

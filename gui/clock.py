@@ -41,6 +41,36 @@ ADEV_PERIOD_S = 3.0
 MIN_ADEV_POINTS = 16
 
 
+class DecadeAxis(pg.AxisItem):
+    """A log axis labelled at 1, 2 and 5 × 10ⁿ only ("1e-15", "2", "5e3"): pyqtgraph labels
+    every minor tick of a log axis, and nine labels a decade overlap (σ_y and τ alike). When a
+    decade and a half or more is in view, only the decades keep their labels."""
+
+    def __init__(self, orientation: str) -> None:
+        super().__init__(orientation)
+        self.enableAutoSIPrefix(False)  # the labels carry their own powers of ten
+
+    def tickStrings(self, values: list[float], scale: float, spacing: float) -> list[str]:  # noqa: N802
+        if not self.logMode:
+            return list(super().tickStrings(values, scale, spacing))
+        low, high = self.range
+        keep = (1,) if high - low > 1.5 else (1, 2, 5)
+        out = []
+        for v in values:
+            exponent = math.floor(v + 1e-9)
+            mantissa = round(10 ** (v - exponent))
+            if mantissa == 10:
+                exponent, mantissa = exponent + 1, 1
+            out.append(_power_label(mantissa, exponent) if mantissa in keep else "")
+        return out
+
+
+def _power_label(mantissa: int, exponent: int) -> str:
+    if -2 <= exponent <= 3:
+        return f"{mantissa * 10.0**exponent:g}"
+    return f"{mantissa}e{exponent}"
+
+
 def fractional_adev(
     t_s: np.ndarray, f_hz: np.ndarray, nu0_hz: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
@@ -112,9 +142,14 @@ class ClockPanel(QWidget):
         self.state_plot.setYRange(-0.3, 3.3)
         self.state_plot.getAxis("left").setWidth(80)
         self.adev_plot = g.addPlot(
-            row=1, col=1, title="Allan deviation (in-loop, AOM steering, drift removed)"
+            row=1,
+            col=1,
+            title="Allan deviation (in-loop, AOM steering, drift removed)",
+            axisItems={"bottom": DecadeAxis("bottom"), "left": DecadeAxis("left")},
         )
         self.adev_plot.setLogMode(x=True, y=True)
+        # before there is an ADEV: a clock's range (τ 1 s … 10⁴ s, σ 10⁻¹⁸ … 10⁻¹⁴), not 0.3 … 3
+        self.adev_plot.setRange(xRange=(0.0, 4.0), yRange=(-18.0, -14.0), padding=0.02)
         self.adev_plot.setLabel("bottom", "averaging time τ", units="s")
         self.adev_plot.setLabel("left", "σ_y(τ)")
         self.adev_plot.addLegend(offset=(-10, 10), labelTextSize="10pt")
@@ -226,6 +261,7 @@ class ClockPanel(QWidget):
         result = fractional_adev(t.copy(), f.copy(), self.ctx.facts.clock_frequency_hz)
         if result is None:
             self.adev_note.setText(f"{len(f)} updates: ADEV needs {MIN_ADEV_POINTS}")
+            self.adev_note.setPos(0.2, -14.3)  # inside the empty plot's default range
             return
         taus, sigma, err = result
         self.adev_curve.setData(taus, sigma)

@@ -105,6 +105,10 @@ class BusConnection(QObject):
             self.rate = (self.store.messages - mark_n) / (now - mark_t)
             self._rate_mark = (now, self.store.messages)
         silent = self.store.silence() > self.stale_after
+        if silent and self._watcher is not None and self._watcher.service():
+            # the console's own thread was busy (a long repaint): the messages were waiting in
+            # the socket, the bus was not silent; read them before judging it
+            silent = self.store.silence() > self.stale_after
         started_long_ago = now - self.state_since > self.stale_after
         if not silent:
             if self.state != CONNECTED:

@@ -8,7 +8,9 @@ colour without the fill. An acknowledgement is a bus command (`call` name=acknow
 health monitor's process, `signals` = the alarm's name); the monitor records who sent it, the
 console shows its reply. The
 log below holds every event the console received, searchable and filterable; the audit of
-automatic actions (recovery steps, playbooks) is one tick away.
+automatic actions (recovery steps, playbooks) is one tick away. What happened before the console
+listened comes from the daemon's audit log, asked over the bus (`get name=audit`) when the panel
+first opens and on request, never by opening its database.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ from ionpilot.gui.style import (
     text_on,
 )
 
+AUDIT_ENTRIES = 500  # audit entries asked of the daemon (its reply limit)
 AUDIT_WORDS = ("audit", "recover", "playbook", "action", "step", "escalat", "restart", "ack")
 ALARM_COLUMNS = ("Severity", "Alarm", "Detail", "First", "Last", "Count", "State", "Acknowledged")
 LOG_COLUMNS = ("Time", "Severity", "Source", "Kind", "Message")
@@ -82,6 +85,29 @@ def _clock(t: float) -> str:
     return time.strftime("%H:%M:%S", time.localtime(t))
 
 
+def audit_event(entry: dict[str, Any]) -> EventRecord | None:
+    """One entry of the daemon's audit log as the event it was published as live
+    (`evt.daemon.recovery_<kind>`, "action: reason"); None for a malformed entry."""
+    try:
+        wall_ns, kind = int(entry["wall_ns"]), str(entry["kind"])
+        message = f"{entry['action']}: {entry['reason']}"
+    except (KeyError, TypeError, ValueError):
+        return None
+    severity = str(entry.get("severity", "OK"))
+    severity = "MAJOR" if severity == "ALERT" else severity
+    if severity not in STATUSES:
+        severity = "OK"
+    return EventRecord(
+        wall_ns,
+        "daemon",
+        f"recovery_{kind}",
+        message,
+        severity,
+        f"evt.daemon.recovery_{kind}",
+        {"source": str(entry.get("source", "")), "from": "audit log"},
+    )
+
+
 def is_audit(event: EventRecord) -> bool:
     text = f"{event.topic} {event.kind}".lower()
     return any(word in text for word in AUDIT_WORDS)
@@ -97,9 +123,11 @@ class EventLogModel(QAbstractTableModel):
         self._seen = -1
 
     def sync(self) -> None:
-        if self.ctx.store.events_seen == self._seen:
+        store = self.ctx.store
+        version = store.events_seen + store.events_backfilled
+        if version == self._seen:
             return
-        self._seen = self.ctx.store.events_seen
+        self._seen = version
         self.beginResetModel()
         self.rows = list(reversed(self.ctx.store.events))
         self.endResetModel()
@@ -234,12 +262,21 @@ class HealthPanel(QWidget):
         self.audit_only.toggled.connect(self._on_audit_only)
         self.log_count = QLabel("")
         self.log_count.setStyleSheet(f"color: {DIM_TEXT};")
+        self.audit_button = QPushButton("Load audit history")
+        self.audit_button.setToolTip(
+            "ask the daemon for its audit log: what it did before this console was listening"
+        )
+        self.audit_button.clicked.connect(self.load_audit)
+        self.audit_label = QLabel("")
+        self.audit_label.setStyleSheet(f"color: {DIM_TEXT};")
+        self._audit_asked = False
         log_bar = QHBoxLayout()
         log_bar.addWidget(section_title("EVENTS & AUDIT LOG"))
         log_bar.addWidget(self.search, 1)
         log_bar.addWidget(self.log_severity)
         log_bar.addWidget(self.audit_only)
         log_bar.addWidget(self.log_count)
+        log_bar.addWidget(self.audit_button)
         self.log = QTableView()
         self.log.setModel(self.proxy)
         self.log.setAlternatingRowColors(True)
@@ -255,6 +292,7 @@ class HealthPanel(QWidget):
         bottom_layout = QVBoxLayout(bottom)
         bottom_layout.setContentsMargins(0, 0, 0, 0)
         bottom_layout.addLayout(log_bar)
+        bottom_layout.addWidget(self.audit_label)
         bottom_layout.addWidget(self.log, 1)
 
         self.splitter = QSplitter(Qt.Orientation.Vertical)
@@ -264,6 +302,41 @@ class HealthPanel(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(8, 8, 8, 8)
         layout.addWidget(self.splitter)
+
+    # ------------------------------------------------------------------------ audit log
+
+    def showEvent(self, event: Any) -> None:  # noqa: N802
+        """The first time the panel is shown, fetch what happened before the console listened."""
+        super().showEvent(event)
+        if not self._audit_asked:
+            self.load_audit()
+
+    def load_audit(self) -> None:
+        """Ask the daemon for its newest audit entries (a bus `get`, observer role suffices)."""
+        self._audit_asked = True
+        self.audit_label.setText("asking the daemon for its audit log …")
+        self.ctx.bus.request(
+            self.ctx.settings.ack_target,
+            "get",
+            {"name": "audit", "limit": AUDIT_ENTRIES},
+            self._on_audit,
+        )
+
+    def _on_audit(self, reply: Reply) -> None:
+        if not reply.ok or not isinstance(reply.value, list):
+            why = describe_reply(reply) if not reply.ok else "not a list of entries"
+            self.audit_label.setText(f"audit log not loaded: {why}")
+            self._audit_asked = False  # asked again the next time the panel opens
+            self.audit_label.setStyleSheet(f"color: {severity_colour('MINOR')};")
+            return
+        records = [r for e in reply.value if isinstance(e, dict) and (r := audit_event(e))]
+        added = self.ctx.store.backfill(records)
+        self.audit_label.setText(
+            f"audit log: {len(records)} entries from the daemon at {_clock(time.time())}, "
+            f"{added} not seen live"
+        )
+        self.audit_label.setStyleSheet(f"color: {DIM_TEXT};")
+        self.refresh()
 
     # ---------------------------------------------------------------------------- intake
 

@@ -5,6 +5,10 @@ Limits come from the driver host (`describe` → `allowed` [min, max]); the cons
 out-of-limit entry itself (nothing leaves), and the host checks again (the console is a
 convenience, never the safety). A set that is accepted but not yet reached — a slewing DC
 electrode, a ramping supply — shows "ramping → target" until the reading gets there.
+
+A parameter the lab file does not poll has no telemetry: each is read once (`get`) when the panel
+first shows an instrument, and again on request (F6), so the tree shows a value and its age
+instead of "—" and "never".
 """
 
 from __future__ import annotations
@@ -50,6 +54,8 @@ COLUMNS = ("Instrument / parameter", "Value", "Unit", "Age", "Allowed range", "S
 COL_VALUE, COL_UNIT, COL_AGE, COL_LIMITS, COL_STATUS, COL_SET = range(1, 7)
 _NUMBER = re.compile(r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*(\S*)\s*$")
 _SI = {"T": 1e12, "G": 1e9, "M": 1e6, "k": 1e3, "": 1.0, "m": 1e-3, "u": 1e-6, "µ": 1e-6, "n": 1e-9}
+READ_ONCE = "read once"  # the status of an unpolled parameter read on request
+READ_OK = ("OK", "STALE", "")  # a host's status that still means the read itself worked
 _BOOLS = {"on": True, "true": True, "1": True, "off": False, "false": False, "0": False}
 
 
@@ -116,6 +122,10 @@ class InstrumentsPanel(QWidget):
         self._items: dict[str, QTreeWidgetItem] = {}
         self._last_describe = -math.inf
         self._selected: tuple[str, str] | None = None
+        # unpolled parameters read on request: key -> (value, wall time s, status)
+        self.read_once: dict[str, tuple[Any, float, str]] = {}
+        self._read_pending: set[str] = set()
+        self._read_asked: set[str] = set()  # instruments whose unpolled parameters were read
 
         self.tree = QTreeWidget()
         self.tree.setColumnCount(len(COLUMNS))
@@ -145,6 +155,11 @@ class InstrumentsPanel(QWidget):
         self.set_button.clicked.connect(self.submit)
         self.refresh_button = QPushButton("Re-read limits (F5)")
         self.refresh_button.clicked.connect(self.describe_all)
+        self.read_button = QPushButton("Read unpolled now (F6)")
+        self.read_button.setToolTip(
+            "read once every parameter the lab file does not poll (it has no telemetry)"
+        )
+        self.read_button.clicked.connect(self.read_unpolled)
         self.message = QLabel("")
         self.message.setWordWrap(True)
         self.message.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -155,6 +170,7 @@ class InstrumentsPanel(QWidget):
         row.addWidget(self.entry, 1)
         row.addWidget(self.set_button)
         row.addWidget(self.refresh_button)
+        row.addWidget(self.read_button)
         grid.addLayout(row, 2, 0, 1, 3)
         grid.addWidget(self.message, 3, 0, 1, 3)
 
@@ -179,9 +195,53 @@ class InstrumentsPanel(QWidget):
     def _on_describe(self, name: str, reply: Reply) -> None:
         if reply.ok and isinstance(reply.value, dict):
             self.described[name] = reply.value
+            if name not in self._read_asked and self.isVisible():
+                self.read_unpolled([name])  # the first time the panel shows this instrument
         else:
             self.described[name] = {"state": "no answer", "last_error": describe_reply(reply)}
         self._refresh_selection_box()
+
+    def showEvent(self, event: Any) -> None:  # noqa: N802
+        super().showEvent(event)
+        unread = [n for n in self.described if n not in self._read_asked]
+        if unread:
+            self.read_unpolled(unread)
+
+    def unpolled(self, inst: str) -> list[str]:
+        """Parameters of `inst` that no poll reads (the driver host's `describe` gives no
+        `poll_s`): their only values are the reads the console asks for."""
+        params = self.described.get(inst, {}).get("parameters", {}) or {}
+        return [
+            p for p, entry in params.items() if isinstance(entry, dict) and "poll_s" not in entry
+        ]
+
+    def read_unpolled(self, instruments: list[str] | None = None) -> int:
+        """`get` each unpolled parameter once (those of `instruments`, default all described);
+        returns how many reads were sent. A read already under way is not sent again."""
+        sent = 0
+        for inst in instruments if instruments is not None else list(self.described):
+            self._read_asked.add(inst)
+            for pname in self.unpolled(inst):
+                key = f"{inst}.{pname}"
+                if key in self._read_pending:
+                    continue
+                self._read_pending.add(key)
+                self.ctx.bus.request(
+                    inst, "get", {"name": pname}, partial(self._on_read, inst, pname)
+                )
+                sent += 1
+        if instruments is None:
+            self._say(f"reading {sent} unpolled parameters once …", "")
+        return sent
+
+    def _on_read(self, inst: str, pname: str, reply: Reply) -> None:
+        key = f"{inst}.{pname}"
+        self._read_pending.discard(key)
+        if reply.ok:
+            value = reply.value.get("value") if isinstance(reply.value, dict) else reply.value
+            self.read_once[key] = (value, time.time(), "OK")
+        else:
+            self.read_once[key] = (None, time.time(), describe_reply(reply))
 
     # ----------------------------------------------------------------------------- refresh
 
@@ -242,21 +302,35 @@ class InstrumentsPanel(QWidget):
         topic = f"tlm.{inst}.{pname}"
         latest = store.latest.get(topic)
         unit = str(entry.get("unit", "") or (latest.unit if latest else ""))
+        read = self.read_once.get(f"{inst}.{pname}")
+        last = entry.get("last") or {}
         if latest is not None:
             value, status, age = latest.value, latest.status, store.age(topic)
+        elif read is not None and not (
+            isinstance(last.get("t"), int) and last["t"] > read[1] * 1e9
+        ):
+            value, read_at, status = read
+            age = time.time() - read_at
+            if status != "OK":  # the refusal, in the tooltip; the status column says so
+                item.setToolTip(COL_STATUS, status)
+                status = "NO READ"
         else:
-            last = entry.get("last") or {}
             value, status = last.get("value"), str(last.get("status", ""))
             age = time.time() - last["t"] * 1e-9 if isinstance(last.get("t"), int) else math.inf
-        if age > self.ctx.bus.stale_after * 3 and latest is not None and status == "OK":
+        if isinstance(value, float) and math.isnan(value) and status in ("OK", ""):
+            status = "INVALID"  # NaN is no reading, whatever the record's status says
+        if entry and "poll_s" not in entry and value is not None and status in READ_OK:
+            status = READ_ONCE  # not polled: a value read on request, with its age, not "stale"
+        elif age > self.ctx.bus.stale_after * 3 and latest is not None and status == "OK":
             status = "STALE"
         item.setText(COL_VALUE, _plain(value))
         item.setText(COL_UNIT, unit)
         item.setText(COL_AGE, format_age(age))
         item.setText(COL_LIMITS, format_limits(entry.get("allowed"), unit))
         item.setText(COL_STATUS, status or "—")
-        item.setForeground(COL_STATUS, QBrush(QColor(severity_colour(status))))
-        value_colour = TEXT if status in ("OK", "") else severity_colour(status)
+        status_colour = DIM_TEXT if status == READ_ONCE else severity_colour(status)
+        item.setForeground(COL_STATUS, QBrush(QColor(status_colour)))
+        value_colour = TEXT if status in ("OK", "", READ_ONCE) else severity_colour(status)
         item.setForeground(COL_VALUE, QBrush(QColor(value_colour)))
         key = f"{inst}.{pname}"
         ramp = self.ramps.get(key)

@@ -7,6 +7,7 @@ old it is; a tile with nothing to show is grey and says so, never shows a stale 
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
 
@@ -83,6 +84,15 @@ def health_severity(value: Any, status: str) -> str:
         if isinstance(sev, str) and sev in STATUSES:
             return sev
     return status
+
+
+def not_measured(value: Any) -> bool:
+    """A `health.<signal>` map whose value is NaN: no reading yet (micromotion is measured every
+    ten minutes), which is not the same as a reading within limits."""
+    if not isinstance(value, dict):
+        return False
+    reading = value.get("value")
+    return isinstance(reading, float) and math.isnan(reading)
 
 
 def recovery_events(events: list[EventRecord]) -> list[EventRecord]:
@@ -208,11 +218,14 @@ class OverviewPanel(QWidget):
         store = self.ctx.store
         signals = [t for t in store.topics("health.") if t != "health.aggregate"]
         bad: list[tuple[int, str, str]] = []
+        unmeasured: list[str] = []  # OK only because nothing was read yet: not counted as OK
         for topic in signals:
             latest = store.latest[topic]
             sev = health_severity(latest.value, latest.status)
             if sev != "OK":
                 bad.append((severity_rank(sev), topic.removeprefix("health."), sev))
+            elif not_measured(latest.value):
+                unmeasured.append(topic.removeprefix("health."))
         bad.sort(reverse=True)
         worst = ", ".join(f"{name} {sev}" for _, name, sev in bad[:3])
         agg = store.latest.get("health.aggregate")
@@ -224,6 +237,8 @@ class OverviewPanel(QWidget):
             detail = f"{len(bad)} of {len(signals)} signals not OK" + (
                 f": {worst}" if worst else ""
             )
+            if unmeasured:
+                detail += f"; not measured yet: {', '.join(sorted(unmeasured))}"
             self.health.display(sev, detail, severity_colour(sev))
             return
         if signals:

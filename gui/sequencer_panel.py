@@ -48,7 +48,18 @@ cx q[0], q[1];
 c = measure q;
 """
 KIND_COLOURS = {"pulse": "#4fc3f7", "ttl": "#90a4ae", "pump": "#ba68c8", "detect": "#81c784"}
-QUEUE_COLUMNS = ("Job", "State", "Shots", "Submitter", "Submitted (Unix s)")
+QUEUE_COLUMNS = ("Job", "State", "Priority", "Shots", "Submitter", "Submitted", "Finished")
+
+
+def local_time(unix_s: object) -> str:
+    """A job's Unix time as the lab's clock shows it (the date too when not today); '—' when
+    absent."""
+    if not isinstance(unix_s, int | float) or isinstance(unix_s, bool) or unix_s <= 0:
+        return "—"
+    stamp = time.localtime(unix_s)
+    if time.strftime("%Y-%m-%d", stamp) == time.strftime("%Y-%m-%d"):
+        return time.strftime("%H:%M:%S", stamp)
+    return time.strftime("%Y-%m-%d %H:%M:%S", stamp)
 
 
 class SequencerPanel(QWidget):
@@ -333,9 +344,11 @@ class SequencerPanel(QWidget):
             cells = (
                 job.get("id", job.get("job_id", "")),
                 job.get("state", ""),
+                job.get("priority", ""),
                 job.get("shots", ""),
                 job.get("submitter", ""),
-                job.get("submitted_s", ""),
+                local_time(job.get("submitted_s")),
+                local_time(job.get("finished_s")),
             )
             for c, text in enumerate(cells):
                 self.queue.setItem(r, c, QTableWidgetItem(str(text)))

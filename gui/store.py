@@ -140,6 +140,7 @@ class LabStore:
         self.beats: dict[str, ProcessBeat] = {}
         self.events: deque[EventRecord] = deque(maxlen=max_events)
         self.events_seen = 0  # events ever received (the log appends what is new)
+        self.events_backfilled = 0  # older events merged in from the audit log (`backfill`)
         self.messages = 0
         self.topics_version = 0  # bumped when a topic appears for the first time
         self.last_message = -math.inf  # monotonic time of the newest message
@@ -179,6 +180,25 @@ class LabStore:
             self.events_seen += 1
         for listener in self.listeners:
             listener(msg)
+
+    def backfill(self, records: list[EventRecord]) -> int:
+        """Merge events that happened before this console listened (the daemon's audit log,
+        fetched over the bus) into the log in time order; one already received live (same kind
+        and message within 2 s) is not repeated. Returns how many were added."""
+        seen: dict[tuple[str, str], list[int]] = {}
+        for event in self.events:
+            seen.setdefault((event.kind, event.message), []).append(event.t_ns)
+        fresh = [
+            r
+            for r in records
+            if not any(abs(t - r.t_ns) < 2e9 for t in seen.get((r.kind, r.message), ()))
+        ]
+        if fresh:
+            merged = sorted([*self.events, *fresh], key=lambda e: e.t_ns)
+            self.events.clear()
+            self.events.extend(merged)  # the deque keeps the newest `max_events`
+            self.events_backfilled += len(fresh)
+        return len(fresh)
 
     def _telemetry(self, msg: Telemetry, now: float) -> None:
         topic = msg.topic

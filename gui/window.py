@@ -46,6 +46,7 @@ SHORTCUTS = (
         "switch panel (Overview, Instruments, Plots, Clock, Health, Sequencer, Simulation)",
     ),
     ("F5", "re-read instrument limits and states"),
+    ("F6", "read once every instrument parameter the lab file does not poll"),
     ("Ctrl+F", "search / filter in the current panel"),
     ("Space", "pause or resume the strip charts (Plots)"),
     ("Ctrl+E", "export the visible traces to CSV (Plots)"),
@@ -240,6 +241,7 @@ class ConsoleWindow(QMainWindow):
         for i in range(len(self.panels)):
             add(f"Ctrl+{i + 1}", lambda i=i: self.tabs.setCurrentIndex(i))
         add("F5", self.instruments.describe_all)
+        add("F6", self.instruments.read_unpolled)
         add("Ctrl+F", self._focus_search)
         add("Ctrl+E", self._export_csv)
         add("Ctrl+K", self.health.acknowledge_selected)

@@ -39,7 +39,20 @@ def build_parser() -> argparse.ArgumentParser:
     for name in COMMAND_MODULES:
         module = importlib.import_module(f"ionpilot.commands.{name}")
         module.register(subparsers)
+    describe_subcommands(parser)
     return parser
+
+
+def describe_subcommands(parser: argparse.ArgumentParser) -> None:
+    """`ionpilot X --help` opens with the line `ionpilot --help` lists for X, when X's module
+    gave no longer description (argparse keeps the two apart)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            listed = {choice.dest: choice.help for choice in action._choices_actions}
+            for name, sub in action.choices.items():
+                if not sub.description and listed.get(name):
+                    sub.description = listed[name]
+                describe_subcommands(sub)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

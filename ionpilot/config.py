@@ -379,9 +379,9 @@ class _LabChecker:
         for pname, proc in self.config.processes.items():
             claim(bus.host, proc.command_port, f"processes.{pname}.command_port")
         for iname, inst in self.config.instruments.items():
-            host_port = _host_port(inst.address)
-            if host_port is not None:
-                claim(host_port[0], host_port[1], f"instruments.{iname}.address")
+            where = host_port(inst.address)
+            if where is not None:
+                claim(where[0], where[1], f"instruments.{iname}.address")
 
     # servo, health, recovery ----------------------------------------------------------------
     def _reference(self, key: str, name: str, models: tuple[str, ...]) -> None:
@@ -495,7 +495,8 @@ def _range_text(hw: HardwareRange) -> str:
     return f"{format_quantity(hw.minimum, hw.unit)} to {format_quantity(hw.maximum, hw.unit)}"
 
 
-def _host_port(address: str) -> tuple[str, int] | None:
+def host_port(address: str) -> tuple[str, int] | None:
+    """(host, port) of a TCP/IP instrument address; None for other kinds."""
     visa = re.match(r"^TCPIP\d*::([^:]+)::(\d+)::SOCKET$", address)
     if visa:
         return visa.group(1), int(visa.group(2))

@@ -178,6 +178,20 @@ class AuditLog:
                 return list(self._db.execute(query + " ORDER BY id"))
             return list(self._db.execute(query + " WHERE kind = ? ORDER BY id", (kind,)))
 
+    def latest(self, limit: int) -> list[dict[str, object]]:
+        """The newest `limit` entries, oldest first, as plain maps (for `get name=audit` on the
+        bus: a console opened after a recovery still shows it)."""
+        with self._lock:
+            rows = list(
+                self._db.execute(
+                    "SELECT wall_ns, source, kind, action, reason, severity FROM audit "
+                    "ORDER BY id DESC LIMIT ?",
+                    (max(0, limit),),
+                )
+            )
+        keys = ("wall_ns", "source", "kind", "action", "reason", "severity")
+        return [dict(zip(keys, row, strict=True)) for row in reversed(rows)]
+
     def close(self) -> None:
         with self._lock:
             self._db.commit()

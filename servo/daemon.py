@@ -22,6 +22,7 @@ from ionpilot.bus.settings import BusSettings
 from ionpilot.core.clock import Clock, SystemClock
 from ionpilot.servo.aux_lock import AuxLock
 from ionpilot.servo.clock_lock import ClockLock
+from ionpilot.servo.host_watch import HostWatch
 from ionpilot.servo.interrogation import ProbeSpec
 from ionpilot.servo.ion_watch import IonWatch, shots_per_run
 from ionpilot.servo.live_recovery import LiveRecovery
@@ -34,6 +35,7 @@ from ionpilot.servo.outputs import (
     ServoRecord,
 )
 from ionpilot.servo.persistence import StateStore
+from ionpilot.servo.playbooks import HEARTBEAT
 from ionpilot.servo.recovery import JobsHook
 from ionpilot.servo.seams import LabError, LabRefused, SignalInvalid
 from ionpilot.servo.settings import (
@@ -51,6 +53,8 @@ RETRY_AFTER_LAB_ERROR_S = 2.0  # CommandClient.call(target, method, args, timeou
 # refused as such, nothing applied: asking again the same way cannot help
 REFUSALS = frozenset({ErrorCode.OUT_OF_LIMITS, ErrorCode.FORBIDDEN, ErrorCode.BAD_REQUEST})
 MAX_PENDING_ACTIONS = 16  # operator commands waiting for the lock thread; beyond: `busy`
+AUDIT_REPLY_DEFAULT = 200  # audit entries a `get name=audit` returns unless told
+AUDIT_REPLY_MAX = 500  # and at most (one reply stays well under the bus message limit)
 COOL_WINDOW = "cool"  # the pulser's counting windows in a clock shot
 DETECT_WINDOW = "det"
 
@@ -307,6 +311,7 @@ class Daemon:
             for name, settings in (aux_locks or {}).items()
         ]
         self.recovery: LiveRecovery | None = None
+        self.host_watch: HostWatch | None = None
         if recovery is not None:  # health monitor and recovery playbooks (servo/live_recovery)
             self.recovery = LiveRecovery(
                 lab=self.lab,
@@ -323,6 +328,10 @@ class Daemon:
                 read_flag=self._read_flag,
             )
             self.lab.ion_watch = self.recovery.ion_watch  # the shots feed its health
+            # the driver host is alive while its heartbeats arrive, not only when a sensor
+            # pass (at most once per health period, after a clock step) hears from it
+            self.host_watch = HostWatch(bus, recovery.driver_process, self._clock)
+            self.recovery.health.feed(HEARTBEAT, self.host_watch.last_beat_at)
         self.cycle = LockCycle(
             self.lock,
             self.aux_locks,
@@ -347,6 +356,8 @@ class Daemon:
         self.server.bind(self._endpoint)
         self.server.start()
         self.heartbeat.start()
+        if self.host_watch is not None:
+            self.host_watch.start()
         self._thread.start()
         return self
 
@@ -356,6 +367,8 @@ class Daemon:
         self.lock.persist()
         if self.recovery is not None:
             self.recovery.close()
+        if self.host_watch is not None:
+            self.host_watch.stop()
         self.heartbeat.stop()
         self.server.close()
         self.publisher.close()
@@ -416,6 +429,8 @@ class Daemon:
             self.lock.reacquire("operator request")
 
     def _status(self, request: Request) -> Any:
+        if request.args.get("name") == "audit":  # `get name=audit [limit=N]`: the audit trail
+            return self._audit(request.args.get("limit", AUDIT_REPLY_DEFAULT))
         lock = self.lock
         update = lock.last_update
         return {
@@ -442,6 +457,17 @@ class Daemon:
             out["faults_by_kind"] = {k: v["count"] for k, v in kinds.items()}
             out["recoveries_by_kind"] = {k: v["recovered"] for k, v in kinds.items()}
         return out
+
+    def _audit(self, limit: object) -> list[dict[str, object]]:
+        if (
+            not isinstance(limit, int)
+            or isinstance(limit, bool)
+            or not 0 < limit <= AUDIT_REPLY_MAX
+        ):
+            raise BusError(
+                ErrorCode.BAD_REQUEST, f"limit must be an integer in 1..{AUDIT_REPLY_MAX}"
+            )
+        return self.recovery.audit.latest(limit) if self.recovery is not None else []
 
     def _command(self, request: Request) -> Any:
         name = request.args.get("name")

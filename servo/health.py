@@ -211,6 +211,21 @@ class HealthMonitor:
         self._sink = sink
         self._on_ack = on_acknowledge
         self._published: dict[str, tuple[Severity, Severity, str | None]] = {}
+        self._feeds: dict[str, Callable[[], float | None]] = {}
+
+    def feed(self, signal: str, last_reading_at: Callable[[], float | None]) -> None:
+        """A signal read by someone else between our passes (a process's heartbeats arriving
+        on the bus): its last reading's clock time is pulled at every evaluation. Sampling it
+        once per sensor pass instead made a healthy 1 s heartbeat look 2.1 s stale whenever a
+        pass fell just after a long clock step."""
+        self._feeds[signal] = last_reading_at
+
+    def _pull_feeds(self) -> None:
+        for name, last_reading_at in self._feeds.items():
+            s = self.signals.get(name)
+            at = last_reading_at()
+            if s is not None and at is not None and (s.last_t is None or at > s.last_t):
+                s.observe(1.0, at)
 
     def observe(self, signal: str, value: float, t: float | None = None) -> None:
         s = self.signals.get(signal)
@@ -230,15 +245,23 @@ class HealthMonitor:
         s = self.signals.get(signal)
         return -math.inf if s is None else s.since
 
-    def evaluate(self) -> Severity:
-        """Refresh every signal (staleness, debounce) and publish the changes."""
+    def evaluate(self, only: Iterable[str] | None = None) -> Severity:
+        """Refresh the signals (staleness, debounce) and publish the changes; returns the worst.
+        `only`: just these signals, for a reader that fed them between sensor passes (the ion
+        watch's shots): judging the others then would call a signal stale because the daemon
+        was busy in a clock step instead of reading it, not because it had no reading."""
+        self._pull_feeds()
         now = self.clock.now()
         worst = Severity.OK
-        for s in self.signals.values():
+        chosen = self.signals.values() if only is None else self._chosen(only)
+        for s in chosen:
             worst = max(worst, s.evaluate(now))
         if self._sink is not None:
             self.publish(only_changes=True)
         return worst
+
+    def _chosen(self, names: Iterable[str]) -> list[SignalHealth]:
+        return [s for name in names if (s := self.signals.get(name)) is not None]
 
     @property
     def aggregate(self) -> Severity:

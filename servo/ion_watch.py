@@ -78,7 +78,9 @@ class IonWatch:
     def lost(self) -> bool:
         """The fluorescence signal reports the ion gone now (below LOLO, debounce passed; not
         INVALID: a signal gone stale during a long read says nothing about the ion)."""
-        self.health.evaluate()  # staleness, debounce at `now`; publishes a change at once
+        # debounce and staleness of this signal only, at `now` (a change is published at once);
+        # the others are judged at the sensor pass that reads them, not in the middle of a step
+        self.health.evaluate(only=(self.signal,))
         return self.health.severity(self.signal) is Severity.MAJOR
 
     def observe(self, cooling_counts: Sequence[int], shot_s: float) -> None:

@@ -26,7 +26,15 @@ from .instruments import (
 from .monitoring import MonitoringServer
 from .server import InstrumentServer
 from .settings import SimSettings
-from .world import INSTRUMENT_FAULTS, LASER_SPECS, SHUTTERS, FaultError, World
+from .world import (
+    INSTRUMENT_FAULTS,
+    LASER_SPECS,
+    RESTORE_PARTS,
+    SHUTTERS,
+    FaultError,
+    World,
+    restores_something,
+)
 
 SIMPLE_MODELS: dict[str, type[Protocol]] = {
     "rs_smb100a": Smb100a,
@@ -157,6 +165,15 @@ class Lab:
         if kind in INSTRUMENT_FAULTS and target not in self.servers:
             known = ", ".join(self.servers)
             raise FaultError(f"unknown instrument '{target}' (known: {known})")
+        if (
+            kind == "restore"
+            and target not in self.servers
+            and not restores_something(target or "")
+        ):
+            raise FaultError(
+                f"nothing called '{target}' to restore (instruments: {', '.join(self.servers)}; "
+                f"parts: {RESTORE_PARTS})"
+            )
         return self.world.inject(kind, target)
 
     def restore(self, target: str) -> str:

@@ -1136,6 +1136,17 @@ class World:
         return "; ".join(done) or "nothing to restore"
 
 
+def restores_something(target: str) -> bool:
+    """Whether `World._restore` would recognise `target` as a part of the world (an instrument
+    name is recognised by the lab, which knows them)."""
+    low = target.lower()
+    words = ("comb", "wavemeter", "rf", "cavity", "369", "935", "399", "435", "stray", "dc")
+    return low in ("ion", "ions") or any(word in low for word in words)
+
+
+RESTORE_PARTS = "ion, cavity, comb, wavemeter, rf, laser_369/935/399/435, stray_field"
+
+
 def laser_key(target: str | None) -> str:
     """'laser_369', '369', 'cooling' ... -> the world's laser key."""
     if target is None:

@@ -1,6 +1,6 @@
 """`ionpilot hub`, `ionpilot bus monitor`, `ionpilot bus call`: run the hub, watch it, command.
 
-Addresses come from the lab config (`--config`, default configs/sim-lab.yaml) unless given
+Addresses come from the lab config (`--config`, default: see `ionpilot.labfile`) unless given
 explicitly (`--host/--publish-port/--subscribe-port`, `--endpoint`), in which case the config
 is not read at all.
 """
@@ -18,7 +18,8 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
-DEFAULT_CONFIG = "configs/sim-lab.yaml"
+from ionpilot.labfile import CONFIG_HELP, announce, lab_file
+
 POSITIONAL_ARGS = ("name", "value")  # `bus call rf_drive set frequency 25e6`
 
 
@@ -39,7 +40,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     _address_options(hub, publish=True, subscribe=True)
     hub.set_defaults(handler=run_hub)
 
-    bus = subparsers.add_parser("bus", help="watch the bus and send commands")
+    about = "watch the bus, send commands, make CURVE keys"
+    bus = subparsers.add_parser("bus", help=about, description=about)
     bus_sub = bus.add_subparsers(dest="bus_command", metavar="SUBCOMMAND")
     bus.set_defaults(handler=lambda args: _usage(bus))
 
@@ -48,9 +50,20 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="print live messages, one per line, with age and gap counts",
         description="Print bus messages whose topic starts with TOPIC-PREFIX.",
     )
-    monitor.add_argument("prefix", nargs="?", default="", metavar="TOPIC-PREFIX")
+    monitor.add_argument(
+        "prefix",
+        nargs="?",
+        default="",
+        metavar="TOPIC-PREFIX",
+        help="only topics starting with this (tlm.rf_drive, health., evt.); default: all",
+    )
     monitor.add_argument("--count", type=int, help="exit after this many messages")
     monitor.add_argument("--duration", type=float, help="exit after this many seconds")
+    monitor.add_argument(
+        "--json",
+        action="store_true",
+        help="one JSON object per message (topic, src, seq, t_utc, value, unit, ...)",
+    )
     _address_options(monitor, publish=False, subscribe=True)
     _key_options(monitor)
     monitor.set_defaults(handler=run_monitor)
@@ -63,10 +76,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "argument. Values are read as JSON (25e6, true, null, [1,2]) or else as text."
         ),
     )
-    call.add_argument("target", metavar="TARGET")
-    call.add_argument("method", metavar="METHOD")
-    call.add_argument("args", nargs="*", metavar="ARGS")
-    call.add_argument("--config", default=DEFAULT_CONFIG, help="lab config (for the directory)")
+    call.add_argument("target", metavar="TARGET", help="instrument or process (rf_drive, daemon)")
+    call.add_argument("method", metavar="METHOD", help="get, set, call, describe, status, ...")
+    call.add_argument(
+        "args",
+        nargs="*",
+        metavar="ARGS",
+        help='NAME [VALUE] and KEY=VALUE; a set value may carry a unit ("2 dBm", "25 MHz")',
+    )
+    call.add_argument("--config", default=None, metavar="FILE", help=CONFIG_HELP)
     call.add_argument("--endpoint", help="talk to this server (tcp://host:port), skip the config")
     call.add_argument("--timeout", type=float, help="seconds to wait for the reply")
     _key_options(call)
@@ -96,7 +114,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     create.set_defaults(handler=run_keys_create)
     show = keys_sub.add_parser("show", help="print the public key of a key file")
-    show.add_argument("file", metavar="FILE")
+    show.add_argument("file", metavar="FILE", help="a NAME.key or NAME.key_secret file")
     show.set_defaults(handler=run_keys_show)
 
 
@@ -106,7 +124,7 @@ def _usage(parser: argparse.ArgumentParser) -> int:
 
 
 def _address_options(parser: argparse.ArgumentParser, *, publish: bool, subscribe: bool) -> None:
-    parser.add_argument("--config", default=DEFAULT_CONFIG, help="lab config with a bus section")
+    parser.add_argument("--config", default=None, metavar="FILE", help=CONFIG_HELP)
     parser.add_argument("--host", help="bus host (overrides the config)")
     if publish:
         parser.add_argument("--publish-port", type=int, help="hub port publishers connect to")
@@ -171,7 +189,9 @@ def _bus_settings(args: argparse.Namespace, needed: Sequence[str]) -> Any:
     if all(key in overrides for key in needed):
         base = BusSettings()
     else:
-        base = _load_config(args.config).bus
+        config = _load_config(lab_file(args.config))
+        announce(args.config, config)
+        base = config.bus
     return replace(base, **overrides)
 
 
@@ -195,9 +215,9 @@ def _hub(args: argparse.Namespace) -> int:
     from ionpilot.bus import Hub
 
     settings = _bus_settings(args, ("publish_port", "subscribe_port"))
-    if args.config != DEFAULT_CONFIG or os.path.exists(args.config):
+    if args.config or os.path.exists(lab_file(None)):
         # A secured lab stays secured whatever addresses are given on the command line.
-        settings = replace(settings, security=_load_config(args.config).bus.security)
+        settings = replace(settings, security=_load_config(lab_file(args.config)).bus.security)
     try:
         hub = Hub(settings).start()
     except (OSError, ValueError) as exc:
@@ -227,16 +247,53 @@ def run_monitor(args: argparse.Namespace) -> int:
 
 
 def _format_value(value: object) -> str:
+    """Every digit the publisher sent (a clock frequency needs 16) and every field: nothing is
+    rounded or cut."""
     if isinstance(value, float):
-        return f"{value:.10g}"
+        return repr(value)
     if isinstance(value, bytes):
-        return f"<{len(value)} bytes>"
-    text = json.dumps(value, default=str) if not isinstance(value, str) else value
-    return text if len(text) <= 80 else text[:77] + "..."
+        return f"<{len(value)} bytes: {value.hex()}>"
+    return json.dumps(value, default=_json_default) if not isinstance(value, str) else value
+
+
+def wall_time(t_ns: int) -> str:
+    """A message's UTC stamp as local wall-clock time, to the microsecond, with its offset."""
+    from datetime import datetime
+
+    return datetime.fromtimestamp(t_ns / 1e9).astimezone().isoformat(timespec="microseconds")
+
+
+def message_record(msg: Any, now_ns: int, gaps: int, restarts: int) -> dict[str, Any]:
+    """`bus monitor --json`: the message as it came, with its stamp in ns and as text."""
+    from ionpilot.bus import Event, Heartbeat
+
+    record: dict[str, Any] = {
+        "topic": msg.topic,
+        "src": msg.src,
+        "seq": msg.seq,
+        "t_ns": msg.t,
+        "time": wall_time(msg.t),
+        "age_ms": round((now_ns - msg.t) / 1e6, 3),
+    }
+    if isinstance(msg, Heartbeat):
+        record |= {"kind": "heartbeat", "period_s": msg.period, "status": msg.status}
+    elif isinstance(msg, Event):
+        record |= {
+            "kind": "event",
+            "event": msg.kind,
+            "severity": msg.severity,
+            "message": msg.message,
+            "data": msg.data,
+        }
+    else:
+        record |= {"kind": "telemetry", "value": msg.value, "unit": msg.unit, "status": msg.status}
+    record |= {"gaps": gaps, "restarts": restarts}
+    return record
 
 
 def format_message(msg: Any, now_ns: int, gaps: int, restarts: int) -> str:
-    """One line: age, topic, source#seq, what it says, loss counts of its source."""
+    """One line: wall-clock time, topic, source#seq, what it says in full, its age on
+    arrival and the loss counts of its source."""
     from ionpilot.bus import Event, Heartbeat
 
     age_ms = (now_ns - msg.t) / 1e6
@@ -250,7 +307,9 @@ def format_message(msg: Any, now_ns: int, gaps: int, restarts: int) -> str:
         unit = f" {msg.unit}" if msg.unit else ""
         body = f"{_format_value(msg.value)}{unit} [{msg.status}]"
     loss = f"gaps={gaps}" + (f" restarts={restarts}" if restarts else "")
-    return f"{age_ms:9.1f} ms  {msg.topic}  {msg.src}#{msg.seq}  {body}  {loss}"
+    return (
+        f"{wall_time(msg.t)}  {msg.topic}  {msg.src}#{msg.seq}  {body}  age {age_ms:.1f} ms  {loss}"
+    )
 
 
 def _monitor(args: argparse.Namespace) -> int:
@@ -272,12 +331,15 @@ def _monitor(args: argparse.Namespace) -> int:
                 if msg is None:
                     continue
                 seen += 1
-                line = format_message(
+                shown = message_record if args.json else format_message
+                line = shown(
                     msg,
                     time.time_ns(),
                     counter.gaps.get(msg.src, 0),
                     counter.restarts.get(msg.src, 0),
                 )
+                if isinstance(line, dict):
+                    line = json.dumps(line, default=_json_default)
                 print(line, flush=True)
         except KeyboardInterrupt:
             pass
@@ -331,7 +393,8 @@ def _call(args: argparse.Namespace) -> int:
         if not endpoint.startswith(("tcp://", "ipc://", "inproc://")):
             raise UserError(f"--endpoint must look like tcp://host:port, not {endpoint!r}")
     else:
-        config = _load_config(args.config)
+        config = _load_config(lab_file(args.config))
+        announce(args.config, config)
         settings = config.bus
         directory = Directory.from_config(settings.host, config.processes, config.instruments)
         try:
@@ -342,12 +405,67 @@ def _call(args: argparse.Namespace) -> int:
         raise UserError("--timeout must be positive")
     keys = _client_keys(args, settings.security)
     with CommandClient(settings, endpoint, name="ionpilot-cli", keys=keys) as client:
+        if args.method == "set" and "value" in call_args:
+            call_args["value"] = _in_parameter_unit(client, args, call_args)
         reply = client.request(args.target, args.method, call_args, timeout=args.timeout)
     if not reply.ok:
         print(f"error: {reply.code}: {reply.message}", file=sys.stderr)
         return 1
     print(json.dumps(reply.value, default=_json_default))
     return 0
+
+
+def _in_parameter_unit(client: Any, args: argparse.Namespace, call_args: dict[str, Any]) -> Any:
+    """A `set` value in the parameter's own unit (as `describe` states it): "2 dBm" and
+    "25 MHz" are converted, a unit that measures something else is refused before anything is
+    sent, and a bare number is taken as it stands (the parameter's unit, said on stderr)."""
+    from ionpilot.core.units import UnitError, format_quantity, parse_quantity, parse_unit
+
+    value, name = call_args["value"], call_args.get("name")
+    with_unit = isinstance(value, str) and _looks_like_quantity(value)
+    bare = isinstance(value, int | float) and not isinstance(value, bool)
+    if not (with_unit or bare) or not isinstance(name, str):
+        return value
+    reply = client.request(args.target, "describe", {}, timeout=args.timeout)
+    if not reply.ok and with_unit and reply.code != "unknown_method":
+        raise UserError(
+            f"{args.target}.{name}: cannot learn its unit to convert '{value}' "
+            f"({reply.code}: {reply.message})",
+            code=1,
+        )
+    params = reply.value.get("parameters") if reply.ok and isinstance(reply.value, dict) else None
+    entry = params.get(name) if isinstance(params, dict) else None
+    if not isinstance(entry, dict):
+        if with_unit:
+            raise UserError(
+                f"{args.target}.{name}: cannot convert '{value}': the target does not describe "
+                "this parameter's unit; give a bare number in its own unit"
+            )
+        return value
+    unit = str(entry.get("unit") or "")
+    where = f"{args.target}.{name}"
+    if bare:
+        shown = format_quantity(float(value), unit) if unit else f"{value:g}"
+        print(f"{where}: {value:g} taken as {shown} (its unit: {unit or 'none'})", file=sys.stderr)
+        return value
+    if not unit:
+        raise UserError(f"{where} is a plain number (no unit); '{value}' carries one")
+    try:
+        scale, si_unit = parse_unit(unit)
+        quantity = parse_quantity(value, si_unit)
+    except UnitError as exc:
+        raise UserError(f"{where} is in {unit}: {exc}") from None
+    return quantity.value / scale
+
+
+def _looks_like_quantity(text: str) -> bool:
+    """'2 dBm', '25MHz', '-3.5 V' (a number, then a unit); not 'on' or a file name."""
+    import re
+
+    return (
+        re.fullmatch(r"\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*[^\s\d.+-]\S*\s*", text)
+        is not None
+    )
 
 
 def _server_key(text: str) -> str:

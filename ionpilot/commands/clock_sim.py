@@ -23,8 +23,9 @@ from typing import Any
 
 import yaml
 
-from ionpilot.config import DEFAULT_CONFIG, ConfigError, load_config
+from ionpilot.config import ConfigError, load_config
 from ionpilot.core.units import UnitError, parse_quantity
+from ionpilot.labfile import add_config_option, default_lab_file
 from ionpilot.servo.autonomy import DRIVER_CRASH, FaultEvent, periodic_events, run_autonomy
 from ionpilot.servo.settings import (
     AuxLockSettings,
@@ -59,8 +60,9 @@ def load_settings(
         source = config_path
     else:
         try:
-            config = load_config(DEFAULT_CONFIG)
-            source = str(DEFAULT_CONFIG)
+            default = default_lab_file()
+            config = load_config(default)
+            source = str(default)
         except (ConfigError, OSError):
             sim = SimSettings()
             return ClockLockSettings(), sim, default_aux_locks(sim), "built-in defaults"
@@ -155,7 +157,7 @@ def run(
 def load_recovery(config_path: str | None) -> RecoverySettings:
     """The lab file's `recovery:` section (defaults when the default file does not load)."""
     try:
-        return load_config(config_path or DEFAULT_CONFIG).recovery
+        return load_config(config_path or default_lab_file()).recovery
     except (ConfigError, OSError) as exc:
         if config_path is not None:
             raise ClockSimError(f"{config_path} is invalid: {str(exc).splitlines()[0]}") from exc
@@ -307,7 +309,7 @@ def register(subparsers: Any) -> None:
         default=DEFAULT_DRIFT_HZ_PER_S,
         help="cavity drift of the default laser, Hz/s (0.3)",
     )
-    parser.add_argument("--config", default=None, help="lab file (default configs/sim-lab.yaml)")
+    add_config_option(parser)
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.add_argument(
         "--plot",

@@ -3,27 +3,44 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 import yaml
 
-from ionpilot.config import DEFAULT_CONFIG, ConfigError, LabConfig, load_config_with_marks
+from ionpilot.config import ConfigError, LabConfig, load_config_with_marks
 from ionpilot.core.units import format_quantity
+from ionpilot.labfile import lab_file
 from ionpilot.runtime import report_config_error
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser("config", help="check or show a lab configuration")
+    about = "check or show a lab configuration"
+    parser = subparsers.add_parser("config", help=about, description=about)
     actions = parser.add_subparsers(dest="config_action", metavar="ACTION", required=True)
-    check = actions.add_parser("check", help="validate a lab file and print a summary")
-    check.add_argument("path", nargs="?", default=str(DEFAULT_CONFIG))
-    check.set_defaults(handler=run_check)
-    show = actions.add_parser("show", help="print the resolved configuration (includes merged)")
-    show.add_argument("path", nargs="?", default=str(DEFAULT_CONFIG))
-    show.set_defaults(handler=run_show)
+    for verb, about, handler in (
+        ("check", "validate a lab file and print a one-screen summary", run_check),
+        ("show", "print the resolved configuration (includes merged)", run_show),
+    ):
+        action = actions.add_parser(verb, help=about, description=about)
+        action.add_argument(
+            "path",
+            nargs="?",
+            default=None,
+            metavar="FILE",
+            help="lab file (default: configs/sim-lab.yaml here, else the one installed)",
+        )
+        action.set_defaults(handler=handler)
+    about = "print the lab file reference (every section and key), generated from the code"
+    reference = actions.add_parser("reference", help=about, description=about)
+    reference.add_argument(
+        "--output", metavar="FILE", help="write it to FILE (docs/lab-file.md) instead of stdout"
+    )
+    reference.set_defaults(handler=run_reference)
 
 
 def run_check(args: argparse.Namespace) -> int:
+    args.path = lab_file(args.path)
     try:
         loaded = load_config_with_marks(args.path)
     except ConfigError as exc:
@@ -34,6 +51,7 @@ def run_check(args: argparse.Namespace) -> int:
 
 
 def run_show(args: argparse.Namespace) -> int:
+    args.path = lab_file(args.path)
     try:
         loaded = load_config_with_marks(args.path)
     except ConfigError as exc:
@@ -41,6 +59,23 @@ def run_show(args: argparse.Namespace) -> int:
         return 2
     print(f"# resolved from: {', '.join(loaded.files)}")
     print(yaml.safe_dump(loaded.tree.to_data(), sort_keys=False, allow_unicode=True), end="")
+    return 0
+
+
+def run_reference(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ionpilot.reference import lab_file_reference
+
+    text = lab_file_reference()
+    if args.output:
+        try:
+            Path(args.output).write_text(text, encoding="utf-8")
+        except OSError as exc:
+            print(f"error: cannot write {args.output}: {exc.strerror or exc}", file=sys.stderr)
+            return 1
+    else:
+        sys.stdout.write(text)
     return 0
 
 

@@ -7,18 +7,24 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from ionpilot.config import DEFAULT_CONFIG
+from ionpilot.labfile import add_config_option, lab_file
 from ionpilot.runtime import load_or_report, run_service
 
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("daemon", help="run the servo daemon (clock lock) live")
-    parser.add_argument("--config", default=str(DEFAULT_CONFIG), help="lab file")
-    parser.add_argument("--state-dir", default=None, help="where lock state is persisted")
+    add_config_option(parser)
+    parser.add_argument(
+        "--state-dir",
+        default=None,
+        metavar="DIR",
+        help="where lock state is persisted (default: the lab's data_dir/servo)",
+    )
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    args.config = lab_file(args.config)
     config = load_or_report(args.config)
     if config is None:
         return 2

@@ -7,7 +7,8 @@ import logging
 import sys
 from typing import Any, Literal
 
-from ionpilot.config import DEFAULT_CONFIG, LabConfig
+from ionpilot.config import LabConfig
+from ionpilot.labfile import add_config_option, lab_file
 from ionpilot.runtime import load_or_report, run_service
 
 
@@ -15,7 +16,7 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "drivers", help="run a driver host: own instruments, poll them, serve them on the bus"
     )
-    parser.add_argument("--config", default=str(DEFAULT_CONFIG), help="lab file")
+    add_config_option(parser)
     parser.add_argument(
         "--only", default="", help="comma-separated instrument names (default: all of this host)"
     )
@@ -66,6 +67,7 @@ def host_specs(config: LabConfig, process: str, only: list[str]) -> list[Any]:
 
 
 def run(args: argparse.Namespace) -> int:
+    args.config = lab_file(args.config)
     config = load_or_report(args.config)
     if config is None:
         return 2

@@ -6,7 +6,8 @@ import argparse
 import sys
 from typing import Any
 
-from ionpilot.config import DEFAULT_CONFIG, LabConfig
+from ionpilot.config import LabConfig
+from ionpilot.labfile import add_config_option, lab_file
 from ionpilot.runtime import load_or_report
 
 PANELS = ("overview", "instruments", "plots", "clock", "health", "sequencer", "simulation")
@@ -14,7 +15,7 @@ PANELS = ("overview", "instruments", "plots", "clock", "health", "sequencer", "s
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("gui", help="the operator console (PyQt6)")
-    parser.add_argument("--config", default=str(DEFAULT_CONFIG), help="lab file")
+    add_config_option(parser)
     parser.add_argument("--screenshot", metavar="FILE.png", help="render a panel to FILE and exit")
     parser.add_argument("--panel", choices=PANELS, default="overview", help="panel to show")
     parser.add_argument(
@@ -53,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
     if args.screenshot and not args.screenshot.lower().endswith(".png"):
         print("error: --screenshot writes PNG: give a FILE.png", file=sys.stderr)
         return 2
+    args.config = lab_file(args.config)
     config = load_or_report(args.config)
     if config is None:
         return 2

@@ -8,23 +8,41 @@ import dataclasses
 import sys
 from typing import Any
 
-from ionpilot.config import DEFAULT_CONFIG, ConfigError, LabConfig, load_config
+from ionpilot.config import ConfigError, LabConfig, load_config
+from ionpilot.labfile import add_config_option, announce, lab_file
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser("sim", help="run the simulated lab, or inject a fault into it")
-    parser.add_argument("--config", default=str(DEFAULT_CONFIG), help="lab file")
-    parser.add_argument("--speed", type=float, help="world seconds per real second")
+    about = "run the simulated lab, or inject a fault into the running one"
+    parser = subparsers.add_parser("sim", help=about, description=about)
+    add_config_option(parser)
+    parser.add_argument(
+        "--speed", type=float, metavar="RATIO", help="world seconds per real second (1)"
+    )
     parser.add_argument("--seed", type=int, help="random seed (reproducible runs)")
-    parser.add_argument("--scenario", help="YAML list of {at, fault, target} to replay")
+    parser.add_argument(
+        "--scenario", metavar="FILE", help="YAML list of {at, fault, target} to replay"
+    )
     parser.set_defaults(handler=run_sim)
     actions = parser.add_subparsers(dest="sim_action", metavar="ACTION")
-    fault = actions.add_parser("fault", help="inject a fault into the running lab")
-    fault.add_argument("kind", help="ion_loss, ion_dark, mode_hop, cavity_unlock, rf_trip, ...")
-    fault.add_argument("target", nargs="?", help="laser or instrument name, ion index")
+    about = "inject a fault into the running simulated lab"
+    fault = actions.add_parser("fault", help=about, description=about)
+    fault.add_argument(
+        "kind",
+        metavar="KIND",
+        help="ion_loss, ion_dark, mode_hop, cavity_unlock, rf_trip, stray_field_step, ...",
+    )
+    fault.add_argument(
+        "target", nargs="?", metavar="TARGET", help="laser or instrument name, ion index"
+    )
+    add_config_option(fault, nested=True)
     fault.set_defaults(handler=run_fault)
-    restore = actions.add_parser("restore", help="clear a fault on an instrument or lab part")
-    restore.add_argument("target")
+    about = "clear a fault on an instrument or a part of the lab (ion, cavity, rf, laser_369...)"
+    restore = actions.add_parser("restore", help=about, description=about)
+    restore.add_argument(
+        "target", metavar="TARGET", help="instrument name, or ion, cavity, comb, rf, laser_369..."
+    )
+    add_config_option(restore, nested=True)
     restore.set_defaults(handler=run_restore, kind="restore")
 
 
@@ -42,6 +60,7 @@ def run_sim(args: argparse.Namespace) -> int:
     from ionpilot.sim.process import run_lab
     from ionpilot.sim.scenario import load_scenario
 
+    args.config = lab_file(args.config)
     config = _load(args.config)
     if config is None:
         return 2
@@ -81,9 +100,12 @@ def run_sim(args: argparse.Namespace) -> int:
 def run_fault(args: argparse.Namespace) -> int:
     from ionpilot.bus import BusError, CommandClient
 
+    given = args.config
+    args.config = lab_file(given)
     config = _load(args.config)
     if config is None:
         return 2
+    announce(given, config)
     process = config.processes.get("sim")
     if process is None:
         print("error: the lab file has no processes.sim.command_port", file=sys.stderr)
@@ -98,7 +120,8 @@ def run_fault(args: argparse.Namespace) -> int:
         try:
             result = client.call("sim", "call", call, timeout=5.0, retries=0)
         except BusError as exc:
-            print(f"error: {exc.message} ({exc.code})", file=sys.stderr)
+            hint = "; is the lab up (`ionpilot up`)?" if exc.code == "timeout" else ""
+            print(f"error: {exc.message} ({exc.code}){hint}", file=sys.stderr)
             return 2 if exc.code == "bad_request" else 1
     text = result.get("result") if isinstance(result, dict) else result
     print(" ".join(p for p in (args.kind, args.target) if p) + f": {text}")

@@ -17,7 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from ionpilot.config import DEFAULT_CONFIG, LabConfig
+from ionpilot.commands.up_status import LabView, StatusDisplay, status_line
+from ionpilot.config import LabConfig
+from ionpilot.labfile import add_config_option, lab_file
+from ionpilot.ports import first_taken
 from ionpilot.runtime import load_or_report, wait_for_stop_signal
 from ionpilot.supervisor import ChildSpec, Supervisor, ionpilot_argv
 
@@ -34,15 +37,36 @@ PROCESS_COMMANDS: dict[str, tuple[str, ...]] = {
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
-        "up", help="start the whole lab (hub, sim, drivers, daemon, sequencer service)"
+    about = "start the whole lab (hub, sim, drivers, daemon, sequencer service); Ctrl-C stops it"
+    parser = subparsers.add_parser("up", help=about, description=about)
+    add_config_option(parser)
+    parser.add_argument(
+        "--duration",
+        type=positive_seconds,
+        default=None,
+        metavar="SECONDS",
+        help="stop after SECONDS (> 0; default: run until Ctrl-C)",
     )
-    parser.add_argument("--config", default=str(DEFAULT_CONFIG), help="lab file")
-    parser.add_argument("--duration", type=float, default=None, help="stop after SECONDS")
-    parser.add_argument("--summary-json", default=None, help="write a JSON summary to FILE")
-    parser.add_argument("--quiet", action="store_true", help="no live status")
+    parser.add_argument(
+        "--summary-json",
+        default=None,
+        metavar="FILE",
+        help="write the run's summary (lock, health, alarms, restarts) to FILE",
+    )
+    parser.add_argument("--quiet", action="store_true", help="no live status line")
     parser.add_argument("--gui", action="store_true", help="also open the operator console")
     parser.set_defaults(handler=run)
+
+
+def positive_seconds(text: str) -> float:
+    """A duration for argparse: a finite number of seconds above zero."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text} s: a duration must be above 0 s")
+    return value
 
 
 def driver_host_processes(config: LabConfig) -> list[str]:
@@ -157,8 +181,8 @@ class BusWatcher:
         from ionpilot.bus.pubsub import Subscriber
 
         self.tracker = tracker
-        self.health = "unknown"
-        self._sub = Subscriber(config.bus, prefixes=["hb.", "servo.clock.", "health."])
+        self.view = LabView()
+        self._sub = Subscriber(config.bus, prefixes=["hb.", "servo.clock.", "health.", "evt."])
         self.liveness = self._sub.liveness  # the subscriber beats it on every heartbeat
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="up-watcher", daemon=True)
@@ -168,7 +192,7 @@ class BusWatcher:
         return self
 
     def _run(self) -> None:
-        from ionpilot.bus.codec import Telemetry
+        from ionpilot.bus.codec import Event, Telemetry
 
         while not self._stop.is_set():
             message = self._sub.recv(timeout=0.2)
@@ -176,60 +200,63 @@ class BusWatcher:
                 continue
             if isinstance(message, Telemetry):
                 self.on_telemetry(time.monotonic(), message.topic, message.value)
+            elif isinstance(message, Event):
+                self.view.on_event(time.monotonic(), message.kind, message.message)
 
     def on_telemetry(self, now: float, topic: str, value: Any) -> None:
         """The daemon's contract: `servo.clock.state` (text), `servo.clock.correction` (Hz),
-        `health.aggregate` (severity name)."""
+        `health.<signal>` and `health.aggregate` (maps with a `severity` name)."""
         if topic == "servo.clock.state" and isinstance(value, str):
             self.tracker.on_state(now, value)
         elif topic == "servo.clock.correction" and isinstance(value, int | float):
             self.tracker.on_update(float(value))
-        elif topic == "health.aggregate":
-            self.health = str(value)
+        elif topic.startswith("health."):
+            self.view.on_health(topic.removeprefix("health."), value)
 
     def heartbeat_age(self, source: str) -> float:
         return self.liveness.age(source)
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(2.0)
+        if self._thread.is_alive():  # it never started when a child failed to start
+            self._thread.join(2.0)
         self._sub.close()
 
 
 def render_status(
     supervisor: Supervisor, tracker: LockTracker, watcher: BusWatcher, elapsed: float
 ) -> str:
-    lines = [f"ionpilot up — {elapsed:7.1f} s"]
-    for name, st in supervisor.status().items():
-        age = st["heartbeat_age_s"]
-        age_text = "—" if age is None or age == float("inf") else f"{age:4.1f} s"
-        lines.append(
-            f"  {name:<10} {st['state']:<9} pid {st['pid'] or '-':<8} restarts {st['restarts']}"
-            f"  heartbeat {age_text}"
-        )
-    corr = tracker.last_correction_hz
-    lines.append(
-        f"  clock lock: {tracker.state}"
-        + (f", last correction {corr:+.3f} Hz" if corr is not None else "")
-        + f", {tracker.corrections} corrections; health {watcher.health}"
+    """The one status line (see `up_status.status_line`)."""
+    return status_line(
+        elapsed,
+        lock_state=tracker.state,
+        corrections=tracker.corrections,
+        view=watcher.view,
+        processes=supervisor.status(),
+        now=time.monotonic(),
     )
-    return "\n".join(lines)
 
 
 def run(args: argparse.Namespace) -> int:
+    args.config = lab_file(args.config)
     config = load_or_report(args.config)
     if config is None:
+        return 2
+    taken = first_taken(config)  # at once, not after a child failed to bind and timed out
+    if taken is not None:
+        print(f"error: {taken}", file=sys.stderr)
         return 2
     tracker = LockTracker(started=time.monotonic())
     watcher = BusWatcher(config, tracker)
     out: TextIO = sys.stdout
+    display = StatusDisplay(out)
     supervisor = Supervisor(
         child_specs(args.config, config, gui=args.gui),
         heartbeat_age=watcher.heartbeat_age,
         stale_after_s=max(5.0, config.bus.stale_after * 2),
         backoff_initial_s=config.recovery.restart_backoff_initial,
         backoff_max_s=config.recovery.restart_backoff_max,
-        on_event=lambda name, msg: print(f"[{name}] {msg}", file=out, flush=True),
+        on_event=lambda name, msg: display.line(f"[{name}] {msg}"),
         log_dir=Path(config.lab.data_dir) / "logs",
     )
     stop = threading.Event()
@@ -240,20 +267,15 @@ def run(args: argparse.Namespace) -> int:
         watcher.start()
 
         def loop() -> None:
-            last_print = 0.0
             while not stop.is_set():
                 supervisor.tick()
                 now = time.monotonic()
                 if deadline is not None and now >= deadline:
                     stop.set()
                     return
-                if not args.quiet and now - last_print >= 5.0:
-                    print(
-                        render_status(supervisor, tracker, watcher, now - tracker.started),
-                        file=out,
-                        flush=True,
-                    )
-                    last_print = now
+                if not args.quiet and display.due(now):
+                    line = render_status(supervisor, tracker, watcher, now - tracker.started)
+                    display.status(line, now)
                 stop.wait(0.25)
 
         ticker = threading.Thread(target=loop, name="up-ticker", daemon=True)
@@ -262,15 +284,22 @@ def run(args: argparse.Namespace) -> int:
         stop.set()
         ticker.join(5.0)
     except RuntimeError as exc:  # a child never became ready
+        display.finish()
         print(f"error: {exc}", file=sys.stderr)
         code = 1
+    except KeyboardInterrupt:  # Ctrl-C while the children were still starting
+        display.finish()
+        print("stopped by Ctrl-C while the lab was starting", file=sys.stderr)
+        code = 130
     finally:
+        display.finish()
         supervisor.stop_all()
         watcher.stop()
     summary = {
         "config": args.config,
         "duration_s": time.monotonic() - tracker.started,
         **tracker.summary(time.monotonic()),
+        **watcher.view.summary(),
         "processes": {
             name: {"restarts": child.policy.restarts, "exit_codes": child.exit_codes}
             for name, child in supervisor.children.items()
@@ -278,5 +307,6 @@ def run(args: argparse.Namespace) -> int:
     }
     if args.summary_json:
         Path(args.summary_json).write_text(json.dumps(summary, indent=2) + "\n")
-    print(json.dumps({k: summary[k] for k in ("time_to_lock_s", "locked_fraction", "corrections")}))
+    keys = ("time_to_lock_s", "locked_fraction", "corrections", "alarms_raised")
+    print(json.dumps({k: summary[k] for k in keys}))
     return code

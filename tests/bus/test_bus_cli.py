@@ -3,15 +3,18 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
 import threading
+from datetime import datetime
 
 import pytest
 
 from ionpilot.bus import BusError, CommandServer, Publisher, Subscriber
 from ionpilot.commands.bus import main, parse_call_args
+from ionpilot.commands.bus import main as bus_main
 
 
 @pytest.fixture
@@ -113,8 +116,45 @@ def test_monitor_prints_live_messages_with_age_and_gaps(bus, ctx, capsys):
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 3
     for line in lines:
-        assert " ms  tlm.rf_drive.frequency  drivers#" in line
-        assert "25000000 Hz [OK]" in line and line.endswith("gaps=0")
+        stamp, rest = line.split("  ", 1)
+        datetime.fromisoformat(stamp)  # local wall-clock time with its offset
+        assert rest.startswith("tlm.rf_drive.frequency  drivers#")
+        assert "25000000.0 Hz [OK]" in line and " ms  " in line and line.endswith("gaps=0")
+
+
+def test_monitor_keeps_every_digit_and_field_and_speaks_json(bus, ctx, capsys):
+    """A clock frequency to the Hz (16 digits) and a long record, uncut; `--json` per line."""
+    stop = threading.Event()
+    record = {f"field_{i}": i for i in range(30)}
+
+    def feed():
+        with Publisher(bus, "daemon", context=ctx) as pub:
+            while not stop.is_set():
+                pub.publish("servo.clock.output_frequency", 642121496772645.1, "Hz")
+                pub.publish("servo.record", record)
+                stop.wait(0.005)
+
+    t = threading.Thread(target=feed)
+    t.start()
+    port = str(bus.subscribe_port)
+    try:
+        args = ["bus", "monitor", "servo.", "--count", "4", "--subscribe-port", port]
+        code = main([*args, "--host", "127.0.0.1"])
+        text = capsys.readouterr().out
+        json_code = main([*args, "--host", "127.0.0.1", "--json"])
+        json_lines = capsys.readouterr().out.strip().splitlines()
+    finally:
+        stop.set()
+        t.join(10)
+    assert code == 0 and json_code == 0
+    assert "642121496772645.1 Hz" in text and "..." not in text
+    assert '"field_29": 29' in text
+    rows = [json.loads(line) for line in json_lines]
+    assert len(rows) == 4
+    frequency = next(r for r in rows if r["topic"] == "servo.clock.output_frequency")
+    assert frequency["value"] == 642121496772645.1 and frequency["unit"] == "Hz"
+    assert frequency["src"] == "daemon" and datetime.fromisoformat(frequency["time"])
+    assert next(r for r in rows if r["topic"] == "servo.record")["value"] == record
 
 
 def test_hub_command_forwards(settings, ctx, join):
@@ -157,3 +197,58 @@ def test_hub_command_forwards(settings, ctx, join):
     finally:
         proc.terminate()
         assert proc.wait(10) == 0
+
+
+@pytest.fixture
+def described_server(settings, ctx):
+    """An rf_drive that says its units (`describe`) and records what `set` receives."""
+    server = CommandServer("drivers", settings, context=ctx)
+    server.bind("tcp://127.0.0.1:0")
+    applied: list[tuple[str, float]] = []
+    units = {"power": "dBm", "frequency": "Hz", "channel_current": "mA", "count": ""}
+
+    def set_(req):
+        applied.append((req.args["name"], req.args["value"]))
+        return req.args["value"]
+
+    server.register(
+        "rf_drive",
+        "describe",
+        lambda req: {"parameters": {n: {"unit": u} for n, u in units.items()}},
+        inline=True,
+    )
+    server.register("rf_drive", "set", set_)
+    server.start()
+    yield server, applied
+    server.close()
+
+
+def test_call_set_takes_units_and_refuses_the_wrong_one(described_server, capsys):
+    server, applied = described_server
+
+    def main(words):
+        return bus_main(["bus", "call", "rf_drive", "set", *words, "--endpoint", server.endpoint])
+
+    assert main(["power", "2 dBm"]) == 0
+    assert main(["frequency", "25 MHz"]) == 0
+    assert main(["channel_current", "0.15 A"]) == 0  # the parameter's own unit is mA
+    assert main(["frequency", "25"]) == 0  # bare: the parameter's own unit
+    err = capsys.readouterr().err
+    assert "rf_drive.frequency: 25 taken as 25 Hz (its unit: Hz)" in err
+    assert applied == [
+        ("power", 2.0),
+        ("frequency", 25e6),
+        ("channel_current", pytest.approx(150.0)),
+        ("frequency", 25),
+    ]
+    assert main(["power", "2 MHz"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        "error: rf_drive.power is in dBm: unit 'MHz' measures frequency, "
+        "but this needs RF power (dBm)"
+    )
+    assert main(["count", "3 V"]) == 2
+    assert "rf_drive.count is a plain number (no unit)" in capsys.readouterr().err
+    assert main(["power", "2 furlongs"]) == 2
+    assert "unknown unit 'furlongs'" in capsys.readouterr().err
+    assert len(applied) == 4  # nothing refused was sent

@@ -41,6 +41,9 @@ def test_wheel_maps_folders_to_subpackages(tmp_path: Path) -> None:
         check=False,
     )
     assert result.returncode == 0, result.stderr[-2000:]
+    # `make run` bootstraps quietly: no data folder left out of `packages`, no deprecated keys
+    noise = result.stdout + result.stderr
+    assert "would be ignored" not in noise and "is deprecated" not in noise, noise[-2000:]
     (wheel,) = tmp_path.glob("ionpilot-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     for sub in SUBPACKAGES:

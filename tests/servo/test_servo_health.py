@@ -149,3 +149,87 @@ def test_aggregate_is_the_worst_signal():
     clock.advance(6.0)
     h.observe("x", 5.0)
     assert h.evaluate() is Severity.INVALID  # y went stale
+
+
+class _AnsweringLab:
+    """A lab whose every read answers (the driver host is up)."""
+
+    def read(self, signal: str) -> float:
+        return 1.0
+
+
+def _heartbeat_after_a_long_step(*, fed: bool, only_the_watched: bool) -> tuple[Severity, str]:
+    """The live daemon's timing: a sensor pass at 0 s hears the driver host; the lock thread
+    comes back at 0.99 s (pass not due), runs a 1.2 s clock step, and the ion watch evaluates
+    health at the end of the step's pulser run. The host beats every 1.00 s all along."""
+    from ionpilot.servo.autonomy import LabSensors
+    from ionpilot.servo.playbooks import FLUORESCENCE, HEARTBEAT
+    from ionpilot.servo.settings import RecoverySettings
+
+    clock = ManualClock()
+    rules = {HEARTBEAT: HealthRule(stale_after=2.0), FLUORESCENCE: HealthRule(stale_after=5.0)}
+    health = HealthMonitor(rules, clock)
+    beats = [0.0, 1.0, 2.0, 3.0]
+    if fed:
+        health.feed(HEARTBEAT, lambda: max((b for b in beats if b <= clock.now()), default=None))
+    sensors = LabSensors(
+        _AnsweringLab(),  # type: ignore[arg-type]
+        health,
+        RecoverySettings(health_period=1.0),
+        {},
+        cavity_laser="clock_laser",
+    )
+    sensors(clock.now())
+    health.evaluate()
+    clock.advance(0.99)
+    sensors(clock.now())  # not due yet: nothing read
+    clock.advance(1.2)  # one clock step (its shots) later
+    health.observe(FLUORESCENCE, 40 / 0.003)  # the step's shots
+    health.evaluate(only=(FLUORESCENCE,) if only_the_watched else None)
+    return health.severity(HEARTBEAT), health.signals[HEARTBEAT].reason
+
+
+def test_judging_every_signal_mid_step_cried_wolf_on_the_heartbeat():
+    """The false alarm of issue 20: the host beats every 1.00 s, yet the heartbeat looked
+    2.2 s stale, because the ion watch judged every signal between two sensor passes."""
+    severity, reason = _heartbeat_after_a_long_step(fed=False, only_the_watched=False)
+    assert severity is Severity.INVALID and reason == "stale: no reading for 2.2 s"
+    # the fix, twice over: the ion watch judges only its own signal; the heartbeat is fed by
+    # the beats arriving on the bus, whoever evaluates
+    for fed, only in ((False, True), (True, False), (True, True)):
+        severity, reason = _heartbeat_after_a_long_step(fed=fed, only_the_watched=only)
+        assert severity is Severity.OK, (fed, only, reason)
+
+
+def test_a_fed_signal_still_goes_stale_when_the_beats_stop():
+    clock = ManualClock()
+    health = HealthMonitor({"hb": HealthRule(stale_after=2.0)}, clock)
+    health.feed("hb", lambda: 0.0)  # one beat at 0 s, then silence
+    health.evaluate()
+    assert health.severity("hb") is Severity.OK
+    clock.advance(2.5)
+    health.evaluate(only=("other",))  # judging another signal leaves it alone
+    assert health.severity("hb") is Severity.OK
+    health.evaluate()
+    assert health.severity("hb") is Severity.INVALID
+    assert health.signals["hb"].reason == "stale: no reading for 2.5 s"
+
+
+def test_the_audit_log_hands_out_its_newest_entries_oldest_first(tmp_path):
+    clock = ManualClock()
+    log = AuditLog(clock, tmp_path / "audit.sqlite")
+    for i in range(5):
+        clock.advance(1.0)
+        log.record("step", f"ion_loss.step{i}", f"reason {i}", severity="ALERT" if i == 4 else "OK")
+    latest = log.latest(3)
+    assert [e["action"] for e in latest] == ["ion_loss.step2", "ion_loss.step3", "ion_loss.step4"]
+    assert latest[-1] == {
+        "wall_ns": latest[-1]["wall_ns"],
+        "source": "recovery",
+        "kind": "step",
+        "action": "ion_loss.step4",
+        "reason": "reason 4",
+        "severity": "ALERT",
+    }
+    assert log.latest(0) == [] and len(log.latest(100)) == 5
+    log.close()

@@ -160,6 +160,13 @@ def test_sim_process_prints_resources_and_takes_cli_faults(
         assert pulser.result("count", duration_s=0.05)["counts"] < 100
         assert main(["sim", "--config", str(config_path), "fault", "meteor"]) == 2
         assert "error: unknown fault" in capsys.readouterr().err
+        # options after the verb too; a restore of nothing known is an error, not "done"
+        assert main(["sim", "restore", "ion", "--config", str(config_path)]) == 0
+        assert "restore ion: ions reloaded" in capsys.readouterr().out
+        assert main(["sim", "fault", "ion_loss", "--config", str(config_path)]) == 0
+        assert main(["sim", "restore", "nothing", "--config", str(config_path)]) == 2
+        err = capsys.readouterr().err
+        assert "error: nothing called 'nothing' to restore (instruments: " in err
         pulser.close()
     finally:
         stop.set()
