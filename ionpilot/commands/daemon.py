@@ -55,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
         recovery=config.recovery,
         health=config.health,
         hold_jobs=hold_jobs,
+        device=config.device,
     )
 
     def stop() -> None:

@@ -11,7 +11,7 @@ from ionpilot.servo.settings import (
     PulseCalibration,
     RecoverySettings,
 )
-from ionpilot.servo.simulation import FaultyWorldLab, WorldClock
+from ionpilot.harness.lab import WorldLab
 from ionpilot.sim.settings import SimSettings
 from ionpilot.sim.world import World
 
@@ -19,8 +19,8 @@ from ionpilot.sim.world import World
 def test_live_recovery_publishes_health_and_audit_events(tmp_path):
     sim = SimSettings()
     world = World(sim_world_settings(sim, "default", 1, 0.3))
-    lab = FaultyWorldLab(world, 1)
-    clock = WorldClock(world)
+    lab = WorldLab(world, seed=1)
+    clock = world.clock
     lock = ClockLock(ClockLockSettings(comb_period=60.0), lab, clock)
     auxes = [AuxLock(n, s, lab, clock) for n, s in default_aux_locks(sim).items()]
     topics: list[tuple[str, dict]] = []
@@ -33,7 +33,7 @@ def test_live_recovery_publishes_health_and_audit_events(tmp_path):
         pulses=PulseCalibration(),
         recovery=RecoverySettings(),
         health=HealthSettings(),
-        state_dir=tmp_path,
+        audit_path=tmp_path / "audit.sqlite",
         publish=lambda topic, fields: topics.append((topic, fields)),
         publish_event=lambda kind, message, severity, data: events.append(
             (kind, message, severity)
