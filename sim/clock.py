@@ -7,7 +7,6 @@ import time
 
 from ionpilot.core.clock import ManualClock
 
-
 # one virtual clock in the project: the World's virtual time is the servo's manual clock, so the
 # daemon's code on virtual time reads the very clock the World advances
 VirtualClock = ManualClock

@@ -246,9 +246,7 @@ class World:
     def __init__(self, settings: SimSettings | None = None, clock: WorldClock | None = None):
         self.settings = s = settings or SimSettings()
         self.clock: WorldClock = (
-            clock
-            if clock is not None
-            else VirtualClock(wall_start_ns=round(s.epoch_unix * 1e9))
+            clock if clock is not None else VirtualClock(wall_start_ns=round(s.epoch_unix * 1e9))
         )
         self._lock = threading.RLock()
         self.rng = random.Random(s.seed)

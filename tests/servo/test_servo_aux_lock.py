@@ -6,9 +6,9 @@ import itertools
 import pytest
 
 from ionpilot.commands.clock_sim import default_aux_locks, sim_world_settings
+from ionpilot.harness.lab import WorldLab
 from ionpilot.servo.aux_lock import AuxLock
 from ionpilot.servo.outputs import RecordingOutputs, ServoAlarm
-from ionpilot.harness.lab import WorldLab
 from ionpilot.sim.settings import SimSettings
 from ionpilot.sim.world import World
 

@@ -4,12 +4,12 @@ line, the comb output, and restart from the persisted state without a line searc
 import pytest
 
 from ionpilot.commands.clock_sim import sim_world_settings
+from ionpilot.harness.lab import WorldLab
 from ionpilot.servo.clock_lock import ClockLock, LockState
 from ionpilot.servo.outputs import LockStateChanged, RecordingOutputs, ServoAlarm
 from ionpilot.servo.persistence import StateStore
 from ionpilot.servo.seams import LabError
 from ionpilot.servo.settings import ClockLockSettings
-from ionpilot.harness.lab import WorldLab
 from ionpilot.sim.settings import SimSettings
 from ionpilot.sim.world import World
 

@@ -21,6 +21,7 @@ import pytest
 from ionpilot.bus.codec import BusError
 from ionpilot.commands.clock_sim import default_aux_locks, sim_world_settings
 from ionpilot.core.clock import ManualClock
+from ionpilot.harness.lab import WorldLab, world_device
 from ionpilot.servo.aux_lock import AuxLock
 from ionpilot.servo.clock_lock import ClockLock, LockState
 from ionpilot.servo.daemon import BusLab
@@ -39,7 +40,6 @@ from ionpilot.servo.settings import (
     PulseCalibration,
     RecoverySettings,
 )
-from ionpilot.harness.lab import WorldLab, world_device
 from ionpilot.sim.instruments.ionpilot_pulser import Pulser
 from ionpilot.sim.settings import SimSettings
 from ionpilot.sim.world import World

@@ -2,6 +2,7 @@
 topics, the aggregate, audit entries as events, acknowledgement by a named sender."""
 
 from ionpilot.commands.clock_sim import default_aux_locks, sim_world_settings
+from ionpilot.harness.lab import WorldLab
 from ionpilot.servo.aux_lock import AuxLock
 from ionpilot.servo.clock_lock import ClockLock, LockState
 from ionpilot.servo.live_recovery import LiveRecovery
@@ -11,7 +12,6 @@ from ionpilot.servo.settings import (
     PulseCalibration,
     RecoverySettings,
 )
-from ionpilot.harness.lab import WorldLab
 from ionpilot.sim.settings import SimSettings
 from ionpilot.sim.world import World
 

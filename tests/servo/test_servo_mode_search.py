@@ -16,6 +16,7 @@ import pytest
 from ionpilot.bus.codec import BusError, ErrorCode
 from ionpilot.commands.clock_sim import default_aux_locks, sim_world_settings
 from ionpilot.harness import campaign
+from ionpilot.harness.lab import WorldLab
 from ionpilot.servo.clock_lock import ClockLock, LockState
 from ionpilot.servo.daemon import BusLab
 from ionpilot.servo.health import HealthMonitor
@@ -30,7 +31,6 @@ from ionpilot.servo.settings import (
     PulseCalibration,
     RecoverySettings,
 )
-from ionpilot.harness.lab import WorldLab
 from ionpilot.sim.settings import SimSettings
 from ionpilot.sim.world import World
 
