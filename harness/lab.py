@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from ionpilot.core.clock import ManualClock
 from ionpilot.sequencer.settings import DeviceSettings
 from ionpilot.servo.clock_shots import ClockShots
 from ionpilot.servo.interrogation import ProbeSpec
@@ -28,6 +29,14 @@ from ionpilot.servo.seams import LabError, LabRefused, SignalInvalid
 from ionpilot.servo.settings import PulseCalibration
 from ionpilot.sim.instruments.ionpilot_pulser import Pulser, RequestError
 from ionpilot.sim.world import AOM_CENTRE_HZ, World
+
+
+def world_clock(world: World) -> ManualClock:
+    """The World's virtual clock, which is the servo's clock seam on virtual time (one virtual
+    clock: `ionpilot.sim.clock.VirtualClock` is `ManualClock`)."""
+    if not isinstance(world.clock, ManualClock):
+        raise ValueError("the harness runs on virtual time: give the World a ManualClock")
+    return world.clock
 
 
 def world_device(device: DeviceSettings | None = None) -> DeviceSettings:

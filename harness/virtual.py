@@ -8,8 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ionpilot.core.clock import ManualClock
-from ionpilot.harness.lab import WorldLab
+from ionpilot.harness.lab import WorldLab, world_clock
 from ionpilot.sequencer.settings import DeviceSettings
 from ionpilot.servo.assembly import Servo, assemble_servo
 from ionpilot.servo.outputs import ClockUpdate, LockStateChanged, ServoRecord
@@ -83,8 +82,7 @@ def assemble_on_world(
     limits: dict[str, tuple[float, float]] | None = None,
 ) -> VirtualServo:
     """The daemon's servo (`assemble_servo`) against the World in process (not started)."""
-    if not isinstance(world.clock, ManualClock):
-        raise ValueError("the harness runs on virtual time: give the World a ManualClock")
+    clock = world_clock(world)
     calibration = pulses or PulseCalibration()
     restart_s = (recovery.restart_backoff_initial + 5.0) if recovery is not None else 6.0
     lab = WorldLab(
@@ -102,7 +100,7 @@ def assemble_on_world(
     servo = assemble_servo(
         lab=lab,
         shots=lab.shots,
-        clock=world.clock,  # virtual: the ManualClock the World moves
+        clock=clock,  # virtual: the ManualClock the World moves
         lock_settings=lock_settings,
         pulses=calibration,
         aux_locks=aux_locks,
@@ -122,7 +120,7 @@ def run_until(
 ) -> None:
     """Step the servo's `LockCycle` until world time `end_s`, napping on virtual time."""
     world = vs.world
-    now = world.clock.now
+    now = world_clock(world).now
     advance = world.advance
     cycle = vs.servo.cycle.cycle
     stalled = 0

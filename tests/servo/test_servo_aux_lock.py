@@ -6,7 +6,7 @@ import itertools
 import pytest
 
 from ionpilot.commands.clock_sim import default_aux_locks, sim_world_settings
-from ionpilot.harness.lab import WorldLab
+from ionpilot.harness.lab import WorldLab, world_clock
 from ionpilot.servo.aux_lock import AuxLock
 from ionpilot.servo.outputs import RecordingOutputs, ServoAlarm
 from ionpilot.sim.settings import SimSettings
@@ -20,7 +20,7 @@ def make(**changes):
     changes.setdefault("integral_gain", 0.5 / (0.4e9 * 1.0))
     settings = dataclasses.replace(settings, **changes)
     outputs = RecordingOutputs()
-    lock = AuxLock("cooling", settings, WorldLab(world, seed=5), world.clock, outputs)
+    lock = AuxLock("cooling", settings, WorldLab(world, seed=5), world_clock(world), outputs)
     lock.start()
     return world, lock, outputs
 

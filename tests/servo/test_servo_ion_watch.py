@@ -21,7 +21,7 @@ import pytest
 from ionpilot.bus.codec import BusError
 from ionpilot.commands.clock_sim import default_aux_locks, sim_world_settings
 from ionpilot.core.clock import ManualClock
-from ionpilot.harness.lab import WorldLab, world_device
+from ionpilot.harness.lab import WorldLab, world_clock, world_device
 from ionpilot.servo.aux_lock import AuxLock
 from ionpilot.servo.clock_lock import ClockLock, LockState
 from ionpilot.servo.daemon import BusLab
@@ -148,7 +148,7 @@ def rig(
     world = World(settings)
     lock_settings = ClockLockSettings(comb_period=60.0)
     lab = PulserLab(world, lock_settings, pulses)
-    clock = world.clock
+    clock = world_clock(world)
     excitation = Excitation()
     lock = ClockLock(lock_settings, lab, clock, excitation)
     auxes = [AuxLock(n, s, lab, clock) for n, s in default_aux_locks(sim).items()]

@@ -2,7 +2,7 @@
 topics, the aggregate, audit entries as events, acknowledgement by a named sender."""
 
 from ionpilot.commands.clock_sim import default_aux_locks, sim_world_settings
-from ionpilot.harness.lab import WorldLab
+from ionpilot.harness.lab import WorldLab, world_clock
 from ionpilot.servo.aux_lock import AuxLock
 from ionpilot.servo.clock_lock import ClockLock, LockState
 from ionpilot.servo.live_recovery import LiveRecovery
@@ -20,7 +20,7 @@ def test_live_recovery_publishes_health_and_audit_events(tmp_path):
     sim = SimSettings()
     world = World(sim_world_settings(sim, "default", 1, 0.3))
     lab = WorldLab(world, seed=1)
-    clock = world.clock
+    clock = world_clock(world)
     lock = ClockLock(ClockLockSettings(comb_period=60.0), lab, clock)
     auxes = [AuxLock(n, s, lab, clock) for n, s in default_aux_locks(sim).items()]
     topics: list[tuple[str, dict]] = []

@@ -16,7 +16,7 @@ import pytest
 from ionpilot.bus.codec import BusError, ErrorCode
 from ionpilot.commands.clock_sim import default_aux_locks, sim_world_settings
 from ionpilot.harness import campaign
-from ionpilot.harness.lab import WorldLab
+from ionpilot.harness.lab import WorldLab, world_clock
 from ionpilot.servo.clock_lock import ClockLock, LockState
 from ionpilot.servo.daemon import BusLab
 from ionpilot.servo.health import HealthMonitor
@@ -273,14 +273,14 @@ def test_a_fresh_start_without_state_is_information_a_bad_state_file_a_minor_ala
     lab = WorldLab(world)
     store = StateStore(tmp_path)
     outputs = RecordingOutputs()
-    ClockLock(ClockLockSettings(), lab, world.clock, outputs, store).start()
+    ClockLock(ClockLockSettings(), lab, world_clock(world), outputs, store).start()
     (fresh,) = outputs.of_type(ServoAlarm)
     assert (fresh.kind, fresh.severity) == ("state_fresh", "OK")
     assert "no saved state" in fresh.message
     store.directory.mkdir(parents=True, exist_ok=True)
     store.path.write_text('{"version": 1, "aom_frequency_hz": ')
     outputs = RecordingOutputs()
-    ClockLock(ClockLockSettings(), lab, world.clock, outputs, store).start()
+    ClockLock(ClockLockSettings(), lab, world_clock(world), outputs, store).start()
     (rejected,) = outputs.of_type(ServoAlarm)
     assert (rejected.kind, rejected.severity) == ("state_rejected", "MINOR")
     assert "corrupt" in rejected.message
@@ -293,7 +293,7 @@ def test_health_messages_carry_the_unit_of_their_signal() -> None:
     rules = default_rules(RecoverySettings(), aux, "laser_435")
     rules["x.voltage"] = HealthRule(unit="V")
     health = HealthMonitor(
-        rules, world.clock, sink=lambda topic, fields: published.update({topic: fields})
+        rules, world_clock(world), sink=lambda topic, fields: published.update({topic: fields})
     )
     health.observe("servo.ion.fluorescence", 540.0)
     health.observe("servo.cooling.error", 3e9)
