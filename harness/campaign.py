@@ -181,6 +181,7 @@ def run_campaign(
     audit_path: str | Path = ":memory:",
     pulses: PulseCalibration | None = None,
     device: DeviceSettings | None = None,
+    rules: dict[str, HealthRule] | None = None,
 ) -> tuple[Campaign, dict[str, Any]]:
     """Run `hours` under the campaign (default: the config's periodic scenario) and summarise:
     the keys `ionpilot clock-sim --faults` adds to its JSON."""
@@ -195,6 +196,7 @@ def run_campaign(
         audit_path=audit_path,
         pulses=pulses,
         device=device,
+        rules=rules,
     )
     campaign = periodic_events(recovery.scenario, hours) if events is None else events
     schedule(run, campaign)

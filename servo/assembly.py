@@ -42,10 +42,6 @@ class Servo:
     cycle: LockCycle
 
 
-def _no_publish(topic: str, fields: dict[str, object]) -> None:
-    """Nothing listens (virtual time without a bus)."""
-
-
 def _no_event(kind: str, message: str, severity: str, data: dict[str, Any]) -> None:
     """Nothing listens (virtual time without a bus)."""
 
@@ -67,8 +63,8 @@ def assemble_servo(
     outputs: Outputs | None = None,
     store: StateStore | None = None,
     audit_path: str | Path = ":memory:",
-    publish: Publish = _no_publish,
-    publish_event: PublishEvent = _no_event,
+    publish: Publish | None = None,
+    publish_event: PublishEvent | None = None,
     hold_jobs: JobsHook | None = None,
     restart_process: RestartHook | None = None,
     read_flag: Callable[[str], bool] | None = None,
@@ -91,8 +87,8 @@ def assemble_servo(
             recovery=recovery,
             health=health or HealthSettings(),
             audit_path=audit_path,
-            publish=publish,
-            publish_event=publish_event,
+            publish=publish,  # None: nothing listens (virtual time without a bus)
+            publish_event=publish_event or _no_event,
             hold_jobs=hold_jobs,
             restart_process=restart_process,
             read_flag=read_flag,

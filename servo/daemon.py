@@ -34,7 +34,7 @@ from ionpilot.servo.outputs import (
 )
 from ionpilot.servo.persistence import StateStore
 from ionpilot.servo.recovery import JobsHook
-from ionpilot.servo.seams import LabError, LabRefused, SignalInvalid
+from ionpilot.servo.seams import LabError, LabInterface, LabRefused, SignalInvalid
 from ionpilot.servo.settings import (
     AuxLockSettings,
     ClockLockSettings,
@@ -61,7 +61,11 @@ class BusLab:
         lock: ClockLockSettings,
         pulses: PulseCalibration,
         device: DeviceSettings | None = None,
+        lab: LabInterface | None = None,
+        clock_shots: ClockShots | None = None,
     ) -> None:
+        """`lab` (with its `clock_shots`) replaces the bus lab: the in-process harness lab on
+        virtual time, so a test runs exactly this assembly without driver hosts."""
         self._call = call
         self.lock = lock
         self.pulses = pulses
@@ -219,16 +223,21 @@ class Daemon:
         health: HealthSettings | None = None,
         hold_jobs: JobsHook | None = None,
         device: DeviceSettings | None = None,
+        lab: LabInterface | None = None,
+        clock_shots: ClockShots | None = None,
     ) -> None:
+        """`lab` (with its `clock_shots`) replaces the bus lab: the in-process harness lab on
+        virtual time, so a test runs exactly this assembly without driver hosts."""
         self._clock = clock or SystemClock()
         self._bus = bus
         self.publisher = Publisher(bus, self.PROCESS, clock=self._clock)
         self.outputs = BusOutputs(self.publisher)
-        self.lab = BusLab(drivers_call, lock_settings, pulses, device)
+        self.bus_lab = BusLab(drivers_call, lock_settings, pulses, device)
+        self.lab: LabInterface = self.bus_lab if lab is None else lab
         self._drivers_call = drivers_call
         servo = assemble_servo(
             lab=self.lab,
-            shots=self.lab.shots,
+            shots=self.bus_lab.shots if lab is None else clock_shots,
             clock=self._clock,
             lock_settings=lock_settings,
             pulses=pulses,
@@ -241,7 +250,7 @@ class Daemon:
             publish=self.outputs.publish_map,
             publish_event=self.outputs.publish_event,
             hold_jobs=hold_jobs,
-            read_flag=self._read_flag,
+            read_flag=self._read_flag if lab is None else None,
             guarded=self._guarded,
             beat=self.outputs.state,
         )

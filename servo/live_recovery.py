@@ -88,7 +88,7 @@ class LiveRecovery:
         recovery: RecoverySettings,
         health: HealthSettings,
         audit_path: str | Path,
-        publish: Publish,
+        publish: Publish | None,
         publish_event: PublishEvent,
         hold_jobs: JobsHook | None = None,
         restart_process: RestartHook | None = None,
@@ -166,7 +166,8 @@ class LiveRecovery:
         self.uptime.observe(now, self.lock.state is LockState.LOCKED)
         if now >= self._next_uptime:
             self._next_uptime = now + 10.0
-            self._publish("servo.uptime", dict(self.uptime.fields()))
+            if self._publish is not None:
+                self._publish("servo.uptime", dict(self.uptime.fields()))
             self.health.publish()
         return self.engine.busy
 

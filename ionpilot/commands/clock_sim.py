@@ -32,6 +32,7 @@ from ionpilot.servo.settings import (
     AuxLockSettings,
     ClockLockSettings,
     FaultScenarioSettings,
+    HealthSettings,
     PulseCalibration,
     RecoverySettings,
 )
@@ -180,6 +181,14 @@ def load_recovery(config_path: str | None) -> RecoverySettings:
         return RecoverySettings()
 
 
+def load_health(config_path: str | None) -> HealthSettings:
+    """The lab file's `health:` rules, as the daemon gets them (defaults if none load)."""
+    try:
+        return load_config(config_path or DEFAULT_CONFIG).health
+    except (ConfigError, OSError):
+        return HealthSettings()
+
+
 def load_faults(
     spec: str, recovery: RecoverySettings, hours: float
 ) -> tuple[list[FaultEvent], float]:
@@ -267,6 +276,7 @@ def run_faults(
         audit_path=audit_path or ":memory:",
         pulses=pulses,
         device=device,
+        rules=load_health(config_path).rules,
     )
     result["seed"] = seed
     result["faults_source"] = faults
