@@ -1000,6 +1000,8 @@ class World:
                     white,
                 )
             )
+        span = (last.t_ns + last.duration_ns - first.t_ns) * 1e-9
+        span_white = math.sqrt(h0 / (2 * span)) if h0 > 0 and span > 0 else 0.0
         for k in range(shots):
             laser = off_first + slope * k
             total = 0.0
@@ -1018,12 +1020,15 @@ class World:
                 probs.append(omega * omega / g2 * sine * sine if g2 > 0 else 0.0)
                 means.append(d)
                 continue
-            # several pulses: the two-level state through pulses and free precession
+            # several pulses: the two-level state through pulses and free precession, with the
+            # laser's white FM averaged over the whole sequence (one draw: the phase that the
+            # free evolution accumulates is the integral of the frequency over it)
             a, b = 1.0 + 0j, 0j
             end = pieces[0][0]
+            noise = span_white * normal() if span_white else 0.0
             d = 0.0
-            for start, duration, aom, rabi, phase, white in pieces:
-                d = aom + laser + (white * normal() if white else 0.0)
+            for start, duration, aom, rabi, phase, _ in pieces:
+                d = aom + laser + noise
                 factor = 1.0
                 if beta:
                     best = min((d, d - f_rf, d + f_rf), key=abs)
