@@ -61,11 +61,7 @@ class BusLab:
         lock: ClockLockSettings,
         pulses: PulseCalibration,
         device: DeviceSettings | None = None,
-        lab: LabInterface | None = None,
-        clock_shots: ClockShots | None = None,
     ) -> None:
-        """`lab` (with its `clock_shots`) replaces the bus lab: the in-process harness lab on
-        virtual time, so a test runs exactly this assembly without driver hosts."""
         self._call = call
         self.lock = lock
         self.pulses = pulses

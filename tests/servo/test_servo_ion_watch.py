@@ -40,7 +40,6 @@ from ionpilot.servo.settings import (
     PulseCalibration,
     RecoverySettings,
 )
-from ionpilot.sim.instruments.ionpilot_pulser import Pulser
 from ionpilot.sim.settings import SimSettings
 from ionpilot.sim.world import World
 
@@ -55,7 +54,6 @@ class PulserLab(WorldLab):
 
     def __init__(self, world: World, lock: ClockLockSettings, pulses: PulseCalibration) -> None:
         super().__init__(world, pulses, seed=3, record_truth=False)
-        self.pulser = Pulser(world, "pulser")
         self.bus_lab = BusLab(self._call, lock, pulses, world_device())
         self.runs = 0
 
