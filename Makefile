@@ -38,7 +38,7 @@ lint: $(STAMP) typecheck-tree
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	cd $(TYPECHECK) && MYPYPATH=. $(CURDIR)/$(BIN)/mypy --config-file $(CURDIR)/pyproject.toml -p ionpilot
-	MYPYPATH=$(TYPECHECK) $(BIN)/mypy --config-file pyproject.toml --allow-untyped-defs --allow-incomplete-defs bench
+	MYPYPATH=$(TYPECHECK) $(BIN)/mypy --config-file pyproject.toml --allow-untyped-defs --allow-incomplete-defs --no-warn-unused-ignores bench
 	@# each tests/<subsystem> has its own conftest.py: one mypy run per folder keeps module names unique
 	@set -e; for d in tests/*/; do \
 	  if ls $$d*.py >/dev/null 2>&1; then MYPYPATH=$(TYPECHECK) $(BIN)/mypy --config-file pyproject.toml --allow-untyped-defs --allow-incomplete-defs --no-warn-unused-ignores $$d; fi; \

@@ -35,7 +35,10 @@ class SystemClock:
 
 
 class ManualClock:
-    """A clock that only moves when told to, so tests step through time without sleeping."""
+    """A clock that only moves when told to, so tests step through time without sleeping; the
+    simulated World's virtual time (`ionpilot.sim.clock.VirtualClock` is this class)."""
+
+    virtual = True  # the World consumes time on it (a real clock cannot be pushed)
 
     def __init__(self, start: float = 0.0, wall_start_ns: int = 1_700_000_000_000_000_000) -> None:
         self._lock = threading.Lock()
@@ -57,6 +60,11 @@ class ManualClock:
             raise ValueError("a monotonic clock cannot go backwards")
         with self._lock:
             self._now += seconds
+
+    def advance_to(self, t: float) -> None:
+        """Move forward to `t`; an earlier `t` is ignored (the clock is monotonic)."""
+        with self._lock:
+            self._now = max(self._now, float(t))
 
     def set(self, now: float) -> None:
         """Jump to an absolute monotonic time not earlier than the current one."""

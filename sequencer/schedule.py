@@ -48,6 +48,7 @@ class PulseEvent:
     frames: tuple[str, ...] = ()
     qubits: tuple[int, ...] = ()
     clbits: tuple[int, ...] = ()
+    window: str = ""  # a cooling event that also counts photons, under this window name
 
     @property
     def end_mu(self) -> int:
@@ -80,15 +81,7 @@ class Schedule:
             "num_clbits": self.num_clbits,
             "cregs": [[name, size] for name, size in self.cregs],
             "final_frame": list(self.final_frame),
-            "events": [
-                {
-                    **asdict(e),
-                    "frames": list(e.frames),
-                    "qubits": list(e.qubits),
-                    "clbits": list(e.clbits),
-                }
-                for e in self.events
-            ],
+            "events": [_event_json(e) for e in self.events],
         }
 
     def dumps(self) -> str:
@@ -115,6 +108,7 @@ class Schedule:
                     frames=tuple(str(f) for f in e.get("frames", ())),
                     qubits=tuple(int(q) for q in e.get("qubits", ())),
                     clbits=tuple(int(c) for c in e.get("clbits", ())),
+                    window=str(e.get("window", "")),
                 )
                 for e in data["events"]
             ]
@@ -133,6 +127,18 @@ class Schedule:
     def loads(text: str) -> Schedule:
         """Parse JSON text."""
         return Schedule.from_json(json.loads(text))
+
+
+def _event_json(e: PulseEvent) -> dict[str, Any]:
+    out = {
+        **asdict(e),
+        "frames": list(e.frames),
+        "qubits": list(e.qubits),
+        "clbits": list(e.clbits),
+    }
+    if not e.window:
+        del out["window"]  # only counting cooling events carry one
+    return out
 
 
 # --- from native gates to pulses -----------------------------------------------------------
@@ -345,10 +351,16 @@ def clock_interrogation(
     *,
     ramsey_pulse_s: float = 1e-3,
     ramsey_phase_rad: float = 0.0,
+    cooling_window: str = "",
+    shot_s: float | None = None,
 ) -> Schedule:
     """Cool, prepare, probe the clock transition (Rabi π pulse of `probe_time_s`, or Ramsey with
     π/2 pulses of `ramsey_pulse_s` around a free evolution of `probe_time_s`) detuned by
-    `detuning_hz` from the clock AOM's centre, then detect: one ion, one bit (1 = excited)."""
+    `detuning_hz` from the clock AOM's centre, then detect: one ion, one bit (1 = excited).
+    With `cooling_window`, the cooling pulse counts photons under that name: every shot then
+    says whether an ion was there (the daemon's ion watch). With `shot_s`, the cooling beam
+    stays on after detection until the shot has lasted that long (the servo's probe cycle:
+    readout dead time spent pre-cooling the next shot)."""
     ch_name = device.clock_channel
     ch = _channel(device, ch_name)
     unit = device.time_unit
@@ -356,7 +368,7 @@ def clock_interrogation(
     pump = _to_grid(device.pumping_duration, device)
     freq = ch.aom_center_frequency + detuning_hz
     events = [
-        PulseEvent("cool", device.cooling_channel, 0, cool, kind="ttl"),
+        PulseEvent("cool", device.cooling_channel, 0, cool, kind="ttl", window=cooling_window),
         PulseEvent("prepare", device.pumping_channel, cool, pump, kind="pump", qubits=(0,)),
     ]
     t = cool + pump
@@ -400,6 +412,15 @@ def clock_interrogation(
             "detect", device.detection_channel, t, detect, kind="detect", qubits=(0,), clbits=(0,)
         )
     )
+    t += detect
+    if shot_s is not None:
+        end = _to_grid(shot_s, device)
+        if end < t:
+            raise SequencerError(
+                f"a {shot_s * 1e3:g} ms shot is shorter than its pulses ({t * unit * 1e3:g} ms)"
+            )
+        if end > t:
+            events.append(PulseEvent("recool", device.cooling_channel, t, end - t, kind="ttl"))
     return Schedule(1, 1, events, cregs=[("clock", 1)], final_frame=[0.0], time_unit_s=unit)
 
 
@@ -453,6 +474,14 @@ def validate_schedule(schedule: Schedule, device: DeviceSettings) -> None:
         for c in e.clbits:
             if not -1 <= c < schedule.num_clbits:
                 problems.append((e.name, f"bit {c} out of range"))
+        if e.window and (e.kind != "ttl" or e.channel != device.cooling_channel):
+            problems.append(
+                (
+                    e.name,
+                    f"counting window '{e.window}' on a {e.kind} event of '{e.channel}'; only "
+                    f"the cooling channel '{device.cooling_channel}' counts besides detection",
+                )
+            )
         if e.kind == "pulse":
             if not 0.0 <= e.amplitude <= ch.max_amplitude or math.isnan(e.amplitude):
                 problems.append(

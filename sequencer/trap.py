@@ -118,7 +118,8 @@ def translate_schedule(
             continue
         if e.kind in ("ttl", "pump"):
             if e.channel == device.cooling_channel and e.kind == "ttl":
-                place(e, None, False, channel="cool")
+                counting = {"window": e.window} if e.window else {}
+                place(e, None, False, channel="cool", **counting)
             elif e.channel == device.pumping_channel:
                 partial = sorted(every - set(e.qubits)) if e.kind == "pump" else []
                 if partial:

@@ -309,10 +309,22 @@ class ClockLock:
         )
         self.last_update = update
         self.outputs.publish(update)
-        if (low + high) < 2 * n * settings.lock_detect_excitation:
+        # on the line the half-width points read about half excited; below the threshold the
+        # line has gone, above its mirror every shot is dark: an empty trap (or a dark ion) reads
+        # "excited" whatever the frequency, and without the cooling-window watch this is the
+        # only sign of it
+        detect = settings.lock_detect_excitation
+        if not 2 * n * detect <= low + high <= 2 * n * (1 - detect):
             self._lost_count += 1
             if self._lost_count >= settings.lock_lost_updates:
-                self._alarm("line_lost", "MAJOR", "excitation stayed below the lock threshold")
+                low_side = (low + high) < 2 * n * detect
+                self._alarm(
+                    "line_lost",
+                    "MAJOR",
+                    "excitation stayed below the lock threshold"
+                    if low_side
+                    else "both sides dark in nearly every shot: no fluorescing ion",
+                )
                 self.reacquire("line lost")
                 return update
         else:
@@ -394,6 +406,16 @@ class ClockLock:
         if self._stage_updates < needed:
             return
         mean_excitation = self._stage_excitation / self._stage_updates
+        if mean_excitation > 1 - settings.lock_detect_excitation:
+            # dark at both half-width points, update after update: not a line, no ion
+            self._alarm(
+                "line_not_found",
+                "MAJOR",
+                f"every shot dark around {self.steer_hz(t1):.1f} Hz (mean excitation "
+                f"{mean_excitation:.2f}): no fluorescing ion",
+            )
+            self._set_state(LockState.UNLOCKED, "no fluorescence")
+            return
         if mean_excitation < settings.lock_detect_excitation:
             self._phase = "scan"
             self._scan_index = 0

@@ -20,13 +20,12 @@ from ionpilot.bus.pubsub import HeartbeatPublisher, Publisher
 from ionpilot.bus.server import CommandServer
 from ionpilot.bus.settings import BusSettings
 from ionpilot.core.clock import Clock, SystemClock
-from ionpilot.servo.aux_lock import AuxLock
-from ionpilot.servo.clock_lock import ClockLock
+from ionpilot.sequencer.settings import DeviceSettings
+from ionpilot.servo.assembly import assemble_servo
+from ionpilot.servo.clock_shots import ClockShots
 from ionpilot.servo.host_watch import HostWatch
 from ionpilot.servo.interrogation import ProbeSpec
-from ionpilot.servo.ion_watch import IonWatch, shots_per_run
-from ionpilot.servo.live_recovery import LiveRecovery
-from ionpilot.servo.lock_cycle import LockCycle
+from ionpilot.servo.ion_watch import IonWatch
 from ionpilot.servo.outputs import (
     ClockUpdate,
     LockStateChanged,
@@ -37,7 +36,7 @@ from ionpilot.servo.outputs import (
 from ionpilot.servo.persistence import StateStore
 from ionpilot.servo.playbooks import HEARTBEAT
 from ionpilot.servo.recovery import JobsHook
-from ionpilot.servo.seams import LabError, LabRefused, SignalInvalid
+from ionpilot.servo.seams import LabError, LabInterface, LabRefused, SignalInvalid
 from ionpilot.servo.settings import (
     AuxLockSettings,
     ClockLockSettings,
@@ -49,24 +48,37 @@ from ionpilot.servo.settings import (
 log = logging.getLogger(__name__)
 
 Call = Callable[..., Any]
-RETRY_AFTER_LAB_ERROR_S = 2.0  # CommandClient.call(target, method, args, timeout=...)
 # refused as such, nothing applied: asking again the same way cannot help
 REFUSALS = frozenset({ErrorCode.OUT_OF_LIMITS, ErrorCode.FORBIDDEN, ErrorCode.BAD_REQUEST})
 MAX_PENDING_ACTIONS = 16  # operator commands waiting for the lock thread; beyond: `busy`
 AUDIT_REPLY_DEFAULT = 200  # audit entries a `get name=audit` returns unless told
 AUDIT_REPLY_MAX = 500  # and at most (one reply stays well under the bus message limit)
-COOL_WINDOW = "cool"  # the pulser's counting windows in a clock shot
-DETECT_WINDOW = "det"
 
 
 class BusLab:
-    """The lab seam over the bus: pulser schedules, instrument gets and sets."""
+    """The lab seam over the bus: the sequencer's clock programs on the pulser, instrument gets
+    and sets."""
 
-    def __init__(self, call: Call, lock: ClockLockSettings, pulses: PulseCalibration) -> None:
+    def __init__(
+        self,
+        call: Call,
+        lock: ClockLockSettings,
+        pulses: PulseCalibration,
+        device: DeviceSettings | None = None,
+    ) -> None:
         self._call = call
         self.lock = lock
         self.pulses = pulses
-        self.ion_watch: IonWatch | None = None  # the health's eye on the shots (set by Daemon)
+        self.shots = ClockShots(self._pulser_run, pulses, device, lock.pulser)
+
+    @property
+    def ion_watch(self) -> IonWatch | None:
+        """The health's eye on the shots (set by Daemon)."""
+        return self.shots.ion_watch
+
+    @ion_watch.setter
+    def ion_watch(self, watch: IonWatch | None) -> None:
+        self.shots.ion_watch = watch
 
     def _bus(self, target: str, method: str, args: dict[str, Any], timeout: float = 5.0) -> Any:
         try:
@@ -77,100 +89,14 @@ class BusLab:
                 raise LabRefused(text) from exc
             raise LabError(text) from exc
 
-    def schedule(self, probe: ProbeSpec, aom_frequency_hz: float) -> list[dict[str, Any]]:
-        """One clock cycle as pulses: cool, the probe (Rabi π or Ramsey π/2–T–π/2), detect."""
-        p = self.pulses
-        ns = 1e9
-        cool = round(p.cooling_time * ns)
-        first: dict[str, Any] = {"t_ns": 0, "duration_ns": cool, "channel": "cool"}
-        if p.watch_cooling:  # the cooling window says whether an ion is there (ion_watch.py)
-            first["window"] = COOL_WINDOW
-        pulses: list[dict[str, Any]] = [first]
-        t = cool
-        if probe.kind == "rabi":
-            amplitude = 1.0 / (2.0 * p.clock_rabi_frequency * probe.pulse_time_s)
-            pieces = [(probe.pulse_time_s, amplitude)]
-        else:
-            amplitude = 1.0 / (4.0 * p.clock_rabi_frequency * probe.pulse_time_s)
-            pieces = [(probe.pulse_time_s, amplitude), (probe.pulse_time_s, amplitude)]
-        if amplitude > 1.0:
-            raise LabError(
-                f"a {probe.pulse_time_s * 1e3:g} ms probe needs clock amplitude {amplitude:.2f} > 1 "
-                f"at the calibrated Rabi frequency of {p.clock_rabi_frequency:g} Hz"
-            )
-        for i, (duration, amp) in enumerate(pieces):
-            d_ns = round(duration * ns)
-            pulses.append(
-                {
-                    "t_ns": t,
-                    "duration_ns": d_ns,
-                    "channel": "clock",
-                    "amplitude": amp,
-                    "phase_rad": 0.0,
-                    "frequency_hz": aom_frequency_hz,
-                }
-            )
-            t += d_ns
-            if probe.kind == "ramsey" and i == 0:
-                t += round(probe.dark_time_s * ns)
-        pulses.append(
-            {
-                "t_ns": t,
-                "duration_ns": round(p.detection_time * ns),
-                "channel": "detect",
-                "window": DETECT_WINDOW,
-            }
+    def _pulser_run(self, shots: int, pulses: list[dict[str, Any]], timeout_s: float) -> Any:
+        return self._bus(
+            self.lock.pulser, "call", {"name": "run", "args": [shots, pulses]}, timeout_s
         )
-        return pulses
 
     def interrogate(self, probe: ProbeSpec, aom_frequency_hz: float, n_probes: int) -> int:
-        """The shots in pulser runs of at most `ion_check_interval`, each run's cooling
-        windows watched for the ion (`IonNotFluorescing` discards the interrogation)."""
-        schedule = self.schedule(probe, aom_frequency_hz)
-        shot_s = max(int(p["t_ns"]) + int(p["duration_ns"]) for p in schedule) * 1e-9
-        watch = self.ion_watch if self.ion_watch is not None and self.ion_watch.enabled else None
-        runs = (
-            shots_per_run(n_probes, shot_s, self.pulses.ion_check_interval)
-            if watch is not None
-            else [n_probes]
-        )
-        dark = 0
-        if watch is not None:
-            watch.before_run()
-        for shots in runs:
-            budget = 5.0 + 3.0 * shots * (probe.cycle_time_s + self.pulses.cooling_time)
-            result = self._bus(
-                self.lock.pulser, "call", {"name": "run", "args": [shots, schedule]}, budget
-            )
-            cooling, detection = self._shot_counts(result, shots)
-            if watch is not None and cooling is not None:
-                watch.check(cooling, shot_s)
-            dark += sum(c <= self.pulses.dark_threshold for c in detection)
-        return dark
-
-    def _shot_counts(self, result: object, shots: int) -> tuple[list[int] | None, list[int]]:
-        """(cooling counts or None, detection counts) per shot of a run's reply."""
-        counts = result.get("counts") if isinstance(result, dict) else None
-        if not isinstance(counts, list) or len(counts) != shots:
-            raise LabError(f"{self.lock.pulser} returned no counts for {shots} shots")
-        windows = result.get("windows") if isinstance(result, dict) else None
-        names = list(windows) if isinstance(windows, list) else []
-        cool_at = names.index(COOL_WINDOW) if COOL_WINDOW in names else None
-        detect_at = names.index(DETECT_WINDOW) if DETECT_WINDOW in names else -1
-        cooling: list[int] | None = [] if cool_at is not None else None
-        detection: list[int] = []
-        for shot in counts:
-            ok = isinstance(shot, list) and -len(shot) <= detect_at < len(shot)
-            found = shot[detect_at] if ok else None
-            if not isinstance(found, int) or isinstance(found, bool):
-                raise LabError(f"{self.lock.pulser} returned a shot without a detection count")
-            detection.append(found)
-            if cooling is not None and cool_at is not None:
-                value = shot[cool_at] if len(shot) > cool_at else None
-                if not isinstance(value, int) or isinstance(value, bool):
-                    raise LabError(f"{self.lock.pulser} returned a shot without cooling counts")
-                cooling.append(value)
-        return cooling, detection
+        """The sequencer's clock program on the pulser (servo/clock_shots.py)."""
+        return self.shots.interrogate(probe, aom_frequency_hz, n_probes)
 
     def count_rate(self) -> float:
         """Cooling fluorescence now (1/s): a `presence_count_time` gate on the pulser."""
@@ -296,50 +222,48 @@ class Daemon:
         recovery: RecoverySettings | None = None,
         health: HealthSettings | None = None,
         hold_jobs: JobsHook | None = None,
+        device: DeviceSettings | None = None,
+        lab: LabInterface | None = None,
+        clock_shots: ClockShots | None = None,
     ) -> None:
+        """`lab` (with its `clock_shots`) replaces the bus lab: the in-process harness lab on
+        virtual time, so a test runs exactly this assembly without driver hosts."""
         self._clock = clock or SystemClock()
         self._bus = bus
         self.publisher = Publisher(bus, self.PROCESS, clock=self._clock)
         self.outputs = BusOutputs(self.publisher)
-        self.lab = BusLab(drivers_call, lock_settings, pulses)
+        self.bus_lab = BusLab(drivers_call, lock_settings, pulses, device)
+        self.lab: LabInterface = self.bus_lab if lab is None else lab
         self._drivers_call = drivers_call
-        self.lock = ClockLock(
-            lock_settings, self.lab, self._clock, self.outputs, StateStore(state_dir)
+        servo = assemble_servo(
+            lab=self.lab,
+            shots=self.bus_lab.shots if lab is None else clock_shots,
+            clock=self._clock,
+            lock_settings=lock_settings,
+            pulses=pulses,
+            aux_locks=dict(aux_locks or {}),
+            recovery=recovery,
+            health=health,
+            outputs=self.outputs,
+            store=StateStore(state_dir),
+            audit_path=Path(state_dir) / "audit.sqlite",
+            publish=self.outputs.publish_map,
+            publish_event=self.outputs.publish_event,
+            hold_jobs=hold_jobs,
+            read_flag=self._read_flag if lab is None else None,
+            guarded=self._guarded,
+            beat=self.outputs.state,
         )
-        self.aux_locks = [
-            AuxLock(name, settings, self.lab, self._clock, self.outputs)
-            for name, settings in (aux_locks or {}).items()
-        ]
-        self.recovery: LiveRecovery | None = None
+        self.lock = servo.lock
+        self.aux_locks = servo.auxes
+        self.recovery = servo.recovery
+        self.cycle = servo.cycle
         self.host_watch: HostWatch | None = None
-        if recovery is not None:  # health monitor and recovery playbooks (servo/live_recovery)
-            self.recovery = LiveRecovery(
-                lab=self.lab,
-                lock=self.lock,
-                auxes=self.aux_locks,
-                clock=self._clock,
-                pulses=pulses,
-                recovery=recovery,
-                health=health or HealthSettings(),
-                state_dir=state_dir,
-                publish=self.outputs.publish_map,
-                publish_event=self.outputs.publish_event,
-                hold_jobs=hold_jobs,
-                read_flag=self._read_flag,
-            )
-            self.lab.ion_watch = self.recovery.ion_watch  # the shots feed its health
+        if self.recovery is not None and recovery is not None and lab is None:
             # the driver host is alive while its heartbeats arrive, not only when a sensor
             # pass (at most once per health period, after a clock step) hears from it
             self.host_watch = HostWatch(bus, recovery.driver_process, self._clock)
             self.recovery.health.feed(HEARTBEAT, self.host_watch.last_beat_at)
-        self.cycle = LockCycle(
-            self.lock,
-            self.aux_locks,
-            self._clock,
-            self.recovery,
-            guarded=self._guarded,
-            beat=self.outputs.state,
-        )
         self.heartbeat = HeartbeatPublisher(bus, self.PROCESS, clock=self._clock)
         self.server = CommandServer(self.PROCESS, bus, clock=self._clock)
         self.server.register(self.PROCESS, "status", self._status, inline=True)
@@ -348,7 +272,7 @@ class Daemon:
         self._endpoint = command_endpoint
         self._stop = threading.Event()
         self._pending: list[tuple[str, list[str] | None]] = []  # (action, signals to ack)
-        self._operator_paused = False
+        self.cycle.operator_paused = False
         self._pending_lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="clock-lock", daemon=True)
 
@@ -381,15 +305,8 @@ class Daemon:
             for action, signals in pending:
                 self._apply(action, signals)
             nap = self.cycle.cycle()
-            if self.recovery is not None:  # the recovery engine decides about hold-over
-                if nap > 0:
-                    self._stop.wait(nap)
-            elif self.lock.state.value in ("holdover", "unlocked"):
-                # a lab error paused the lock: try again (resume re-verifies a long hold-over)
-                if not self._operator_paused and self._stop.wait(RETRY_AFTER_LAB_ERROR_S) is False:
-                    self.lock.resume()
-                else:
-                    self._stop.wait(0.2)
+            if nap > 0:
+                self._stop.wait(nap)
 
     def _read_flag(self, signal: str) -> bool:
         """An on/off parameter (`rf_drive.output`), which the lab seam's `read` refuses."""
@@ -419,13 +336,13 @@ class Daemon:
                 self.recovery.operator_resume(who or "unknown")
             return
         if action == "pause":
-            self._operator_paused = True
+            self.cycle.operator_paused = True
             self.lock.pause("operator request")
         elif action == "resume":
-            self._operator_paused = False
+            self.cycle.operator_paused = False
             self.lock.resume()
         else:
-            self._operator_paused = False
+            self.cycle.operator_paused = False
             self.lock.reacquire("operator request")
 
     def _status(self, request: Request) -> Any:

@@ -1,5 +1,5 @@
-"""The health monitor and the recovery engine in the live daemon: the same playbooks as on
-virtual time, against the lab over the bus, publishing `health.<signal>`, `health.aggregate`,
+"""The health monitor and the recovery engine of the daemon, against whatever lab is behind the
+seam (the bus live, the World in process on virtual time), publishing `health.<signal>`, `health.aggregate`,
 `servo.uptime` and every audit entry as an event (`evt.daemon.<kind>`).
 
 The daemon's loop calls `tick()` before each lock step and skips the step while `busy`.
@@ -14,7 +14,6 @@ from typing import Any
 
 from ionpilot.core.clock import Clock
 from ionpilot.servo.audit import AuditEntry, AuditLog
-from ionpilot.servo.autonomy import LabSensors
 from ionpilot.servo.aux_lock import AuxLock
 from ionpilot.servo.clock_lock import ClockLock, LockState
 from ionpilot.servo.health import HealthMonitor, Severity
@@ -23,6 +22,7 @@ from ionpilot.servo.ion_watch import IonWatch
 from ionpilot.servo.playbooks import COUNT_RATE, default_rules, standard_playbooks
 from ionpilot.servo.recovery import JobsHook, RecoveryEngine, RestartHook
 from ionpilot.servo.seams import LabError, LabInterface, SignalInvalid, parameter_limits
+from ionpilot.servo.sensors import LabSensors
 from ionpilot.servo.settings import HealthSettings, PulseCalibration, RecoverySettings
 from ionpilot.servo.uptime import UptimeAccount
 
@@ -87,12 +87,13 @@ class LiveRecovery:
         pulses: PulseCalibration,
         recovery: RecoverySettings,
         health: HealthSettings,
-        state_dir: str | Path,
-        publish: Publish,
+        audit_path: str | Path,
+        publish: Publish | None,
         publish_event: PublishEvent,
         hold_jobs: JobsHook | None = None,
         restart_process: RestartHook | None = None,
         read_flag: Callable[[str], bool] | None = None,
+        alive: Callable[[], bool] | None = None,
     ) -> None:
         self.clock = clock
         self.lock = lock
@@ -102,7 +103,7 @@ class LiveRecovery:
         aux = {a.name: a.settings for a in auxes}
         rules = default_rules(recovery, aux, lock.settings.cavity_laser)
         rules.update(health.rules)
-        self.audit = AuditLog(clock, Path(state_dir) / "audit.sqlite", sinks=[self._event])
+        self.audit = AuditLog(clock, audit_path, sinks=[self._event])
         self.health = HealthMonitor(
             rules,
             clock,
@@ -116,7 +117,7 @@ class LiveRecovery:
         )
         self.uptime = UptimeAccount(clock.now())
         sensors = LabSensors(
-            live, self.health, recovery, aux, cavity_laser=lock.settings.cavity_laser
+            live, self.health, recovery, aux, cavity_laser=lock.settings.cavity_laser, alive=alive
         )
         self.engine = RecoveryEngine(
             standard_playbooks(recovery, aux, lock.settings.cavity_laser),
@@ -165,7 +166,8 @@ class LiveRecovery:
         self.uptime.observe(now, self.lock.state is LockState.LOCKED)
         if now >= self._next_uptime:
             self._next_uptime = now + 10.0
-            self._publish("servo.uptime", dict(self.uptime.fields()))
+            if self._publish is not None:
+                self._publish("servo.uptime", dict(self.uptime.fields()))
             self.health.publish()
         return self.engine.busy
 

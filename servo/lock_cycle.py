@@ -1,6 +1,7 @@
 """One pass of the daemon's lock thread, apart from the thread: health and recovery, a clock-lock
-step, the wavemeter locks when due, the state beat. The daemon naps for what `cycle()` returns on
-real time; a test advances virtual time by it, so both run the same decisions."""
+step, the wavemeter locks when due, the state beat, and (without a recovery engine) the resume of
+a lock a lab error paused. The daemon naps for what `cycle()` returns on real time; the harness
+(ionpilot.harness) advances virtual time by it, so the month in seconds runs the same decisions."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from ionpilot.servo.clock_lock import ClockLock, LockState
 from ionpilot.servo.live_recovery import LiveRecovery
 
 BUSY_POLL_S = 0.2  # the lock thread's longest nap while a recovery runs
+RETRY_AFTER_LAB_ERROR_S = 2.0  # without a recovery engine: a paused lock is resumed after this
 
 
 class LockCycle:
@@ -36,6 +38,8 @@ class LockCycle:
         self.guarded = guarded
         self.beat = beat
         self._last_beat = -math.inf
+        self.operator_paused = False  # an operator's pause: no automatic resume
+        self._retry_at: float | None = None
 
     def start(self) -> None:
         self.lock.start()
@@ -68,8 +72,22 @@ class LockCycle:
         if now - self._last_beat >= 1.0:  # late subscribers learn the state within 1 s
             self.beat(self.lock.state.value)
             self._last_beat = now
-        if recovery is not None and (busy or self.lock.state.value in ("holdover", "unlocked")):
-            # the recovery engine decides about hold-over; a step's own pace (a current sweep
-            # steps every 0.1 s), at most BUSY_POLL_S
-            return min(BUSY_POLL_S, max(0.02, recovery.next_tick_s))
+        paused = self.lock.state in (LockState.HOLDOVER, LockState.UNLOCKED)
+        if recovery is not None:
+            if busy or paused:
+                # the recovery engine decides about hold-over; a step's own pace (a current
+                # sweep steps every 0.1 s), at most BUSY_POLL_S
+                return min(BUSY_POLL_S, max(0.02, recovery.next_tick_s))
+            return 0.0
+        if not paused or self.operator_paused:
+            self._retry_at = None
+            return BUSY_POLL_S if paused else 0.0
+        # no recovery engine: a lab error paused the lock; try again (resume re-verifies a
+        # long hold-over)
+        if self._retry_at is None:
+            self._retry_at = now + RETRY_AFTER_LAB_ERROR_S
+        if now < self._retry_at:
+            return self._retry_at - now
+        self._retry_at = None
+        self.lock.resume()
         return 0.0

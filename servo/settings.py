@@ -36,7 +36,9 @@ class ClockLockSettings:
     interrogation: Literal["rabi", "ramsey"] = "rabi"
     probe_time: Annotated[float, "s"] = 0.08
     ramsey_dark_time: Annotated[float, "s"] = 0.3
-    ramsey_pulse_time: Annotated[float, "s"] = 0.005
+    ramsey_pulse_time: Annotated[float, "s"] = (
+        0.01  # π/2 at full power of a 25 Hz clock Rabi frequency
+    )
     probes_per_side: int = 10
     cycle_overhead: Annotated[float, "s"] = 0.02
     gain: float = 0.5

@@ -3,33 +3,13 @@ the world consumes it, so days of operation run in seconds and every run is repr
 
 from __future__ import annotations
 
-import threading
 import time
 
+from ionpilot.core.clock import ManualClock
 
-class VirtualClock:
-    """World seconds that advance only when told to (`advance`), never by themselves."""
-
-    virtual = True
-
-    def __init__(self, start: float = 0.0) -> None:
-        self._lock = threading.Lock()
-        self._now = float(start)
-
-    def now(self) -> float:
-        with self._lock:
-            return self._now
-
-    def advance_to(self, t: float) -> None:
-        """Move forward to `t`; earlier times are ignored (the clock is monotonic)."""
-        with self._lock:
-            self._now = max(self._now, t)
-
-    def advance(self, seconds: float) -> None:
-        if seconds < 0:
-            raise ValueError("time cannot go backwards")
-        with self._lock:
-            self._now += seconds
+# one virtual clock in the project: the World's virtual time is the servo's manual clock, so the
+# daemon's code on virtual time reads the very clock the World advances
+VirtualClock = ManualClock
 
 
 class RealClock:

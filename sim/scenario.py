@@ -32,25 +32,59 @@ def parse_time(value: object) -> float:
     return float(m.group(1)) * _SCALE[m.group(2)]
 
 
+def parse_events(
+    entries: object, where: str, also: frozenset[str] = frozenset()
+) -> list[ScheduledFault]:
+    """The `{at, fault, target}` entries of a scenario, checked; `also` names fault kinds that
+    are not the World's (clock-sim's `driver_crash`, a process fault). ValueError names the bad
+    entry."""
+    if not isinstance(entries, list):
+        raise ValueError(f"{where}: events must be a list of {{at, fault, target}}")
+    out = []
+    for i, entry in enumerate(entries):
+        if not isinstance(entry, dict) or "at" not in entry or "fault" not in entry:
+            raise ValueError(f"{where}: entry {i + 1} needs 'at' and 'fault'")
+        target = entry.get("target")
+        try:
+            item = ScheduledFault(
+                parse_time(entry["at"]),
+                str(entry["fault"]),
+                None if target is None else str(target),
+            )
+            if item.fault not in also:
+                check_fault(item.fault, item.target)
+        except ValueError as exc:
+            raise ValueError(f"{where}: entry {i + 1}: {exc}") from None
+        out.append(item)
+    return sorted(out, key=lambda f: f.at_s)
+
+
+def read_scenario(path: str | Path) -> object:
+    """The YAML of a scenario file (ValueError if unreadable or not YAML)."""
+    try:
+        return yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ValueError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{path} is not YAML: {str(exc).splitlines()[0]}") from None
+
+
 def load_scenario(path: str | Path) -> list[ScheduledFault]:
-    """Read and check a scenario file; raises ValueError naming the bad entry."""
-    data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    """Read and check a scenario file: a list of `{at, fault, target}` events, or a mapping
+    with an `events:` list (the format `clock-sim --faults` reads; its periodic keys are
+    clock-sim's and refused here). Raises ValueError naming the bad entry."""
+    data = read_scenario(path)
+    if isinstance(data, dict):
+        others = sorted(set(data) - {"events"})
+        if others:
+            raise ValueError(
+                f"{path}: periodic faults ({', '.join(others)}) are for `ionpilot clock-sim "
+                "--faults`; a lab scenario takes `events:` only"
+            )
+        data = data.get("events") or []
     if not isinstance(data, list):
         raise ValueError(f"{path}: a scenario is a list of {{at, fault, target}} entries")
-    out = []
-    for i, entry in enumerate(data):
-        if not isinstance(entry, dict) or "at" not in entry or "fault" not in entry:
-            raise ValueError(f"{path}: entry {i + 1} needs 'at' and 'fault'")
-        target = entry.get("target")
-        item = ScheduledFault(
-            parse_time(entry["at"]), str(entry["fault"]), None if target is None else str(target)
-        )
-        try:
-            check_fault(item.fault, item.target)
-        except ValueError as exc:
-            raise ValueError(f"{path}: entry {i + 1}: {exc}") from None
-        out.append(item)
-    return out
+    return parse_events(data, str(path))
 
 
 def schedule_scenario(world: World, faults: list[ScheduledFault], offset_s: float = 0.0) -> None:

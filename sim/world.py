@@ -13,6 +13,7 @@ float64 resolves 0.125 Hz at 688 THz, too coarse for the line.
 
 from __future__ import annotations
 
+import cmath
 import heapq
 import math
 import random
@@ -241,12 +242,17 @@ class _Scheduled:
         return (self.at, self.seq) < (other.at, other.seq)
 
 
+_CLOCK_CHANNELS = frozenset({"cool", "repump", "clock", "detect"})
+
+
 class World:
     """The simulated lab's physics. Thread-safe: every public method holds one lock."""
 
     def __init__(self, settings: SimSettings | None = None, clock: WorldClock | None = None):
         self.settings = s = settings or SimSettings()
-        self.clock: WorldClock = clock if clock is not None else VirtualClock()
+        self.clock: WorldClock = (
+            clock if clock is not None else VirtualClock(wall_start_ns=round(s.epoch_unix * 1e9))
+        )
         self._lock = threading.RLock()
         self.rng = random.Random(s.seed)
         self.nprng = np.random.default_rng(s.seed)
@@ -320,6 +326,7 @@ class World:
         # Faults on instruments (name -> "hang" | "disconnect" | "garbage").
         self.instrument_faults: dict[str, str] = {}
         self.wall_start = time.time()
+        self.last_clock_detunings_hz: list[float] = []  # truth of the last clock run, per shot
 
     # ---- time -------------------------------------------------------------------------------
 
@@ -941,6 +948,8 @@ class World:
             self._sync()
             ordered = sorted(pulses, key=lambda p: p.t_ns)
             shot_ns = max(p.t_ns + p.duration_ns for p in ordered)
+            if self.settings.n_ions == 1 and all(p.channel in _CLOCK_CHANNELS for p in ordered):
+                return self._run_clock_shots(ordered, shots, shot_ns * 1e-9)
             results: list[list[int | list[int]]] = []
             for _ in range(shots):
                 start = self.t
@@ -958,6 +967,151 @@ class World:
                     self._consume(end - self.t)
                 results.append(shot)
             return results
+
+    def _run_clock_shots(
+        self, ordered: Sequence[Pulse], shots: int, shot_s: float
+    ) -> list[list[int | list[int]]]:
+        """A single ion's clock shots (cool, repump, clock pulses, detect), all shots of the run
+        at once: the state seen at the run's start (presence, fluorescence, micromotion), the
+        laser's offset interpolated between the first and the last shot (drift is linear, the
+        noise state held over a run of at most a second or so) plus white FM per pulse, the
+        clock pulses composed with the free precession between them (Rabi: one pulse; Ramsey:
+        two around the dark time), then the whole run's time consumed in one step. A run with a
+        scheduled fault inside is split there; a random event (a loss at `loss_rate`) happens
+        at its exact time and is seen from the next run on. Same windows and counts as shot by
+        shot, ~50x cheaper (a simulated day in seconds)."""
+        t0 = self.t
+        if self._schedule and shots > 1:
+            # a scheduled fault inside the run: the shots after it see it
+            split = math.floor((self._schedule[0].at - t0) / shot_s)
+            if split < shots:
+                split = max(1, split)
+                first = self._run_clock_shots(ordered, split, shot_s)
+                truth = self.last_clock_detunings_hz
+                rest = self._run_clock_shots(ordered, shots - split, shot_s)
+                self.last_clock_detunings_hz = truth + self.last_clock_detunings_hz
+                return first + rest
+        s = self.settings.ion
+        nprng = self.nprng
+        bright = self.present[0] and not self.dark[0]
+        rate = s.bright_count_rate * self.fluorescence_factor() if bright else 0.0
+        background = s.background_count_rate
+        clock = [p for p in ordered if p.channel == "clock"]
+        excited_p = [0.0] * shots
+        detunings = [0.0] * shots
+        if clock:
+            excited_p, detunings = self._clock_excitation(clock, shots, shot_s, t0)
+        self.last_clock_detunings_hz = detunings
+        uniforms = nprng.random(shots).tolist()
+        excited = [u < p for u, p in zip(uniforms, excited_p, strict=True)]
+        columns: list[list[int] | list[list[int]]] = []
+        for p in ordered:
+            if p.window is None:
+                continue
+            window = p.duration_ns * 1e-9
+            if p.channel == "cool":
+                columns.append(nprng.poisson((rate + background) * window, shots).tolist())
+                continue
+            # detect: bright ions fluoresce; excited ones may decay (D3/2) during the window
+            if rate > 0:
+                own = nprng.poisson(rate * window, shots).tolist()
+                tau = 1.0 / (2 * math.pi * s.natural_linewidth)
+                for k, up in enumerate(excited):
+                    if up:
+                        t_dec = self.rng.expovariate(1.0 / tau)
+                        own[k] = poisson(self.rng, rate * (window - t_dec)) if t_dec < window else 0
+            else:
+                own = [0] * shots
+            if p.per_ion:
+                columns.append([[c] for c in own])
+            else:
+                noise = nprng.poisson(background * window, shots).tolist()
+                columns.append([c + b for c, b in zip(own, noise, strict=True)])
+        self._consume(shots * shot_s)
+        self.chain.reset()
+        if not columns:
+            return [[] for _ in range(shots)]
+        return [list(shot) for shot in zip(*columns, strict=True)]
+
+    def _clock_excitation(
+        self, clock: Sequence[Pulse], shots: int, shot_s: float, t0: float
+    ) -> tuple[list[float], list[float]]:
+        """(P(excited), mean detuning) per shot for the clock pulses of one shot."""
+        s = self.settings.ion
+        dds = self.dds["clock_aom"]
+        init = self.settings.clock_laser.initial_offset
+        first, last = clock[0], clock[-1]
+        mid_first = t0 + (first.t_ns + last.t_ns + last.duration_ns) * 0.5e-9
+        off_first = self.clock_offset_hz(mid_first)
+        off_last = self.clock_offset_hz(mid_first + (shots - 1) * shot_s) if shots > 1 else 0.0
+        slope = (off_last - off_first) / (shots - 1) if shots > 1 else 0.0
+        beta = self.micromotion_beta()
+        f_rf = self.rf_frequency_hz
+        normal = self.normal
+        h0 = self.white_fm_h0
+        two_pi = 2 * math.pi
+        probs: list[float] = []
+        means: list[float] = []
+        pieces = []
+        for p in clock:
+            duration = p.duration_ns * 1e-9
+            freq = dds["frequency_hz"] if p.frequency_hz is None else p.frequency_hz
+            white = math.sqrt(h0 / (2 * duration)) if h0 > 0 else 0.0
+            pieces.append(
+                (
+                    p.t_ns * 1e-9,
+                    duration,
+                    freq - (AOM_CENTRE_HZ + init),
+                    s.clock_rabi_frequency * p.amplitude * dds["amplitude"],
+                    p.phase_rad + dds["phase_rad"],
+                    white,
+                )
+            )
+        span = (last.t_ns + last.duration_ns - first.t_ns) * 1e-9
+        span_white = math.sqrt(h0 / (2 * span)) if h0 > 0 and span > 0 else 0.0
+        for k in range(shots):
+            laser = off_first + slope * k
+            total = 0.0
+            if len(pieces) == 1:
+                _, duration, aom, rabi, _, white = pieces[0]
+                d = aom + laser + (white * normal() if white else 0.0)
+                factor = 1.0
+                if beta:
+                    best = min((d, d - f_rf, d + f_rf), key=abs)
+                    factor = bessel_j(0 if best == d else 1, beta)
+                    d = best
+                omega = two_pi * rabi * factor
+                delta = two_pi * d
+                g2 = omega * omega + delta * delta
+                sine = math.sin(duration * math.sqrt(g2) / 2) if g2 > 0 else 0.0
+                probs.append(omega * omega / g2 * sine * sine if g2 > 0 else 0.0)
+                means.append(d)
+                continue
+            # several pulses: the two-level state through pulses and free precession, with the
+            # laser's white FM averaged over the whole sequence (one draw: the phase that the
+            # free evolution accumulates is the integral of the frequency over it)
+            a, b = 1.0 + 0j, 0j
+            end = pieces[0][0]
+            noise = span_white * normal() if span_white else 0.0
+            d = 0.0
+            for start, duration, aom, rabi, phase, _ in pieces:
+                d = aom + laser + noise
+                factor = 1.0
+                if beta:
+                    best = min((d, d - f_rf, d + f_rf), key=abs)
+                    factor = bessel_j(0 if best == d else 1, beta)
+                    d = best
+                gap = start - end
+                if gap > 0:  # free precession in the frame of the light: H = -Δ/2 Z
+                    turn = cmath.exp(0.5j * two_pi * d * gap)
+                    a, b = a * turn, b / turn
+                u = detuned_pulse(rabi * factor, d, duration, phase)
+                a, b = u[0, 0] * a + u[0, 1] * b, u[1, 0] * a + u[1, 1] * b
+                end = start + duration
+                total += d
+            probs.append(min(1.0, abs(b) ** 2))
+            means.append(total / len(pieces))
+        return probs, means
 
     def _apply_pulse(self, p: Pulse) -> int | list[int] | None:
         s = self.settings.ion

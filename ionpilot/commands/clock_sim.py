@@ -1,7 +1,8 @@
 """`ionpilot clock-sim`: the clock lock on virtual time against the simulated lab's physics.
 
-The same `ClockLock` that runs live steps here against the in-process `World` (through
-`ionpilot.servo.simulation.WorldLab`); a simulated day takes a few seconds. The wavemeter locks
+The daemon's own servo (`assemble_servo`, its `LockCycle`) steps here against the in-process
+`World` (through `ionpilot.harness`), its clock pulses the sequencer's programs played by the
+simulated pulse controller; a simulated day takes a few seconds. The wavemeter locks
 of the cooling and repump lasers run alongside (the cooling laser walks and would heat the ion
 out of the trap). Without `--faults` the faults are switched off: this measures the lock. With
 `--faults default|FILE` the health monitor and the recovery playbooks run too, under a campaign
@@ -21,22 +22,24 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from ionpilot.config import ConfigError, load_config
 from ionpilot.core.units import UnitError, parse_quantity
+from ionpilot.harness.campaign import DRIVER_CRASH, FaultEvent, periodic_events, run_campaign
+from ionpilot.harness.clock_sim import clock_sim
+from ionpilot.harness.lab import world_device
 from ionpilot.labfile import add_config_option, default_lab_file
-from ionpilot.servo.autonomy import DRIVER_CRASH, FaultEvent, periodic_events, run_autonomy
+from ionpilot.sequencer.settings import DeviceSettings
 from ionpilot.servo.settings import (
     AuxLockSettings,
     ClockLockSettings,
     FaultScenarioSettings,
+    HealthSettings,
+    PulseCalibration,
     RecoverySettings,
 )
-from ionpilot.servo.simulation import clock_sim
-from ionpilot.sim.scenario import parse_time
+from ionpilot.sim.scenario import parse_events, read_scenario
 from ionpilot.sim.settings import SimSettings
-from ionpilot.sim.world import LASER_SPECS, FaultError, World, check_fault
+from ionpilot.sim.world import LASER_SPECS, World
 
 DEFAULT_DRIFT_HZ_PER_S = 0.3
 
@@ -68,6 +71,19 @@ def load_settings(
             return ClockLockSettings(), sim, default_aux_locks(sim), "built-in defaults"
     aux = dict(config.servo.aux_locks) or default_aux_locks(config.sim)
     return config.servo.clock_lock, config.sim, aux, source
+
+
+def load_calibration(config_path: str | None) -> tuple[PulseCalibration, DeviceSettings]:
+    """The daemon's pulse calibration and the sequencer's device from the lab file (the ones
+    the `daemon` process uses); built-in defaults with the clock beam centred on the simulated
+    AOM when the default file does not load."""
+    try:
+        config = load_config(config_path or default_lab_file())
+    except (ConfigError, OSError) as exc:
+        if config_path is not None:
+            raise ClockSimError(f"{config_path} is invalid: {str(exc).splitlines()[0]}") from exc
+        return PulseCalibration(), world_device()
+    return config.servo.pulses, config.device
 
 
 def default_aux_locks(sim: SimSettings) -> dict[str, AuxLockSettings]:
@@ -132,7 +148,7 @@ def run(
     interrogation: str | None = None,
     lock_settings: ClockLockSettings | None = None,
 ) -> dict[str, Any]:
-    """One accelerated run; the result dict of `ionpilot.servo.simulation.clock_sim` (with the
+    """One accelerated run; the result dict of `ionpilot.harness.clock_sim.clock_sim` (with the
     frequency record under `_record`)."""
     if not hours > 0 or not math.isfinite(hours):
         raise ClockSimError(f"--hours must be a positive number, found {hours}")
@@ -147,8 +163,11 @@ def run(
         settings = dataclasses.replace(settings, interrogation=interrogation)  # type: ignore[arg-type]
     # the optical frequency through the comb once a minute is plenty for a simulated day
     settings = dataclasses.replace(settings, comb_period=max(settings.comb_period, 60.0))
+    pulses, device = load_calibration(config_path)
     world = World(sim_world_settings(sim, laser, seed, drift_hz_per_s))
-    result = clock_sim(world, settings, hours, seed=seed, aux_locks=aux)
+    result = clock_sim(
+        world, settings, hours, seed=seed, aux_locks=aux, pulses=pulses, device=device
+    )
     result["laser"] = laser
     result["config"] = source
     return result
@@ -164,23 +183,30 @@ def load_recovery(config_path: str | None) -> RecoverySettings:
         return RecoverySettings()
 
 
+def load_health(config_path: str | None) -> HealthSettings:
+    """The lab file's `health:` rules, as the daemon gets them (defaults if none load)."""
+    try:
+        return load_config(config_path or default_lab_file()).health
+    except (ConfigError, OSError):
+        return HealthSettings()
+
+
 def load_faults(
     spec: str, recovery: RecoverySettings, hours: float
 ) -> tuple[list[FaultEvent], float]:
     """`default` → the config's periodic scenario; else a YAML file: a mapping with fields of
     `FaultScenarioSettings` ("4 h", 0 = never; unnamed fields keep the config's values) and
-    an optional `events:` list of `{at, fault, target}`, or a plain list of such events (the
-    sim/scenarios format; `fault: driver_crash` is understood too). Returns the events and the
+    an optional `events:` list of `{at, fault, target}`, or a plain list of such events (one
+    format and one parser with the lab's scenarios, `ionpilot.sim.scenario`; `fault:
+    driver_crash` is understood too). Returns the events and the
     fraction of invalid wavemeter readings."""
     if spec == "default":
         scenario = recovery.scenario
         return periodic_events(scenario, hours), scenario.wavemeter_invalid_fraction
     try:
-        data = yaml.safe_load(Path(spec).read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ClockSimError(f"cannot read {spec}: {exc.strerror or exc}") from exc
-    except yaml.YAMLError as exc:
-        raise ClockSimError(f"{spec} is not YAML: {str(exc).splitlines()[0]}") from exc
+        data = read_scenario(spec)
+    except ValueError as exc:
+        raise ClockSimError(str(exc)) from exc
     if isinstance(data, list):
         data = {
             "events": data,
@@ -209,20 +235,11 @@ def load_faults(
             raise ClockSimError(f"{spec}: {key}: {exc}") from exc
     scenario = dataclasses.replace(recovery.scenario, **values)
     events = periodic_events(scenario, hours)
-    if not isinstance(raw_events, list):
-        raise ClockSimError(f"{spec}: events must be a list of {{at, fault, target}}")
-    for i, entry in enumerate(raw_events):
-        if not isinstance(entry, dict) or "at" not in entry or "fault" not in entry:
-            raise ClockSimError(f"{spec}: event {i + 1} needs 'at' and 'fault'")
-        kind = str(entry["fault"])
-        target = None if entry.get("target") is None else str(entry["target"])
-        try:
-            at = parse_time(entry["at"])
-            if kind != DRIVER_CRASH:
-                check_fault(kind, target)
-        except (ValueError, FaultError) as exc:
-            raise ClockSimError(f"{spec}: event {i + 1}: {exc}") from exc
-        events.append(FaultEvent(at, kind, target))
+    try:
+        listed = parse_events(raw_events, spec, also=frozenset({DRIVER_CRASH}))
+    except ValueError as exc:
+        raise ClockSimError(str(exc)) from exc
+    events.extend(FaultEvent(e.at_s, e.fault, e.target) for e in listed)
     events.sort(key=lambda e: e.at_s)
     return events, scenario.wavemeter_invalid_fraction
 
@@ -237,7 +254,7 @@ def run_faults(
     audit_path: str | None = None,
 ) -> dict[str, Any]:
     """Unattended operation under a fault campaign: the lock, the health monitor and the
-    recovery playbooks on virtual time. The keys of `ionpilot.servo.autonomy.summarise`."""
+    recovery playbooks on virtual time. The keys of `ionpilot.harness.campaign.summarise`."""
     if not hours > 0 or not math.isfinite(hours):
         raise ClockSimError(f"the simulated time must be positive, found {hours} h")
     settings, sim, aux, source = load_settings(config_path)
@@ -248,8 +265,9 @@ def run_faults(
         scenario=dataclasses.replace(recovery.scenario, wavemeter_invalid_fraction=fraction),
     )
     settings = dataclasses.replace(settings, comb_period=max(settings.comb_period, 60.0))
+    pulses, device = load_calibration(config_path)
     world = World(sim_world_settings(sim, "default", seed, drift_hz_per_s))
-    _, result = run_autonomy(
+    _, result = run_campaign(
         world,
         settings,
         recovery,
@@ -258,6 +276,9 @@ def run_faults(
         seed=seed,
         events=events,
         audit_path=audit_path or ":memory:",
+        pulses=pulses,
+        device=device,
+        rules=load_health(config_path).rules,
     )
     result["seed"] = seed
     result["faults_source"] = faults

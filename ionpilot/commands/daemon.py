@@ -61,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
         recovery=config.recovery,
         health=config.health,
         hold_jobs=hold_jobs,
+        device=config.device,
     )
 
     metrics: list[Any] = []

@@ -22,6 +22,7 @@ from ionpilot.config import LabConfig
 from ionpilot.labfile import add_config_option, lab_file
 from ionpilot.ports import first_taken
 from ionpilot.runtime import load_or_report, wait_for_stop_signal
+from ionpilot.servo.uptime import UptimeAccount
 from ionpilot.supervisor import ChildSpec, Supervisor, ionpilot_argv
 
 KEEP_STATES = 1000  # lock state changes kept for the summary
@@ -132,8 +133,8 @@ class LockTracker:
     started: float
     state: str = "unknown"
     first_locked: float | None = None
-    locked_since: float | None = None
-    locked_total: float = 0.0
+    # the fraction locked since the first lock: the servo's own account (servo/uptime.py)
+    account: UptimeAccount | None = None
     corrections: int = 0
     last_correction_hz: float | None = None
     states: list[tuple[float, str]] = field(default_factory=list)  # the newest KEEP_STATES
@@ -142,13 +143,11 @@ class LockTracker:
     def on_state(self, now: float, state: str) -> None:
         if state == self.state:
             return
-        if self.locked_since is not None:
-            self.locked_total += now - self.locked_since
-            self.locked_since = None
-        if state == "locked":
-            self.locked_since = now
-            if self.first_locked is None:
-                self.first_locked = now
+        if state == "locked" and self.account is None:
+            self.first_locked = now
+            self.account = UptimeAccount(now)
+        if self.account is not None:
+            self.account.observe(now, state == "locked")
         self.state = state
         self.states.append((now - self.started, state))
         self.state_changes += 1
@@ -159,13 +158,15 @@ class LockTracker:
         self.last_correction_hz = correction_hz
 
     def summary(self, now: float) -> dict[str, Any]:
-        locked = self.locked_total + (now - self.locked_since if self.locked_since else 0.0)
-        after_lock = now - self.first_locked if self.first_locked is not None else 0.0
+        fraction = 0.0
+        if self.account is not None:
+            self.account.observe(now, self.state == "locked")
+            fraction = self.account.uptime
         return {
             "time_to_lock_s": None
             if self.first_locked is None
             else self.first_locked - self.started,
-            "locked_fraction": locked / after_lock if after_lock > 0 else 0.0,
+            "locked_fraction": fraction,
             "corrections": self.corrections,
             "last_correction_hz": self.last_correction_hz,
             "final_state": self.state,

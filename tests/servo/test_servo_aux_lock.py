@@ -6,9 +6,9 @@ import itertools
 import pytest
 
 from ionpilot.commands.clock_sim import default_aux_locks, sim_world_settings
+from ionpilot.harness.lab import WorldLab, world_clock
 from ionpilot.servo.aux_lock import AuxLock
 from ionpilot.servo.outputs import RecordingOutputs, ServoAlarm
-from ionpilot.servo.simulation import WorldClock, WorldLab
 from ionpilot.sim.settings import SimSettings
 from ionpilot.sim.world import World
 
@@ -20,7 +20,7 @@ def make(**changes):
     changes.setdefault("integral_gain", 0.5 / (0.4e9 * 1.0))
     settings = dataclasses.replace(settings, **changes)
     outputs = RecordingOutputs()
-    lock = AuxLock("cooling", settings, WorldLab(world, 5), WorldClock(world), outputs)
+    lock = AuxLock("cooling", settings, WorldLab(world, seed=5), world_clock(world), outputs)
     lock.start()
     return world, lock, outputs
 

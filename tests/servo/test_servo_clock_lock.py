@@ -4,21 +4,21 @@ line, the comb output, and restart from the persisted state without a line searc
 import pytest
 
 from ionpilot.commands.clock_sim import sim_world_settings
+from ionpilot.harness.lab import WorldLab, world_clock
 from ionpilot.servo.clock_lock import ClockLock, LockState
 from ionpilot.servo.outputs import LockStateChanged, RecordingOutputs, ServoAlarm
 from ionpilot.servo.persistence import StateStore
 from ionpilot.servo.seams import LabError
 from ionpilot.servo.settings import ClockLockSettings
-from ionpilot.servo.simulation import WorldClock, WorldLab
 from ionpilot.sim.settings import SimSettings
 from ionpilot.sim.world import World
 
 
 def make(laser="default", seed=3, store=None, settings=None):
     world = World(sim_world_settings(SimSettings(), laser, seed, 0.3))
-    lab = WorldLab(world, seed)
+    lab = WorldLab(world, seed=seed)
     outputs = RecordingOutputs()
-    lock = ClockLock(settings or ClockLockSettings(), lab, WorldClock(world), outputs, store)
+    lock = ClockLock(settings or ClockLockSettings(), lab, world_clock(world), outputs, store)
     return world, lab, lock, outputs
 
 
@@ -154,7 +154,7 @@ def test_restart_resumes_from_the_persisted_state_without_a_line_search(tmp_path
     saved_drift = lock.drift_hz_per_s
     del lock  # the daemon dies ...
     world.advance(5.0)  # ... and comes back 5 s later
-    restarted = ClockLock(ClockLockSettings(), lab, WorldClock(world), RecordingOutputs(), store)
+    restarted = ClockLock(ClockLockSettings(), lab, world_clock(world), RecordingOutputs(), store)
     assert restarted.start() is LockState.LOCKED
     assert restarted.restore_error is None
     assert restarted.drift_hz_per_s == saved_drift
@@ -173,11 +173,11 @@ def test_a_stale_or_corrupt_state_file_means_a_fresh_acquisition(tmp_path):
     lock.persist()
     world.advance(lock.settings.max_state_age + 10)
     outputs = RecordingOutputs()
-    late = ClockLock(ClockLockSettings(), lab, WorldClock(world), outputs, store)
+    late = ClockLock(ClockLockSettings(), lab, world_clock(world), outputs, store)
     assert late.start() is LockState.ACQUIRING
     assert "stale" in str(late.restore_error)
     assert outputs.of_type(ServoAlarm)[0].kind == "state_rejected"
     store.path.write_text('{"version": 1, "aom_frequency_hz": ')
-    broken = ClockLock(ClockLockSettings(), lab, WorldClock(world), None, store)
+    broken = ClockLock(ClockLockSettings(), lab, world_clock(world), None, store)
     assert broken.start() is LockState.ACQUIRING
     assert "corrupt" in str(broken.restore_error)

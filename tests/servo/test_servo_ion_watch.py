@@ -4,7 +4,7 @@ The harness is the daemon's lock thread (`LockCycle`: `LiveRecovery` + `ClockLoc
 with the live `BusLab` interrogating the simulated lab's pulse controller in process (the sim
 `Pulser` protocol on a `World` with a virtual clock): pulse schedules, per-shot cooling and
 detection counts, photon counts, as over the bus. The rest of the lab (oven, shutters, RF,
-wavemeter) is `FaultyWorldLab`. Fixed seeds; nothing sleeps.
+wavemeter) is the harness `WorldLab`. Fixed seeds; nothing sleeps.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import pytest
 from ionpilot.bus.codec import BusError
 from ionpilot.commands.clock_sim import default_aux_locks, sim_world_settings
 from ionpilot.core.clock import ManualClock
+from ionpilot.harness.lab import WorldLab, world_clock, world_device
 from ionpilot.servo.aux_lock import AuxLock
 from ionpilot.servo.clock_lock import ClockLock, LockState
 from ionpilot.servo.daemon import BusLab
@@ -39,21 +40,21 @@ from ionpilot.servo.settings import (
     PulseCalibration,
     RecoverySettings,
 )
-from ionpilot.servo.simulation import FaultyWorldLab, WorldClock
-from ionpilot.sim.instruments.ionpilot_pulser import Pulser
 from ionpilot.sim.settings import SimSettings
 from ionpilot.sim.world import World
 
 LATENCY_BUDGET_S = 1.5
+# one clock shot: the servo's probe cycle (80 ms probe + 20 ms overhead), as the sequencer's
+# program plays it (cool 2 ms, prepare, probe, detect 1 ms, re-cool to the end of the cycle)
+SHOT_S = 0.1
 
 
-class PulserLab(FaultyWorldLab):
-    """`FaultyWorldLab` whose clock shots go through the live `BusLab` to the sim pulser."""
+class PulserLab(WorldLab):
+    """The harness lab whose clock shots go through the live `BusLab` to the sim pulser."""
 
     def __init__(self, world: World, lock: ClockLockSettings, pulses: PulseCalibration) -> None:
-        super().__init__(world, 3, record_truth=False)
-        self.pulser = Pulser(world, "pulser")
-        self.bus_lab = BusLab(self._call, lock, pulses)
+        super().__init__(world, pulses, seed=3, record_truth=False)
+        self.bus_lab = BusLab(self._call, lock, pulses, world_device())
         self.runs = 0
 
     def _call(self, target: str, method: str, args: dict[str, Any], timeout: float = 5.0) -> Any:
@@ -74,8 +75,7 @@ class PulserLab(FaultyWorldLab):
             self.count_duration_s = float(args["value"])
             return {}
         if method == "get" and name == "counts":
-            world: Any = self.world  # the sim's World (the base class types it WorldLike)
-            return {"value": world.count_photons(self.count_duration_s)}
+            return {"value": self.world.count_photons(self.count_duration_s)}
         raise BusError("unknown_target", f"pulser {method} {name}")
 
     def interrogate(self, probe: ProbeSpec, aom_frequency_hz: float, n_probes: int) -> int:
@@ -146,7 +146,7 @@ def rig(
     world = World(settings)
     lock_settings = ClockLockSettings(comb_period=60.0)
     lab = PulserLab(world, lock_settings, pulses)
-    clock = WorldClock(world)
+    clock = world_clock(world)
     excitation = Excitation()
     lock = ClockLock(lock_settings, lab, clock, excitation)
     auxes = [AuxLock(n, s, lab, clock) for n, s in default_aux_locks(sim).items()]
@@ -159,7 +159,7 @@ def rig(
         pulses=pulses,
         recovery=RecoverySettings(repeat_limit=100),  # a dozen losses an hour, on purpose
         health=health or HealthSettings(),
-        state_dir=tmp_path,
+        audit_path=tmp_path / "audit.sqlite",
         publish=lambda topic, fields: published.append((world.now(), topic, fields)),
         publish_event=lambda kind, message, severity, data: None,
     )
@@ -184,7 +184,7 @@ def measure_latencies(r: Rig, phases: list[float]) -> list[tuple[float, float]]:
     from the loss to the daemon publishing `health.servo.ion.fluorescence` MAJOR and to the
     ion-loss playbook's trip, each time."""
     latencies = []
-    update_s = 2 * 10 * 0.083  # ten 83 ms shots a side (cool 2 ms, probe 80 ms, detect 1 ms)
+    update_s = 2 * 10 * SHOT_S  # ten shots a side
     for phase in phases:
         assert r.lock.state is LockState.LOCKED and not r.live.busy
         at = r.world.now() + 5 * update_s + phase
@@ -260,7 +260,7 @@ def test_two_locked_hours_without_a_false_ion_loss(tmp_path: Path) -> None:
     )
     assert r.ion_loss_trips() == []
     assert watch.discarded == 0 and watch.dark_shots == 0
-    assert watch.shots >= 0.95 * 2 * 3600.0 / 0.083
+    assert watch.shots >= 0.95 * 2 * 3600.0 / SHOT_S
     assert r.fluorescence_major_after(start) is None
     assert r.lock.state is LockState.LOCKED and r.live.engine.escalations == []
     assert 0.35 < dark_fraction < 0.65  # the probe points are near the half maxima

@@ -2,6 +2,7 @@
 topics, the aggregate, audit entries as events, acknowledgement by a named sender."""
 
 from ionpilot.commands.clock_sim import default_aux_locks, sim_world_settings
+from ionpilot.harness.lab import WorldLab, world_clock
 from ionpilot.servo.aux_lock import AuxLock
 from ionpilot.servo.clock_lock import ClockLock, LockState
 from ionpilot.servo.live_recovery import LiveRecovery
@@ -11,7 +12,6 @@ from ionpilot.servo.settings import (
     PulseCalibration,
     RecoverySettings,
 )
-from ionpilot.servo.simulation import FaultyWorldLab, WorldClock
 from ionpilot.sim.settings import SimSettings
 from ionpilot.sim.world import World
 
@@ -19,8 +19,8 @@ from ionpilot.sim.world import World
 def test_live_recovery_publishes_health_and_audit_events(tmp_path):
     sim = SimSettings()
     world = World(sim_world_settings(sim, "default", 1, 0.3))
-    lab = FaultyWorldLab(world, 1)
-    clock = WorldClock(world)
+    lab = WorldLab(world, seed=1)
+    clock = world_clock(world)
     lock = ClockLock(ClockLockSettings(comb_period=60.0), lab, clock)
     auxes = [AuxLock(n, s, lab, clock) for n, s in default_aux_locks(sim).items()]
     topics: list[tuple[str, dict]] = []
@@ -33,7 +33,7 @@ def test_live_recovery_publishes_health_and_audit_events(tmp_path):
         pulses=PulseCalibration(),
         recovery=RecoverySettings(),
         health=HealthSettings(),
-        state_dir=tmp_path,
+        audit_path=tmp_path / "audit.sqlite",
         publish=lambda topic, fields: topics.append((topic, fields)),
         publish_event=lambda kind, message, severity, data: events.append(
             (kind, message, severity)

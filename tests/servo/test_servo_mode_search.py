@@ -15,7 +15,8 @@ import pytest
 
 from ionpilot.bus.codec import BusError, ErrorCode
 from ionpilot.commands.clock_sim import default_aux_locks, sim_world_settings
-from ionpilot.servo import autonomy
+from ionpilot.harness import campaign
+from ionpilot.harness.lab import WorldLab, world_clock
 from ionpilot.servo.clock_lock import ClockLock, LockState
 from ionpilot.servo.daemon import BusLab
 from ionpilot.servo.health import HealthMonitor
@@ -30,7 +31,6 @@ from ionpilot.servo.settings import (
     PulseCalibration,
     RecoverySettings,
 )
-from ionpilot.servo.simulation import FaultyWorldLab, WorldClock
 from ionpilot.sim.settings import SimSettings
 from ionpilot.sim.world import World
 
@@ -53,7 +53,7 @@ def make(seed: int = 3, hysteresis_a: float | None = None, **aux_changes: Any):
     aux = {
         name: dataclasses.replace(s, **aux_changes) for name, s in default_aux_locks(sim).items()
     }
-    run = autonomy.build(world, LOCK, RecoverySettings(), aux, seed, wavemeter_invalid_fraction=0)
+    run = campaign.build(world, LOCK, RecoverySettings(), aux, seed, wavemeter_invalid_fraction=0)
     currents: list[float] = []
     set_laser = world.set_laser
 
@@ -68,25 +68,25 @@ def make(seed: int = 3, hysteresis_a: float | None = None, **aux_changes: Any):
         set_laser(key, current_a, piezo_v, enabled)
 
     world.set_laser = recording  # type: ignore[method-assign]
-    autonomy.start(run)
-    autonomy.step_until(run, world, world.now() + 120.0)
+    campaign.start(run)
+    campaign.go_until(run, world.now() + 120.0)
     assert run.lock.state is LockState.LOCKED
     return world, run, currents
 
 
-def go(world: World, run: autonomy.AutonomyRun, seconds: float) -> None:
-    autonomy.step_until(run, world, world.now() + seconds)
+def go(world: World, run: campaign.Campaign, seconds: float) -> None:
+    campaign.go_until(run, world.now() + seconds)
 
 
-def audit(run: autonomy.AutonomyRun) -> list[tuple[str, str, str]]:
+def audit(run: campaign.Campaign) -> list[tuple[str, str, str]]:
     return [(str(row[2]), str(row[3]), str(row[4])) for row in run.audit.rows()]
 
 
-def notes(run: autonomy.AutonomyRun, kind: str, action: str) -> list[str]:
+def notes(run: campaign.Campaign, kind: str, action: str) -> list[str]:
     return [reason for k, a, reason in audit(run) if k == kind and a == action]
 
 
-def escalation(run: autonomy.AutonomyRun) -> str:
+def escalation(run: campaign.Campaign) -> str:
     (only,) = run.engine.escalations
     return str(only["reason"])
 
@@ -255,7 +255,7 @@ def test_bus_lab_reads_the_allowed_range_from_the_driver_hosts_describe() -> Non
 
 def test_the_simulated_lab_refuses_out_of_limits_and_applies_nothing() -> None:
     world = World(SimSettings())
-    lab = FaultyWorldLab(world, limits={"laser_369.current": (0.058, 0.150)})
+    lab = WorldLab(world, limits={"laser_369.current": (0.058, 0.150)})
     with pytest.raises(LabRefused):
         lab.set("laser_369.current", 0.0575)
     assert world.lasers["369"].current_a == 0.060
@@ -270,17 +270,17 @@ def test_a_fresh_start_without_state_is_information_a_bad_state_file_a_minor_ala
     tmp_path,
 ) -> None:
     world = World(sim_world_settings(SimSettings(), "ideal", 1, 0.0))
-    lab = FaultyWorldLab(world)
+    lab = WorldLab(world)
     store = StateStore(tmp_path)
     outputs = RecordingOutputs()
-    ClockLock(ClockLockSettings(), lab, WorldClock(world), outputs, store).start()
+    ClockLock(ClockLockSettings(), lab, world_clock(world), outputs, store).start()
     (fresh,) = outputs.of_type(ServoAlarm)
     assert (fresh.kind, fresh.severity) == ("state_fresh", "OK")
     assert "no saved state" in fresh.message
     store.directory.mkdir(parents=True, exist_ok=True)
     store.path.write_text('{"version": 1, "aom_frequency_hz": ')
     outputs = RecordingOutputs()
-    ClockLock(ClockLockSettings(), lab, WorldClock(world), outputs, store).start()
+    ClockLock(ClockLockSettings(), lab, world_clock(world), outputs, store).start()
     (rejected,) = outputs.of_type(ServoAlarm)
     assert (rejected.kind, rejected.severity) == ("state_rejected", "MINOR")
     assert "corrupt" in rejected.message
@@ -293,7 +293,7 @@ def test_health_messages_carry_the_unit_of_their_signal() -> None:
     rules = default_rules(RecoverySettings(), aux, "laser_435")
     rules["x.voltage"] = HealthRule(unit="V")
     health = HealthMonitor(
-        rules, WorldClock(world), sink=lambda topic, fields: published.update({topic: fields})
+        rules, world_clock(world), sink=lambda topic, fields: published.update({topic: fields})
     )
     health.observe("servo.ion.fluorescence", 540.0)
     health.observe("servo.cooling.error", 3e9)

@@ -6,7 +6,7 @@ import allantools
 import numpy as np
 import pytest
 
-from ionpilot.servo.stability import allan, loglog_slope, octave_taus, ratio_band
+from ionpilot.harness.stability import allan, loglog_slope, octave_taus, ratio_band
 
 
 def test_band_reproduces_the_reference_figure():
