@@ -330,7 +330,7 @@ class HealthPanel(QWidget):
             self.audit_label.setStyleSheet(f"color: {severity_colour('MINOR')};")
             return
         records = [r for e in reply.value if isinstance(e, dict) and (r := audit_event(e))]
-        added = self.ctx.store.backfill(records)
+        added = self.ctx.store.backfill_events(records)
         self.audit_label.setText(
             f"audit log: {len(records)} entries from the daemon at {_clock(time.time())}, "
             f"{added} not seen live"

@@ -181,7 +181,7 @@ class LabStore:
         for listener in self.listeners:
             listener(msg)
 
-    def backfill(self, records: list[EventRecord]) -> int:
+    def backfill_events(self, records: list[EventRecord]) -> int:
         """Merge events that happened before this console listened (the daemon's audit log,
         fetched over the bus) into the log in time order; one already received live (same kind
         and message within 2 s) is not repeated. Returns how many were added."""

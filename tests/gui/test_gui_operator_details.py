@@ -75,9 +75,9 @@ def test_audit_entries_become_log_events_once() -> None:
         records[1].t_ns + 1_000_000, "daemon", records[1].kind, records[1].message, "OK", ""
     )
     store.events.append(live_copy)  # the resume was also received live
-    assert store.backfill(records) == 1  # only the trip is new
+    assert store.backfill_events(records) == 1  # only the trip is new
     assert [e.kind for e in store.events] == ["recovery_trip", "recovery_resume"]
-    assert store.backfill(records) == 0
+    assert store.backfill_events(records) == 0
 
 
 def test_job_times_are_local_and_adev_labels_do_not_crowd() -> None:

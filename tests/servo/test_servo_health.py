@@ -162,8 +162,8 @@ def _heartbeat_after_a_long_step(*, fed: bool, only_the_watched: bool) -> tuple[
     """The live daemon's timing: a sensor pass at 0 s hears the driver host; the lock thread
     comes back at 0.99 s (pass not due), runs a 1.2 s clock step, and the ion watch evaluates
     health at the end of the step's pulser run. The host beats every 1.00 s all along."""
-    from ionpilot.servo.autonomy import LabSensors
     from ionpilot.servo.playbooks import FLUORESCENCE, HEARTBEAT
+    from ionpilot.servo.sensors import LabSensors
     from ionpilot.servo.settings import RecoverySettings
 
     clock = ManualClock()
