@@ -53,4 +53,17 @@ def test_driver_bench_reads_every_instrument_both_ways() -> None:
     if len(os.sched_getaffinity(0)) > 1:
         placement = summary["placement"]
         assert placement["kind"] == "pinned"
-        assert placement["measured_side_cpu"] != placement["simulated_lab_and_client_cpus"]
+        measured = placement["measured_side_cpu"]
+        others = placement["simulated_lab_and_client_cpus"]
+        assert measured != others
+        threads = placement["threads"]
+        # every thread of each party, not only its main thread, ran where the JSON says
+        for party, cpus in (
+            ("simulated_lab", others),
+            ("bench_client", others),
+            ("bare_loop", measured),
+        ):
+            assert threads[party], party
+            assert all(t["cpus"] == cpus for t in threads[party]), (party, threads[party])
+        assert sum(t["cpus"] == measured for t in threads["driver_host"]) >= 13  # its workers
+    assert summary["host_switches_per_read"] > 0 and summary["bare_switches_per_read"] > 0
