@@ -56,12 +56,18 @@ def run_program(
     """Run a compiled program and return the result document."""
     validate_schedule(program.schedule, device)
     sim = backend.run(program.schedule, shots, seed)
+    counts, probabilities = sim.counts, sim.probabilities
+    num_bits = program.schedule.num_clbits
+    if program.circuit.outputs is not None:
+        counts = remap_records(counts, program.circuit.outputs)
+        probabilities = remap_records(probabilities, program.circuit.outputs)
+        num_bits = len(program.circuit.outputs)
     return result_json(
-        sim.counts,
-        sim.probabilities,
+        counts,
+        probabilities,
         sim.shots,
         program.schedule.cregs,
-        program.schedule.num_clbits,
+        num_bits,
         exact=sim.exact,
         extra={
             "backend": backend.name,
@@ -70,6 +76,21 @@ def run_program(
             "device": device_snapshot(device),
         },
     )
+
+
+def remap_records(values: dict[int, Any], outputs: list[Any]) -> dict[int, Any]:
+    """Counts (or probabilities) keyed by measurement records -> keyed by the result registers'
+    bits, each computed from the records as the program's classical code said."""
+    out: dict[int, Any] = {}
+    for key, v in values.items():
+        word = 0
+        for j, (records, table) in enumerate(outputs):
+            index = 0
+            for pos, r in enumerate(records):
+                index |= ((key >> r) & 1) << pos
+            word |= int(table[index]) << j
+        out[word] = out.get(word, 0) + v
+    return out
 
 
 def run_qasm(

@@ -83,9 +83,10 @@ INVALID = [
     ("out of range", V3 + "qubit[2] q;\nx q[2];\n", 4, "index 2 out of range"),
     ("undeclared", V3 + "qubit[2] q;\nx r[0];\n", 4, "undeclared qubit register 'r'"),
     ("same qubit", V3 + "qubit[2] q;\ncx q[1], q[1];\n", 4, "same qubit twice"),
-    ("branching", V3 + "qubit[2] q;\nbit[2] c;\nif (c[0]) x q[1];\n", 5, "unsupported construct"),
-    ("while", V3 + "qubit q;\nwhile (true) { x q; }\n", 4, "unsupported construct"),
-    ("classical", V3 + "qubit q;\nfloat x = 1.0;\n", 4, "unsupported construct"),
+    ("while", V3 + "qubit q;\nwhile (true) { x q; }\n", 4, "still running after 1000 iterations"),
+    ("range", V3 + "qubit q;\nfor int i in [0:19999999] { x q; }\n", 4, "the limit is"),
+    ("extern", V3 + "extern tabulate(int[32]) -> bit;\n", 3, "extern 'tabulate' is not offered"),
+    ("stray break", V3 + "qubit q;\nbit c = measure q;\nwhile (true) { if (c) break; }\n", 5, "break"),
     ("negctrl", V3 + "qubit[2] q;\nnegctrl @ x q[0], q[1];\n", 4, "negctrl"),
     ("opaque", 'OPENQASM 2.0;\ninclude "qelib1.inc";\nqreg q[1];\nopaque g a;\n', 4, "opaque"),
     ("redefinition", V3 + "gate h a { U(0, 0, 0) a; }\n", 3, "already defined"),
@@ -94,9 +95,9 @@ INVALID = [
         "measure size",
         V3 + "qubit[2] q;\nbit[3] c;\nc = measure q;\n",
         5,
-        "measuring 2 qubit(s) into 3 bit(s)",
+        "cannot assign 2 bits to bit[3]",
     ),
-    ("bad function", V3 + "qubit q;\nrx(foo(1)) q;\n", 4, "unsupported function"),
+    ("bad function", V3 + "qubit q;\nrx(foo(1)) q;\n", 4, "undefined function 'foo'"),
 ]
 
 
