@@ -474,7 +474,7 @@ class _Trajectories:
                 live.update(st.qubits)
                 peak = max(peak, len(live))
                 for q in st.qubits:
-                    if last[q] == i and st.kind == "measure" and st.condition is None:
+                    if last[q] == i:
                         live.discard(q)
         self.slots = peak
 
@@ -538,6 +538,14 @@ class _Trajectories:
                     hit = mask & (rng.random(shots) < p)
                     if hit.any():
                         psi = _phase_rows(psi, m, slot[q], hit)
+            for q in st.qubits:
+                if q in slot and self.last.get(q) == i:
+                    # nothing reads this qubit again: measuring it (outcome discarded) leaves
+                    # the others' statistics unchanged (no signalling), and frees its slot
+                    k = slot.pop(q)
+                    bit, psi = _measure(psi, m, k, every, rng)
+                    psi = _flip_rows(psi, m, k, bit.astype(bool))
+                    free.append(k)
         weights = np.left_shift(np.int64(1), np.arange(rec.shape[1], dtype=np.int64))
         return (rec * weights).sum(axis=1) if self.nrec else np.zeros(shots, dtype=np.int64)
 
