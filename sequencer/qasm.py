@@ -11,6 +11,8 @@ line and column of the construct, raised before anything runs.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import math
 import re
 from collections.abc import Callable
@@ -242,7 +244,8 @@ def parse_qasm(
 
     source, inferred = _infer_untyped_consts(text)
     try:
-        program = openqasm3.parse(source)
+        with contextlib.redirect_stderr(io.StringIO()):  # ANTLR's lexer prints; we report
+            program = openqasm3.parse(source)
     except openqasm3.parser.QASM3ParsingError as exc:
         error = _parse_failure(exc, source)
         raise QasmError(error.message + _diagnose(text), error.line, error.column) from None
@@ -284,7 +287,8 @@ def _diagnose(text: str) -> str:
         return ""
     repaired, _ = _infer_untyped_consts(repaired)
     try:
-        program = openqasm3.parse(repaired)
+        with contextlib.redirect_stderr(io.StringIO()):
+            program = openqasm3.parse(repaired)
     except Exception:  # noqa: BLE001 - only a hint; the syntax error stands
         return ""
     notes = ["gate parameters carry no type in OpenQASM 3 (found e.g. 'angle[32]: θ')"]

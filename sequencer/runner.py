@@ -12,9 +12,11 @@ from ionpilot.sequencer.compiler import CompileReport, NativeCircuit, compile_ci
 from ionpilot.sequencer.device import device_snapshot
 from ionpilot.sequencer.jobs import Job
 from ionpilot.sequencer.qasm import parse_qasm
+from ionpilot.sequencer.qasm_program import QasmLimits
 from ionpilot.sequencer.results import result_json
 from ionpilot.sequencer.schedule import Schedule, build_schedule, validate_schedule
 from ionpilot.sequencer.settings import DeviceSettings
+from ionpilot.sequencer.simulator import MAX_QUBITS
 
 
 @dataclass
@@ -93,6 +95,20 @@ def remap_records(values: dict[int, Any], outputs: list[Any]) -> dict[int, Any]:
     return out
 
 
+def qasm_limits(backend: str, device: DeviceSettings) -> QasmLimits:
+    """What the front end refuses before building anything, for this backend and device."""
+    if backend == "sim":
+        return QasmLimits(
+            max_qubits=MAX_QUBITS,
+            qubit_limit_reason=(
+                f"more qubits than a state vector of the simulator can hold ({MAX_QUBITS})"
+            ),
+        )
+    return QasmLimits(
+        max_qubits=device.ions, qubit_limit_reason=f"the device has {device.ions} ions"
+    )
+
+
 def run_qasm(
     text: str,
     backend: Backend,
@@ -103,7 +119,8 @@ def run_qasm(
     name: str = "program",
 ) -> dict[str, Any]:
     """Parse OpenQASM text and run it (everything is checked before the backend is called)."""
-    program = compile_program(parse_qasm(text, name=name), device)
+    limits = qasm_limits(backend.name, device)
+    program = compile_program(parse_qasm(text, name=name, device=device, limits=limits), device)
     return run_program(program, backend, device, shots, seed)
 
 

@@ -16,7 +16,7 @@ from ionpilot.sequencer.backends import BACKEND_NAMES, get_backend
 from ionpilot.sequencer.device import describe_device
 from ionpilot.sequencer.errors import BackendUnavailable, QasmError, ScheduleError, SequencerError
 from ionpilot.sequencer.qasm import parse_qasm
-from ionpilot.sequencer.runner import compile_program, run_program
+from ionpilot.sequencer.runner import compile_program, qasm_limits, run_program
 from ionpilot.sequencer.settings import DeviceSettings
 from ionpilot.sequencer.trap import BusPulserLink
 
@@ -122,7 +122,9 @@ def run_qasm_file(args: argparse.Namespace) -> int:
     except Exception as exc:
         return _error(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, 2)
     try:
-        program = compile_program(parse_qasm(text, name=Path(args.file).stem), device)
+        limits = qasm_limits(args.backend, device)
+        circuit = parse_qasm(text, name=Path(args.file).stem, device=device, limits=limits)
+        program = compile_program(circuit, device)
         if args.backend == "trap":
             link = pulser_link(config)
         backend = get_backend(args.backend, device, ideal=args.ideal, link=link)
