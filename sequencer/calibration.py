@@ -84,13 +84,17 @@ class CalibrationSet:
         for q in stmt.qubits:
             name = q.name
             if not (name.startswith("$") and name[1:].isdigit()):
-                raise _err(q, f"defcal on '{name}': calibrations apply to physical qubits ($0, $1, ...)")
+                raise _err(
+                    q, f"defcal on '{name}': calibrations apply to physical qubits ($0, $1, ...)"
+                )
             qubits.append(int(name[1:]))
         params = []
         for a in stmt.arguments:
             params.append(a.name.name if isinstance(a, ast.ClassicalArgument) else "")
         key = (stmt.name.name, tuple(qubits))
-        self.defcals[key] = _Defcal(stmt.name.name, params, tuple(qubits), body, stmt.span.start_line)
+        self.defcals[key] = _Defcal(
+            stmt.name.name, params, tuple(qubits), body, stmt.span.start_line
+        )
 
     def declaration(self, s: Any, fe: ProgramFrontend) -> None:
         from openpulse import ast as pulse_ast
@@ -135,7 +139,12 @@ class CalibrationSet:
         return float(value)
 
     def lookup(
-        self, name: str, operands: list[list[int]], values: list[Any], fe: ProgramFrontend, node: Any
+        self,
+        name: str,
+        operands: list[list[int]],
+        values: list[Any],
+        fe: ProgramFrontend,
+        node: Any,
     ) -> Operation | None:
         """The calibrated pulses of gate `name` on these qubits, if a defcal covers them."""
         if not self.defcals or any(len(o) != 1 for o in operands):
@@ -168,9 +177,14 @@ class CalibrationSet:
                 raise _err(s, "delay in a calibration takes one frame")
             frame = self.frame(s.qubits[0])
             return ("delay", frame.port, self.number(s.duration, fe, args), frame.ion)
-        if not isinstance(s, ast.ExpressionStatement) or not isinstance(s.expression, ast.FunctionCall):
-            raise _err(s, "a calibration body may play, shift_phase, set_phase, set_frequency, "
-                       "shift_frequency and delay")
+        if not isinstance(s, ast.ExpressionStatement) or not isinstance(
+            s.expression, ast.FunctionCall
+        ):
+            raise _err(
+                s,
+                "a calibration body may play, shift_phase, set_phase, set_frequency, "
+                "shift_frequency and delay",
+            )
         call = s.expression
         fn = call.name.name
         if fn == "play":
@@ -178,11 +192,22 @@ class CalibrationSet:
             wave = call.arguments[1]
             if not isinstance(wave, ast.FunctionCall) or wave.name.name not in WAVEFORMS:
                 got = wave.name.name if isinstance(wave, ast.FunctionCall) else _describe(wave)
-                raise _err(wave, f"waveform '{got}' is not offered by the device (it plays: "
-                           "constant(duration, amplitude))")
+                raise _err(
+                    wave,
+                    f"waveform '{got}' is not offered by the device (it plays: "
+                    "constant(duration, amplitude))",
+                )
             duration = self.number(wave.arguments[0], fe, args)
             amplitude = self.number(wave.arguments[1], fe, args)
-            return ("play", frame.port, frame.frequency_hz, frame.phase_rad, duration, amplitude, frame.ion)
+            return (
+                "play",
+                frame.port,
+                frame.frequency_hz,
+                frame.phase_rad,
+                duration,
+                amplitude,
+                frame.ion,
+            )
         if fn in ("shift_phase", "set_phase", "set_frequency", "shift_frequency"):
             frame = self.frame(call.arguments[0])
             value = self.number(call.arguments[1], fe, args)
@@ -196,10 +221,16 @@ class CalibrationSet:
                 frame.frequency_hz += value
             return ("frame", frame.port)
         if fn == "capture":
-            raise _err(call, "capture is not offered in calibrations: the device reads ions with "
-                       "`measure` (its detection windows)")
-        raise _err(call, f"'{fn}' is not an OpenPulse instruction the device offers (play, "
-                   "shift_phase, set_phase, set_frequency, shift_frequency, delay)")
+            raise _err(
+                call,
+                "capture is not offered in calibrations: the device reads ions with "
+                "`measure` (its detection windows)",
+            )
+        raise _err(
+            call,
+            f"'{fn}' is not an OpenPulse instruction the device offers (play, "
+            "shift_phase, set_phase, set_frequency, shift_frequency, delay)",
+        )
 
 
 def _describe(node: Any) -> str:

@@ -318,9 +318,7 @@ def _conditional_block(
             sub.out.append(NativeOp("r", (q,), math.pi, (0.0,)))
             sub.out.append(NativeOp("r", (q,), math.pi, (normalise_phase(delta / 2),)))
     for nop in sub.out:
-        low.out.append(
-            NativeOp(nop.kind, nop.qubits, nop.theta, nop.phases, nop.clbits, condition)
-        )
+        low.out.append(NativeOp(nop.kind, nop.qubits, nop.theta, nop.phases, nop.clbits, condition))
 
 
 def _calibrated(low: _Lowering, op: Any) -> None:

@@ -25,7 +25,6 @@ from openqasm3 import ast
 
 from ionpilot.sequencer.circuit import Circuit, Operation
 from ionpilot.sequencer.errors import QasmError
-from ionpilot.sequencer.settings import DeviceSettings
 from ionpilot.sequencer.gates import (
     IR_GATES,
     STD_GATES,
@@ -37,6 +36,7 @@ from ionpilot.sequencer.gates import (
     single_matrix,
     u_params,
 )
+from ionpilot.sequencer.settings import DeviceSettings
 
 MAX_OPERATIONS = 2_000_000
 MAX_GATE_DEPTH = 64
@@ -279,8 +279,7 @@ def _diagnose(text: str) -> str:
     parameters, an old OpenQASM habit, are the usual cause)."""
     if _OLD_REGISTER.search(text):
         return (
-            "; registers are declared as `qubit[4] a;` in OpenQASM 3 (`qubit a[4]` is the old "
-            "form)"
+            "; registers are declared as `qubit[4] a;` in OpenQASM 3 (`qubit a[4]` is the old form)"
         )
     repaired, count = _TYPED_GATE_PARAM.subn("", text)
     if not count:
@@ -289,7 +288,7 @@ def _diagnose(text: str) -> str:
     try:
         with contextlib.redirect_stderr(io.StringIO()):
             program = openqasm3.parse(repaired)
-    except Exception:  # noqa: BLE001 - only a hint; the syntax error stands
+    except Exception:
         return ""
     notes = ["gate parameters carry no type in OpenQASM 3 (found e.g. 'angle[32]: θ')"]
     declared = {s.qubit.name for s in program.statements if isinstance(s, ast.QubitDeclaration)}

@@ -38,7 +38,6 @@ from ionpilot.sequencer.qasm import (
     _FUNCTIONS,
     _describe,
     _error,
-    _Expansion,
     _Frontend,
     _pos,
     _Scope,
@@ -218,9 +217,7 @@ class ProgramFrontend(_Frontend):
                 moved = accepting(renumber(_dyn_of(cond), mapping))
                 assert isinstance(moved, tuple)
                 cond = moved
-            ops.append(
-                Operation(op.name, op.qubits, op.params, clbits, op.line, cond, op.payload)
-            )
+            ops.append(Operation(op.name, op.qubits, op.params, clbits, op.line, cond, op.payload))
         outputs: list[tuple[tuple[int, ...], tuple[int, ...]]] = []
         regs: list[tuple[str, int]] = []
         identity = True
@@ -228,8 +225,8 @@ class ProgramFrontend(_Frontend):
         for name, size in self.creg_order:
             var = self.globals.vars[name]
             regs.append((name, size))
-            for i, bit in enumerate(var.value):
-                bit = renumber(bit, mapping)
+            for i, stored in enumerate(var.value):
+                bit = renumber(stored, mapping)
                 if isinstance(bit, Dyn):
                     outputs.append((bit.records, tuple(int(v) for v in bit.table)))
                     if bit.records != (offset + i,) or bit.table != (0, 1):
@@ -275,7 +272,7 @@ class ProgramFrontend(_Frontend):
                 "them)",
             ) from None
 
-    def _stmt(self, s: Any, env: _Env) -> None:  # noqa: PLR0912, C901 - one dispatch
+    def _stmt(self, s: Any, env: _Env) -> None:
         if isinstance(s, ast.Include):
             self.include(s)
         elif isinstance(s, ast.QubitDeclaration):
@@ -299,8 +296,8 @@ class ProgramFrontend(_Frontend):
             if s.target is not None:
                 self.assign_value(s.target, value, env, s)
         elif isinstance(s, ast.QuantumReset):
-            qubits = self.qubit_operand(s.qubits, env)
-            self.emit([Operation("reset", (q,), line=_pos(s)[0] or 0) for q in qubits], s)
+            targets = self.qubit_operand(s.qubits, env)
+            self.emit([Operation("reset", (q,), line=_pos(s)[0] or 0) for q in targets], s)
         elif isinstance(s, ast.QuantumBarrier):
             qubits: list[int] = []
             for operand in s.qubits:
@@ -387,22 +384,22 @@ class ProgramFrontend(_Frontend):
                         self.condition,
                         _dyn_of(op.condition),
                     )
-                    merged = accepting(both)  # type: ignore[assignment]
-                    if merged is False:
+                    combined = accepting(both)
+                    if not isinstance(combined, tuple):
                         continue
-                    assert isinstance(merged, tuple)
+                    merged = combined
                 self.ops.append(
-                    Operation(
-                        op.name, op.qubits, op.params, op.clbits, op.line, merged, op.payload
-                    )
+                    Operation(op.name, op.qubits, op.params, op.clbits, op.line, merged, op.payload)
                 )
         self._check_size(node)
 
     # --- declarations ----------------------------------------------------------------------
 
     def _check_new(self, node: Any, name: str, env: _Env) -> None:
-        if name in env.vars or name in env.qubits or (
-            env is self.globals and (name in self.qregs or name in self.subs)
+        if (
+            name in env.vars
+            or name in env.qubits
+            or (env is self.globals and (name in self.qregs or name in self.subs))
         ):
             raise _error(node, f"'{name}' is already declared in this scope")
 
@@ -459,9 +456,9 @@ class ProgramFrontend(_Frontend):
             return
         kind, width = self.type_of(s.type, env, s)
         if name in self.inferred_consts and const:
-            value = self.eval(s.init_expression, env)
-            env.vars[name] = _Var(_kind_of_value(value), None, value, True)
-            self._publish_const(name, value)
+            inferred = self.eval(s.init_expression, env)
+            env.vars[name] = _Var(_kind_of_value(inferred), None, inferred, True)
+            self._publish_const(name, inferred)
             return
         if kind == "bit":
             size = max(width or 0, 1)
@@ -474,10 +471,12 @@ class ProgramFrontend(_Frontend):
             env.vars[name] = var
             if s.init_expression is not None:
                 if isinstance(s.init_expression, ast.QuantumMeasurement):
-                    value = self.measure_expr(s.init_expression, env, s, home=(name, var))
+                    first = self.measure_expr(s.init_expression, env, s)
                 else:
-                    value = self.eval(s.init_expression, env)
-                var.value = self.coerce("bit", width, value, s)
+                    first = self.eval(s.init_expression, env)
+                var.value = self.coerce("bit", width, first, s)
+                if env is self.globals and not const:
+                    self._claim_home(name, var, list(range(size)))
             return
         if kind == "stretch":
             if s.init_expression is not None:
@@ -550,9 +549,7 @@ class ProgramFrontend(_Frontend):
         name = s.name.name
         if name not in EXTERNS:
             offered = ", ".join(f"{k} ({v[0]})" for k, v in EXTERNS.items())
-            raise _error(
-                s, f"extern '{name}' is not offered by this device (it offers: {offered})"
-            )
+            raise _error(s, f"extern '{name}' is not offered by this device (it offers: {offered})")
         self.externs[name] = s
 
     def define_sub(self, s: ast.SubroutineDefinition, env: _Env) -> None:
@@ -662,7 +659,7 @@ class ProgramFrontend(_Frontend):
             yield from e.vars
             e = e.parent
 
-    def eval(self, node: Any, env: _Env) -> Any:  # noqa: PLR0911, PLR0912, C901 - one dispatch
+    def eval(self, node: Any, env: _Env) -> Any:
         if isinstance(node, _Const):
             return node.value
         if isinstance(node, ast.IntegerLiteral):
@@ -735,7 +732,7 @@ class ProgramFrontend(_Frontend):
             return [*right, *left] if _is_bits(left) else [*left, *right]
         raise _error(node, f"unsupported expression: {_describe(node)}")
 
-    def binary(self, node: ast.BinaryExpression, env: _Env) -> Any:  # noqa: C901
+    def binary(self, node: ast.BinaryExpression, env: _Env) -> Any:
         op = node.op.name
         a = self.eval(node.lhs, env)
         b = self.eval(node.rhs, env)
@@ -752,8 +749,7 @@ class ProgramFrontend(_Frontend):
             size = len(a)
             value = _bits_value(a)
             shifted = lift(
-                lambda v: ((_as_int(v) << n) if op == "<<" else (_as_int(v) >> n))
-                % (1 << size),
+                lambda v: ((_as_int(v) << n) if op == "<<" else (_as_int(v) >> n)) % (1 << size),
                 value,
             )
             return [lift(lambda v, i=i: (int(v) >> i) & 1, shifted) for i in range(size)]
@@ -761,9 +757,10 @@ class ProgramFrontend(_Frontend):
             a = _bits_value(a)
         if isinstance(b, list):
             b = _bits_value(b)
-        fn = _BINARY.get(op)
-        if fn is None:
+        found = _BINARY.get(op)
+        if found is None:
             raise _error(node, f"unsupported operator '{op}'")
+        fn = found
         if op == "^" and self.version2:
             fn = _BINARY["**"]
         try:
@@ -790,8 +787,10 @@ class ProgramFrontend(_Frontend):
             return a.seconds / b.seconds
         if op == "/" and isinstance(a, Linear):
             return a.scale(1.0 / float(_num(b)))
-        if op in ("==", "!=", "<", "<=", ">", ">=") and isinstance(a, Linear) and isinstance(
-            b, Linear
+        if (
+            op in ("==", "!=", "<", "<=", ">", ">=")
+            and isinstance(a, Linear)
+            and isinstance(b, Linear)
         ):
             if a.terms or b.terms:
                 raise _error(node, "a comparison of durations cannot contain a stretch")
@@ -802,8 +801,8 @@ class ProgramFrontend(_Frontend):
         items = index if isinstance(index, list) else [index]
         value = base
         for item in items:
-            if isinstance(value, _AngleBits) or isinstance(value, int | Dyn) and not isinstance(
-                value, bool
+            if isinstance(value, _AngleBits) or (
+                isinstance(value, int | Dyn) and not isinstance(value, bool)
             ):
                 width = value.w if isinstance(value, _AngleBits) else 64
                 k = value.k if isinstance(value, _AngleBits) else value
@@ -815,7 +814,7 @@ class ProgramFrontend(_Frontend):
             if not isinstance(value, list):
                 raise _error(node, "only registers, arrays and integers can be indexed")
             size = len(value)
-            if isinstance(item, ast.RangeDefinition) or isinstance(item, ast.DiscreteSet):
+            if isinstance(item, (ast.RangeDefinition, ast.DiscreteSet)):
                 idx = self.index_list(item, size, env, node)
                 value = [value[i] for i in idx]
                 continue
@@ -936,13 +935,16 @@ class ProgramFrontend(_Frontend):
                 size = 1 if param.size is None else self.int_of(self.eval(param.size, local), param)
                 if len(qubits) != size:
                     raise _error(
-                        node, f"argument '{pname}' of '{sub.name}' is {size} qubit(s), got {len(qubits)}"
+                        node,
+                        f"argument '{pname}' of '{sub.name}' is {size} qubit(s), got {len(qubits)}",
                     )
                 local.qubits[pname] = qubits
                 continue
             if isinstance(param.type, ast.ArrayReferenceType):
                 data = self.eval(arg, env)
-                local.vars[pname] = _Var("array", None, {"kind": "ref", "width": None, "data": data})
+                local.vars[pname] = _Var(
+                    "array", None, {"kind": "ref", "width": None, "data": data}
+                )
                 continue
             kind, width = self.type_of(param.type, local, param)
             value = self.eval(arg, env)
@@ -1048,7 +1050,7 @@ class ProgramFrontend(_Frontend):
             lits = [ast.FloatLiteral(v) for v in distinct]
             for lit, orig in zip(lits, s.arguments, strict=True):
                 lit.span = orig.span
-            call = ast.QuantumGate(s.modifiers, s.name, lits, s.qubits, None)  # type: ignore[arg-type]
+            call = ast.QuantumGate(s.modifiers, s.name, list(lits), s.qubits, None)
             call.span = s.span
             when = lift(lambda v, d=distinct: v == d, combined)
             self.condition = lift(lambda a, b: bool(a) and bool(b), outer, when)
@@ -1058,9 +1060,7 @@ class ProgramFrontend(_Frontend):
             finally:
                 self.condition = outer
 
-    def measure_expr(
-        self, m: ast.QuantumMeasurement, env: _Env, node: Any, home: tuple[str, _Var] | None = None
-    ) -> Any:
+    def measure_expr(self, m: ast.QuantumMeasurement, env: _Env, node: Any) -> Any:
         qubits = self.qubit_expr(m.qubit, env)
         line = _pos(node)[0] or 0
         bits: list[Any] = []
@@ -1089,7 +1089,9 @@ class ProgramFrontend(_Frontend):
             raise _error(target, f"'{name}' is a global variable; a subroutine cannot assign it")
         if not indices:
             if var.kind == "array":
-                new = self.fit_array(value, _shape(var.value["data"]), var.value["kind"], var.value["width"], node)
+                new = self.fit_array(
+                    value, _shape(var.value["data"]), var.value["kind"], var.value["width"], node
+                )
                 var.value["data"] = new
                 return
             new = self.coerce(var.kind, var.width, value, node)
@@ -1104,9 +1106,13 @@ class ProgramFrontend(_Frontend):
                     raise _error(node, f"assigning {len(value)} bits to {len(pos)}")
                 vals = value
             else:
-                vals = [value] if len(pos) == 1 else [
-                    lift(lambda v, i=i: (_as_int(v) >> i) & 1, value) for i in range(len(pos))
-                ]
+                vals = (
+                    [value]
+                    if len(pos) == 1
+                    else [
+                        lift(lambda v, i=i: (_as_int(v) >> i) & 1, value) for i in range(len(pos))
+                    ]
+                )
             for p, v in zip(pos, vals, strict=True):
                 new = lift(lambda b: int(_as_int(b)) & 1, v)
                 var.value[p] = self._under_condition(new, var.value[p])
@@ -1130,7 +1136,7 @@ class ProgramFrontend(_Frontend):
             *head, last = indices
             container = data
             for item in head:
-                for sub in (item if isinstance(item, list) else [item]):
+                for sub in item if isinstance(item, list) else [item]:
                     container = container[self.int_of(self.eval(sub, env), node)]
             items = last if isinstance(last, list) else [last]
             if len(items) > 1:
@@ -1149,7 +1155,9 @@ class ProgramFrontend(_Frontend):
                 raise _error(node, f"index {i} out of range for size {len(container)}")
             old = container[i]
             if isinstance(old, list):
-                container[i] = self.fit_array(value, _shape(old), var.value["kind"], var.value["width"], node)
+                container[i] = self.fit_array(
+                    value, _shape(old), var.value["kind"], var.value["width"], node
+                )
             else:
                 container[i] = self._under_condition(
                     self.coerce(var.value["kind"], var.value["width"], value, node), old
@@ -1209,7 +1217,9 @@ class ProgramFrontend(_Frontend):
             current = self.eval(_as_expression(s.lvalue), env)
             binop = op[:-1]
             fake = ast.BinaryExpression(
-                ast.BinaryOperator[binop], _Const(current), _Const(value)  # type: ignore[arg-type]
+                ast.BinaryOperator[binop],
+                _Const(current),
+                _Const(value),
             )
             fake.span = s.span
             value = self.binary(fake, env)
@@ -1248,7 +1258,9 @@ class ProgramFrontend(_Frontend):
                     hit = lift(lambda h, t, c: bool(h) or t == c, hit, target, self.eval(v, env))
                 if hit is False:
                     continue
-                self.condition = lift(lambda a, h, m: bool(a) and bool(h) and not m, outer, hit, matched)
+                self.condition = lift(
+                    lambda a, h, m: bool(a) and bool(h) and not m, outer, hit, matched
+                )
                 if self.condition is not False:
                     self.block(body.statements, _Env(parent=env))
                 matched = lift(lambda m, h: bool(m) or bool(h), matched, hit)
@@ -1274,7 +1286,10 @@ class ProgramFrontend(_Frontend):
             return self.bounded_range(start, end, step, node)
         if isinstance(decl, ast.DiscreteSet):
             if len(decl.values) > self.limits.loop_iterations:
-                raise _error(node, f"set of {len(decl.values)} values; the limit is {self.limits.loop_iterations}")
+                raise _error(
+                    node,
+                    f"set of {len(decl.values)} values; the limit is {self.limits.loop_iterations}",
+                )
             return [self.eval(v, env) for v in decl.values]
         value = self.eval(decl, env)
         if isinstance(value, list):
@@ -1319,7 +1334,11 @@ class ProgramFrontend(_Frontend):
                         s,
                         f"while loop still running after {limit} iterations (the configured "
                         "limit, QasmLimits.while_iterations); its condition "
-                        + ("depends on measurement results" if isinstance(running, Dyn) else "never became false"),
+                        + (
+                            "depends on measurement results"
+                            if isinstance(running, Dyn)
+                            else "never became false"
+                        ),
                     )
                 self.condition = running
                 self.flow_base = running
@@ -1373,7 +1392,9 @@ class ProgramFrontend(_Frontend):
         self.resolve_timing(s, fixed_s=fixed, qubits=qubits)
         self.ops.append(Operation("barrier", tuple(qubits)))
 
-    def resolve_timing(self, node: Any, fixed_s: float | None = None, qubits: list[int] | None = None) -> None:
+    def resolve_timing(
+        self, node: Any, fixed_s: float | None = None, qubits: list[int] | None = None
+    ) -> None:
         """Give every stretch in the ops since the last sync point its value (see timing)."""
         section = self.ops[self.sync_index :]
         if any(op.name == "delay" and op.payload for op in section):
@@ -1394,7 +1415,9 @@ class ProgramFrontend(_Frontend):
             ops = self.ops
         finally:
             self.ops, self.sync_index = saved_ops, saved_sync
-        return self.timing.duration(ops, max(self.num_qubits, 1 + max((q for op in ops for q in op.qubits), default=0)))
+        return self.timing.duration(
+            ops, max(self.num_qubits, 1 + max((q for op in ops for q in op.qubits), default=0))
+        )
 
 
 # --- helpers -----------------------------------------------------------------------------------
@@ -1505,7 +1528,11 @@ def _is_register_operand(node: Any, fe: ProgramFrontend, env: _Env) -> bool:
         found = env.find_qubits(node.name)
         return (reg is not None and reg[1] > 1) or (found is not None and len(found) > 1)
     if isinstance(node, ast.IndexedIdentifier):
-        return any(isinstance(i, ast.RangeDefinition) for idx in node.indices for i in (idx if isinstance(idx, list) else [idx])) or any(isinstance(idx, ast.DiscreteSet) for idx in node.indices)
+        return any(
+            isinstance(i, ast.RangeDefinition)
+            for idx in node.indices
+            for i in (idx if isinstance(idx, list) else [idx])
+        ) or any(isinstance(idx, ast.DiscreteSet) for idx in node.indices)
     return False
 
 
@@ -1538,10 +1565,14 @@ _BINARY: dict[str, Callable[[Any, Any], Any]] = {
     "&": lambda a, b: _as_int(a) & _as_int(b),
     "|": lambda a, b: _as_int(a) | _as_int(b),
     "^": lambda a, b: _as_int(a) ^ _as_int(b),
-    "<<": lambda a, b: _AngleBits((a.k << _as_int(b)) % (1 << a.w), a.w)
-    if isinstance(a, _AngleBits)
-    else _as_int(a) << _as_int(b),
-    ">>": lambda a, b: _AngleBits(a.k >> _as_int(b), a.w)
-    if isinstance(a, _AngleBits)
-    else _as_int(a) >> _as_int(b),
+    "<<": lambda a, b: (
+        _AngleBits((a.k << _as_int(b)) % (1 << a.w), a.w)
+        if isinstance(a, _AngleBits)
+        else _as_int(a) << _as_int(b)
+    ),
+    ">>": lambda a, b: (
+        _AngleBits(a.k >> _as_int(b), a.w)
+        if isinstance(a, _AngleBits)
+        else _as_int(a) >> _as_int(b)
+    ),
 }

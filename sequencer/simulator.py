@@ -517,7 +517,8 @@ class _Trajectories:
             if st.kind == "u1":
                 psi = _apply1(psi, m, slot[st.qubits[0]], st.matrix, mask)
             elif st.kind == "u2":
-                psi = _apply2(psi, m, slot[st.qubits[0]], slot[st.qubits[1]], st.matrix, mask)
+                pair = (slot[st.qubits[0]], slot[st.qubits[1]])
+                psi = _apply2(psi, m, pair, st.matrix, mask)
             elif st.kind == "measure":
                 for q, c in zip(st.qubits, st.clbits, strict=True):
                     k = slot[q]
@@ -581,7 +582,8 @@ def _apply1(psi: CArray, m: int, k: int, matrix: Any, mask: Any) -> CArray:
     return out.reshape(psi.shape)
 
 
-def _apply2(psi: CArray, m: int, ka: int, kb: int, matrix: Any, mask: Any) -> CArray:
+def _apply2(psi: CArray, m: int, slots: tuple[int, int], matrix: Any, mask: Any) -> CArray:
+    ka, kb = slots
     s = psi.shape[0]
     tensor = psi.reshape((s,) + (2,) * m)
     axes = [m - ka, m - kb]  # row axis first

@@ -80,7 +80,7 @@ class TimingModel:
         qubits: list[int] | None,
     ) -> list[Operation]:
         """`section` with every stretch-holding delay given its value."""
-        from scipy.optimize import linprog  # type: ignore[import-untyped]
+        from scipy.optimize import linprog
 
         stretchy = [op for op in section if op.name == "delay" and op.payload]
         names = sorted({name for op in stretchy for name, _ in op.payload})
@@ -147,7 +147,10 @@ class TimingModel:
                 seconds = op.params[0] + sum(c * values[name] for name, c in op.payload)
                 out.append(
                     Operation(
-                        "delay", op.qubits, (max(seconds, 0.0),), line=op.line,
+                        "delay",
+                        op.qubits,
+                        (max(seconds, 0.0),),
+                        line=op.line,
                         condition=op.condition,
                     )
                 )

@@ -127,9 +127,7 @@ def translate_schedule(
         start, end = to_ns(e)
         if e.condition is not None:
             if not coherent:
-                problems.append(
-                    (e.name, "the controller branches only raman, ms and clock pulses")
-                )
+                problems.append((e.name, "the controller branches only raman, ms and clock pulses"))
             cond = condition(e)
             if cond is not None:
                 pulse["condition"] = cond

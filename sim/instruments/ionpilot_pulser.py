@@ -157,7 +157,9 @@ class Pulser(Protocol):
         "threshold": counts}. Bit j reads 1 (dark) when ion's count in window is below the
         threshold; the pulse plays if the bits read one of `accept`. Every window must end at
         least FEEDBACK_LATENCY_NS before the pulse starts."""
-        ends = {p.window: p.t_ns + p.duration_ns for p in pulses if p.window and p.channel == "detect"}
+        ends = {
+            p.window: p.t_ns + p.duration_ns for p in pulses if p.window and p.channel == "detect"
+        }
         n = self.world.settings.n_ions
         out = []
         for index, (body, pulse) in enumerate(zip(raw, pulses, strict=True)):

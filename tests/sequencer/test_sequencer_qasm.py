@@ -86,7 +86,12 @@ INVALID = [
     ("while", V3 + "qubit q;\nwhile (true) { x q; }\n", 4, "still running after 1000 iterations"),
     ("range", V3 + "qubit q;\nfor int i in [0:19999999] { x q; }\n", 4, "the limit is"),
     ("extern", V3 + "extern tabulate(int[32]) -> bit;\n", 3, "extern 'tabulate' is not offered"),
-    ("stray break", V3 + "qubit q;\nbit c = measure q;\nwhile (true) { if (c) break; }\n", 5, "break"),
+    (
+        "stray break",
+        V3 + "qubit q;\nbit c = measure q;\nwhile (true) { if (c) break; }\n",
+        5,
+        "break",
+    ),
     ("negctrl", V3 + "qubit[2] q;\nnegctrl @ x q[0], q[1];\n", 4, "negctrl"),
     ("opaque", 'OPENQASM 2.0;\ninclude "qelib1.inc";\nqreg q[1];\nopaque g a;\n', 4, "opaque"),
     ("redefinition", V3 + "gate h a { U(0, 0, 0) a; }\n", 3, "already defined"),

@@ -6,6 +6,7 @@ stretch equations of alignment.qasm and dd.qasm, read from the schedule's event 
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from pathlib import Path
@@ -188,13 +189,11 @@ def test_dd_stretches_satisfy_the_specification_equations(device22):
     assert len(pulses) == 4
     x, y = pulses[0].duration_mu, pulses[1].duration_mu
     box_start = program.schedule.events[1].end_mu  # after cooling and preparation
-    others = [
-        e for e in program.schedule.events if e.name.startswith("g") and ".q0" not in e.name
-    ]
+    others = [e for e in program.schedule.events if e.name.startswith("g") and ".q0" not in e.name]
     assert others
     box_end = next(e for e in program.schedule.events if e.kind == "detect").start_mu
     gaps = [pulses[0].start_mu - box_start]
-    gaps += [b.start_mu - a.end_mu for a, b in zip(pulses, pulses[1:], strict=False)]
+    gaps += [b.start_mu - a.end_mu for a, b in itertools.pairwise(pulses)]
     gaps.append(box_end - pulses[-1].end_mu)
     grid = device22.grid_mu
     s = gaps[0] + 0.5 * x
