@@ -84,7 +84,14 @@ class TimingModel:
 
         stretchy = [op for op in section if op.name == "delay" and op.payload]
         names = sorted({name for op in stretchy for name, _ in op.payload})
-        rest = [op for op in section if not (op.name == "delay" and op.payload)]
+        # the stretch delays stay in place with no length: they order the pulses as the real
+        # ones will (a delay ends the merging of single-qubit gates before it)
+        rest = [
+            Operation("delay", op.qubits, (0.0,), line=op.line)
+            if op.name == "delay" and op.payload
+            else op
+            for op in section
+        ]
         ends = self.end_times(rest, num_qubits)
         involved = set(qubits or [])
         for op in section:
