@@ -242,13 +242,7 @@ def parse_qasm(
     `limits` (a `QasmLimits`) bounds qubits, loops and sizes before anything is built."""
     from ionpilot.sequencer.qasm_program import ProgramFrontend, QasmLimits
 
-    source, inferred = _infer_untyped_consts(text)
-    try:
-        with contextlib.redirect_stderr(io.StringIO()):  # ANTLR's lexer prints; we report
-            program = openqasm3.parse(source)
-    except openqasm3.parser.QASM3ParsingError as exc:
-        error = _parse_failure(exc, source)
-        raise QasmError(error.message + _diagnose(text), error.line, error.column) from None
+    program, inferred = read_program(text)
     version = (program.version or "3").strip()
     frontend = ProgramFrontend(
         version2=version.startswith("2"),
@@ -259,6 +253,19 @@ def parse_qasm(
     circuit = frontend.run(program)
     circuit.name = name
     return circuit
+
+
+def read_program(text: str) -> tuple[ast.Program, set[str]]:
+    """The syntax tree of `text` and the names of its untyped constants; `QasmError` with line
+    and column (and what else is wrong, where it can tell) on a syntax error."""
+    source, inferred = _infer_untyped_consts(text)
+    try:
+        with contextlib.redirect_stderr(io.StringIO()):  # ANTLR's lexer prints; we report
+            program = openqasm3.parse(source)
+    except openqasm3.parser.QASM3ParsingError as exc:
+        error = _parse_failure(exc, source)
+        raise QasmError(error.message + _diagnose(text), error.line, error.column) from None
+    return program, inferred
 
 
 def _parse_failure(exc: Exception, text: str) -> QasmError:

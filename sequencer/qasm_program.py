@@ -93,6 +93,12 @@ class _Sub:
     node: ast.SubroutineDefinition
 
 
+class NeedsShotByShot(QasmError):
+    """The program's control flow depends on measurements in a way no pulse schedule can hold
+    (a loop on measurement results, or conditions over too many of them): the simulator can
+    still run it shot by shot (`ionpilot.sequencer.shots`); the trap cannot."""
+
+
 class _Return(Exception):
     def __init__(self, value: Any) -> None:
         self.value = value
@@ -265,11 +271,13 @@ class ProgramFrontend(_Frontend):
         try:
             self._stmt(s, env)
         except DynTooWide as exc:
-            raise _error(
-                s,
-                f"this depends on {exc.count} measurement results in one shot; ionpilot "
+            line, column = _pos(s)
+            raise NeedsShotByShot(
+                f"this depends on {exc.count} measurement results in one shot; a pulse schedule "
                 f"branches on at most {MAX_RECORDS_PER_VALUE} (each condition is a table over "
                 "them)",
+                line,
+                column,
             ) from None
 
     def _stmt(self, s: Any, env: _Env) -> None:
@@ -1330,8 +1338,9 @@ class ProgramFrontend(_Frontend):
                 if running is False:
                     return
                 if iteration == limit:
-                    raise _error(
-                        s,
+                    kind = NeedsShotByShot if isinstance(running, Dyn) else QasmError
+                    line, column = _pos(s)
+                    raise kind(
                         f"while loop still running after {limit} iterations (the configured "
                         "limit, QasmLimits.while_iterations); its condition "
                         + (
@@ -1339,6 +1348,8 @@ class ProgramFrontend(_Frontend):
                             if isinstance(running, Dyn)
                             else "never became false"
                         ),
+                        line,
+                        column,
                     )
                 self.condition = running
                 self.flow_base = running

@@ -10,13 +10,15 @@ from ionpilot.sequencer.backends import Backend, get_backend
 from ionpilot.sequencer.circuit import Circuit
 from ionpilot.sequencer.compiler import CompileReport, NativeCircuit, compile_circuit
 from ionpilot.sequencer.device import device_snapshot
+from ionpilot.sequencer.errors import QasmError
 from ionpilot.sequencer.jobs import Job
-from ionpilot.sequencer.qasm import parse_qasm
-from ionpilot.sequencer.qasm_program import QasmLimits
+from ionpilot.sequencer.qasm import parse_qasm, read_program
+from ionpilot.sequencer.qasm_program import NeedsShotByShot, QasmLimits
 from ionpilot.sequencer.results import result_json
 from ionpilot.sequencer.schedule import Schedule, build_schedule, validate_schedule
 from ionpilot.sequencer.settings import DeviceSettings
-from ionpilot.sequencer.simulator import MAX_QUBITS
+from ionpilot.sequencer.shots import run_shot_by_shot
+from ionpilot.sequencer.simulator import MAX_QUBITS, SimulatedChain
 
 
 @dataclass
@@ -120,8 +122,41 @@ def run_qasm(
 ) -> dict[str, Any]:
     """Parse OpenQASM text and run it (everything is checked before the backend is called)."""
     limits = qasm_limits(backend.name, device)
-    program = compile_program(parse_qasm(text, name=name, device=device, limits=limits), device)
+    try:
+        circuit = parse_qasm(text, name=name, device=device, limits=limits)
+    except NeedsShotByShot as exc:
+        return run_without_schedule(text, exc, backend, device, shots=shots, seed=seed)
+    program = compile_program(circuit, device)
     return run_program(program, backend, device, shots, seed)
+
+
+def run_without_schedule(
+    text: str,
+    why: NeedsShotByShot,
+    backend: Backend,
+    device: DeviceSettings,
+    *,
+    shots: int,
+    seed: int | None,
+) -> dict[str, Any]:
+    """A program no pulse schedule can hold: shot by shot on the simulator, refused elsewhere."""
+    if not isinstance(backend, SimulatedChain):
+        raise QasmError(
+            f"{why.message}; the {backend.name} backend plays pulse schedules only (the "
+            "simulator runs such programs shot by shot)",
+            why.line,
+            why.column,
+        )
+    program, inferred = read_program(text)
+    return run_shot_by_shot(
+        program,
+        inferred,
+        device,
+        shots=shots,
+        seed=seed,
+        ideal=backend.ideal,
+        limits=qasm_limits("sim", device),
+    )
 
 
 def run_schedule(

@@ -16,7 +16,13 @@ from ionpilot.sequencer.backends import BACKEND_NAMES, get_backend
 from ionpilot.sequencer.device import describe_device
 from ionpilot.sequencer.errors import BackendUnavailable, QasmError, ScheduleError, SequencerError
 from ionpilot.sequencer.qasm import parse_qasm
-from ionpilot.sequencer.runner import compile_program, qasm_limits, run_program
+from ionpilot.sequencer.qasm_program import NeedsShotByShot
+from ionpilot.sequencer.runner import (
+    compile_program,
+    qasm_limits,
+    run_program,
+    run_without_schedule,
+)
 from ionpilot.sequencer.settings import DeviceSettings
 from ionpilot.sequencer.trap import BusPulserLink
 
@@ -123,12 +129,21 @@ def run_qasm_file(args: argparse.Namespace) -> int:
         return _error(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, 2)
     try:
         limits = qasm_limits(args.backend, device)
-        circuit = parse_qasm(text, name=Path(args.file).stem, device=device, limits=limits)
-        program = compile_program(circuit, device)
-        if args.backend == "trap":
-            link = pulser_link(config)
-        backend = get_backend(args.backend, device, ideal=args.ideal, link=link)
-        result = run_program(program, backend, device, args.shots, args.seed)
+        try:
+            circuit = parse_qasm(text, name=Path(args.file).stem, device=device, limits=limits)
+        except NeedsShotByShot as why:
+            if args.backend != "sim":
+                raise
+            backend = get_backend("sim", device, ideal=args.ideal)
+            result = run_without_schedule(
+                text, why, backend, device, shots=args.shots, seed=args.seed
+            )
+        else:
+            program = compile_program(circuit, device)
+            if args.backend == "trap":
+                link = pulser_link(config)
+            backend = get_backend(args.backend, device, ideal=args.ideal, link=link)
+            result = run_program(program, backend, device, args.shots, args.seed)
     except QasmError as exc:
         return _error(f"{args.file}: {exc}", 2)
     except ScheduleError as exc:

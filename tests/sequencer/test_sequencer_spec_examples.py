@@ -15,8 +15,17 @@ import pytest
 
 from ionpilot.cli import main
 from ionpilot.config import load_config
-from ionpilot.sequencer import compile_program, get_backend, parse_qasm, run_program
-from ionpilot.sequencer.runner import qasm_limits
+from ionpilot.sequencer import (
+    QasmError,
+    TrapBackend,
+    compile_program,
+    get_backend,
+    parse_qasm,
+    run_program,
+    run_qasm,
+)
+from ionpilot.sequencer.qasm_program import NeedsShotByShot
+from ionpilot.sequencer.runner import qasm_limits, run_without_schedule
 from ionpilot.sequencer.settings import DeviceSettings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,6 +42,7 @@ RUNS = {
     "qft",
     "qpt",
     "rb",
+    "rus",
     "teleport",
     "varteleport",
 }
@@ -44,7 +54,6 @@ REFUSED = {
     "dd": ["line 26", "undefined gate 'u'"],  # `u $3;` names no gate of stdgates.inc
     "defcal": ["line 11", "token recognition error at: ':'"],  # `angle[20]:theta`, `$q`
     "msd": ["33 or more qubits", "more qubits than a state vector of the simulator can hold"],
-    "rus": ["line 22", "depends on 13 measurement results"],
     "scqec": ["extern 'zfirst' is not offered by this device"],
     "t1": ["line 22", "token recognition error at: '$q'"],
     "vqe": ["line 24", "syntax error", "fixed"],  # `fixed[prec, prec]` is no OpenQASM 3 type
@@ -203,3 +212,32 @@ def test_dd_stretches_satisfy_the_specification_equations(device22):
     assert min(gaps) >= 0
     # and $0's path (delays plus pulses) is the box: the stretch closed it
     assert abs(sum(gaps) + 2 * x + 2 * y - (box_end - box_start)) <= 6 * grid
+
+
+def test_repeat_until_success_runs_shot_by_shot_and_agrees_with_the_schedule(device22):
+    # rus.qasm loops until its ancillas read 00: no pulse schedule holds that, so the simulator
+    # walks it shot by shot. Bounded to five tries it also compiles to conditional segments;
+    # both ways must give the same statistics of output_qubit.
+    text = (SPEC / "rus.qasm").read_text()
+    bounded = text.replace(
+        "while(int[2](flags) != 0) {",
+        "int[4] n = 0;\nwhile(int[2](flags) != 0 && n < 5) { n += 1;",
+    )
+    backend = get_backend("sim", device22, ideal=True)
+    scheduled = run_qasm(bounded, backend, device22, shots=800, seed=1)
+    assert scheduled["compile"]["native_counts"]  # it went through the pulse schedule
+    walked = run_without_schedule(
+        bounded, NeedsShotByShot("bounded"), backend, device22, shots=800, seed=2
+    )
+    free = run_qasm(text, backend, device22, shots=800, seed=3)
+    assert "shot by shot" in free["compile"]["mode"]
+
+    def ones(result: dict, index: int) -> float:
+        hits = sum(v for k, v in result["counts"].items() if k.split()[index] == "1")
+        return hits / result["shots"]
+
+    p_sched, p_walk, p_free = ones(scheduled, 1), ones(walked, 0), ones(free, 0)
+    sigma = math.sqrt(0.1 * 0.9 / 800)
+    assert abs(p_sched - p_walk) <= 6 * sigma and abs(p_free - p_walk) <= 6 * sigma
+    with pytest.raises(QasmError, match="plays pulse schedules only"):
+        run_qasm(text, TrapBackend(device22, None), device22, shots=10)
