@@ -102,14 +102,20 @@ class _LiveFrontend(ProgramFrontend):
 
         return bits if _is_register_operand(m.qubit, self, env) else bits[0]
 
-    def outcome(self) -> tuple[int, list[tuple[str, int]]]:
-        word, offset, regs = 0, 0, []
-        for name, size in self.creg_order:
-            for i, bit in enumerate(self.globals.vars[name].value):
-                word |= (int(bit) & 1) << (offset + i)
-            regs.append((name, size))
-            offset += size
-        return word, regs
+    def outcome(self) -> tuple[tuple[int, ...], dict[str, tuple[int, int]]]:
+        """The bit registers' values, and each sized integer or angle variable's (width, value)
+        (reported where it varies between shots, as the scheduled path reports those that
+        depend on measurements)."""
+        words = tuple(
+            sum((int(b) & 1) << i for i, b in enumerate(self.globals.vars[name].value))
+            for name, _ in self.creg_order
+        )
+        extras = {
+            name: (var.width, int(var.value) % (1 << var.width))
+            for name, var in self.globals.vars.items()
+            if var.kind in ("int", "uint", "angle") and var.width and not var.const
+        }
+        return words, extras
 
 
 def run_shot_by_shot(
@@ -127,15 +133,36 @@ def run_shot_by_shot(
         raise SequencerError("shots must be at least 1")
     rng = np.random.default_rng(seed)
     version2 = (program.version or "3").strip().startswith("2")
-    counts: Counter[int] = Counter()
-    regs: list[tuple[str, int]] = []
+    outcomes: Counter[tuple[tuple[int, ...], tuple[tuple[str, int, int], ...]]] = Counter()
     started = time.process_time()
+    walker: _LiveFrontend | None = None
     for _ in range(shots):
         walker = _LiveFrontend(device, limits, inferred, rng, ideal=ideal, version2=version2)
         for stmt in program.statements:
             walker.stmt(stmt, walker.globals)
-        word, regs = walker.outcome()
-        counts[word] += 1
+        words, extras = walker.outcome()
+        outcomes[(words, tuple((k, w, v) for k, (w, v) in extras.items()))] += 1
+    assert walker is not None
+    regs = list(walker.creg_order)
+    seen: dict[str, set[int]] = {}
+    for _, extras_seen in outcomes:
+        for name, _, value in extras_seen:
+            seen.setdefault(name, set()).add(value)
+    varying = [name for name, values in seen.items() if len(values) > 1]
+    counts: Counter[int] = Counter()
+    for (words, extras_seen), n in outcomes.items():
+        word, offset = 0, 0
+        for (_, size), value in zip(walker.creg_order, words, strict=True):
+            word |= value << offset
+            offset += size
+        for name, width, value in extras_seen:
+            if name in varying:
+                word |= value << offset
+                offset += width
+        counts[word] += n
+    for name, width, _ in next(iter(outcomes))[1]:
+        if name in varying:
+            regs.append((name, width))
     total = sum(size for _, size in regs)
     return result_json(
         dict(counts),

@@ -241,3 +241,23 @@ def test_repeat_until_success_runs_shot_by_shot_and_agrees_with_the_schedule(dev
     assert abs(p_sched - p_walk) <= 6 * sigma and abs(p_free - p_walk) <= 6 * sigma
     with pytest.raises(QasmError, match="plays pulse schedules only"):
         run_qasm(text, TrapBackend(device22, None), device22, shots=10)
+
+
+def test_ipe_feed_forward_angles_agree_with_the_shot_by_shot_walker(device22):
+    # ipe.qasm builds an angle from measured bits and feeds it into `inv @ phase(c)`: compiled,
+    # that is 1,023 conditional segments with physical frame corrections; walked shot by shot,
+    # plain numbers and gate matrices. Every bit of c must have the same statistics both ways.
+    text = (SPEC / "ipe.qasm").read_text()
+    backend = get_backend("sim", device22, ideal=True)
+    shots = 300
+    scheduled = run_qasm(text, backend, device22, shots=shots, seed=1)
+    walked = run_without_schedule(
+        text, NeedsShotByShot("cross-check"), backend, device22, shots=shots, seed=2
+    )
+    for bit in range(10):
+        p = [
+            sum(v for k, v in r["counts"].items() if k[9 - bit] == "1") / shots
+            for r in (scheduled, walked)
+        ]
+        mean = (p[0] + p[1]) / 2
+        assert abs(p[0] - p[1]) <= 6 * math.sqrt(max(mean * (1 - mean), 0.01) * 2 / shots)
