@@ -236,7 +236,7 @@ def test_repeat_until_success_runs_shot_by_shot_and_agrees_with_the_schedule(dev
         hits = sum(v for k, v in result["counts"].items() if k.split()[index] == "1")
         return hits / result["shots"]
 
-    p_sched, p_walk, p_free = ones(scheduled, 1), ones(walked, 0), ones(free, 0)
+    p_sched, p_walk, p_free = ones(scheduled, 1), ones(walked, 1), ones(free, 0)
     sigma = math.sqrt(0.1 * 0.9 / 800)
     assert abs(p_sched - p_walk) <= 6 * sigma and abs(p_free - p_walk) <= 6 * sigma
     with pytest.raises(QasmError, match="plays pulse schedules only"):
