@@ -6,8 +6,10 @@ Ports are the device's channels (`port raman_addr_0;`); the device predefines on
 makes more. A `defcal` on physical qubits replaces the native pulses of that gate on those ions:
 `play(frame, constant(duration, amplitude))`, `shift_phase(frame, angle)`, `set_phase`,
 `set_frequency(frame, hz)`, `shift_frequency` and `delay[duration] frame;` become pulse-schedule
-events (the scheduler times them, the validator checks them like any other pulse). A port, frame
-or waveform the device does not have is refused by name with what it does have.
+events (the scheduler times them, the validator checks them like any other pulse). A
+`defcal measure $i -> bit { return capture(frame, duration); }` with a frame on the detection
+port sets the length of that ion's detection window. A port, frame or waveform the device does
+not have is refused by name with what it does have.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ class _Defcal:
     qubits: tuple[int, ...]
     body: list[Any]
     line: int
+    window: float | None = None
 
 
 class CalibrationSet:
@@ -57,6 +60,8 @@ class CalibrationSet:
         for name, ch in device.channels.items():
             if ch.kind == "beam_addressed" and ch.ion is not None:
                 self.frames[f"q{ch.ion}"] = Frame(name, ch.aom_center_frequency, 0.0, ch.ion)
+            if ch.kind == "detection":
+                self.frames["detect"] = Frame(name, 0.0, 0.0, None)
         self.defcals: dict[tuple[str, tuple[int, ...]], _Defcal] = {}
 
     def _parse(self, stmt: Any) -> list[Any]:
@@ -92,9 +97,39 @@ class CalibrationSet:
         for a in stmt.arguments:
             params.append(a.name.name if isinstance(a, ast.ClassicalArgument) else "")
         key = (stmt.name.name, tuple(qubits))
-        self.defcals[key] = _Defcal(
-            stmt.name.name, params, tuple(qubits), body, stmt.span.start_line
-        )
+        cal = _Defcal(stmt.name.name, params, tuple(qubits), body, stmt.span.start_line)
+        if cal.name == "measure":
+            cal.window = self.measure_window(cal, fe)
+        self.defcals[key] = cal
+
+    def measure_window(self, cal: _Defcal, fe: ProgramFrontend) -> float:
+        """`defcal measure $i -> bit { return capture(frame, duration); }`: the window length."""
+        body = cal.body
+        stmt = body[-1] if body else None
+        call = getattr(stmt, "expression", None)
+        if (
+            len(body) != 1
+            or not isinstance(stmt, ast.ReturnStatement)
+            or not isinstance(call, ast.FunctionCall)
+            or call.name.name != "capture"
+        ):
+            raise QasmError(
+                "defcal measure: the device measures with one detection window, written "
+                "`return capture(frame, duration);` on a frame of its detection port",
+                cal.line,
+                1,
+            )
+        frame = self.frame(call.arguments[0])
+        if frame.port != self.device.detection_channel:
+            raise _err(
+                call,
+                f"capture on a frame of port '{frame.port}': the device captures on its "
+                f"detection port '{self.device.detection_channel}' (frame 'detect', or one made "
+                "there with newframe)",
+            )
+        if len(call.arguments) != 2:
+            raise _err(call, "capture(frame, duration) takes a frame and a duration")
+        return self.number(call.arguments[1], fe, {})
 
     def declaration(self, s: Any, fe: ProgramFrontend) -> None:
         from openpulse import ast as pulse_ast
@@ -161,6 +196,11 @@ class CalibrationSet:
             payload.append(self.instruction(s, fe, args))
         return Operation("cal", cal.qubits, line=cal.line, payload=tuple(payload))
 
+    def capture_window(self, qubit: int) -> float | None:
+        """The detection window a `defcal measure $qubit` sets, if the program has one."""
+        cal = self.defcals.get(("measure", (qubit,)))
+        return None if cal is None else cal.window
+
     def frame(self, node: Any) -> Frame:
         if not isinstance(node, ast.Identifier) or node.name not in self.frames:
             got = getattr(node, "name", type(node).__name__)
@@ -223,8 +263,8 @@ class CalibrationSet:
         if fn == "capture":
             raise _err(
                 call,
-                "capture is not offered in calibrations: the device reads ions with "
-                "`measure` (its detection windows)",
+                "capture is offered only as the body of `defcal measure $i -> bit { return "
+                "capture(frame, duration); }` (the device's detection window)",
             )
         raise _err(
             call,

@@ -299,7 +299,8 @@ def _conditional_block(
             sub.flush(op.qubits[0])
             if op.name == "reset":
                 sub.frame[op.qubits[0]] = 0.0
-            sub.out.append(NativeOp(op.name, op.qubits, clbits=op.clbits))
+            window = op.params[0] if op.params else 0.0
+            sub.out.append(NativeOp(op.name, op.qubits, window, clbits=op.clbits))
         elif op.name == "delay":
             for q in op.qubits:
                 sub.flush(q)
@@ -369,6 +370,7 @@ def compile_circuit(circuit: Circuit) -> tuple[NativeCircuit, CompileReport]:
                 j < len(ops)
                 and ops[j].name == name
                 and ops[j].condition is None
+                and ops[j].params == op.params
                 and ops[j].qubits[0] not in seen
             ):
                 seen.add(ops[j].qubits[0])
@@ -377,7 +379,8 @@ def compile_circuit(circuit: Circuit) -> tuple[NativeCircuit, CompileReport]:
             for run_op in ops[i:j]:
                 if name == "reset":
                     low.frame[run_op.qubits[0]] = 0.0
-                low.out.append(NativeOp(name, run_op.qubits, clbits=run_op.clbits))
+                window = run_op.params[0] if run_op.params else 0.0  # a defcal's capture
+                low.out.append(NativeOp(name, run_op.qubits, window, clbits=run_op.clbits))
             i = j
             continue
         if name == "barrier":

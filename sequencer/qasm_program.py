@@ -1075,7 +1075,9 @@ class ProgramFrontend(_Frontend):
         for q in qubits:
             rec = _FRESH + self.fresh
             self.fresh += 1
-            self.emit([Operation("measure", (q,), clbits=(rec,), line=line)], node)
+            window = self.calibrations.capture_window(q)  # a `defcal measure $q` of its own
+            params = () if window is None else (window,)
+            self.emit([Operation("measure", (q,), params, clbits=(rec,), line=line)], node)
             bits.append(select(self.condition, Dyn.record(rec), 0))
         return bits if _is_register_operand(m.qubit, self, env) else bits[0]
 

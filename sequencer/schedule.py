@@ -303,6 +303,7 @@ def build_schedule(
                 i < len(ops)
                 and ops[i].kind == kind
                 and ops[i].condition == cond
+                and ops[i].theta == op.theta
                 and ops[i].qubits[0] not in qubits
             ):
                 qubits.append(ops[i].qubits[0])
@@ -310,7 +311,7 @@ def build_schedule(
                 i += 1
             t0 = max(ready)
             if kind == "measure":
-                dur = detect_mu
+                dur = _to_grid(op.theta, device) if op.theta > 0 else detect_mu
                 events.append(
                     PulseEvent(
                         f"g{index:05d}.detect",

@@ -194,6 +194,22 @@ def test_defcal_on_the_device_frames_plays_its_own_pulses():
     assert pulse.amplitude == 0.5 and pulse.phase_rad == pytest.approx(math.pi / 2)
 
 
+def test_defcal_measure_sets_the_detection_window_by_capture():
+    program = compile_program(
+        parse_qasm(
+            V3 + 'defcalgrammar "openpulse";\n'
+            "defcal measure $0 -> bit { return capture(detect, 120us); }\n"
+            "bit[2] c; x $0; x $1; c[0] = measure $0; c[1] = measure $1;\n"
+        ),
+        DEVICE,
+    )
+    windows = [e for e in program.schedule.events if e.kind == "detect"]
+    assert [(e.qubits, e.duration_mu) for e in windows] == [
+        ((0,), 120_000),
+        ((1,), round(DEVICE.detection_duration / DEVICE.time_unit)),
+    ]
+
+
 @pytest.mark.parametrize(
     ("body", "line", "words"),
     [
@@ -204,7 +220,12 @@ def test_defcal_on_the_device_frames_plays_its_own_pulses():
             4,
             "waveform 'gaussian' is not offered",
         ),
-        ("defcal x $0 { capture(q0, 20us); }\nx $0;\n", 4, "capture is not offered"),
+        ("defcal x $0 { capture(q0, 20us); }\nx $0;\n", 4, "capture is offered only as"),
+        (
+            "defcal measure $0 -> bit { return capture(q0, 120us); }\n",
+            4,
+            "capture on a frame of port 'raman_addr_0'",
+        ),
     ],
 )
 def test_calibrations_off_the_device_are_refused_by_name(body, line, words):
