@@ -61,6 +61,7 @@ class QasmLimits:
     array_elements: int = 1 << 16
     call_depth: int = 64
     records: int = 4096
+    statements: int = 500_000  # executed while compiling (nested loops of classical code)
 
 
 def _majority(bits: list[int]) -> int:
@@ -159,6 +160,7 @@ class ProgramFrontend(_Frontend):
         self.fresh = 0
         self.home_used: set[int] = set()
         self.rename: dict[int, int] = {}
+        self.executed = 0
         self.flow_base: Any = True  # the condition in force where the enclosing loop/call began
         self.depth = 0
         self.timing = TimingModel(device)
@@ -268,6 +270,13 @@ class ProgramFrontend(_Frontend):
     # --- statements ------------------------------------------------------------------------
 
     def stmt(self, s: Any, env: _Env) -> None:
+        self.executed += 1
+        if self.executed > self.limits.statements:
+            raise _error(
+                s,
+                f"the program executes more than {self.limits.statements} statements while "
+                "compiling (QasmLimits.statements); its loops are too long",
+            )
         try:
             self._stmt(s, env)
         except DynTooWide as exc:
@@ -769,6 +778,12 @@ class ProgramFrontend(_Frontend):
         if found is None:
             raise _error(node, f"unsupported operator '{op}'")
         fn = found
+        if op in ("<<", "**") and _too_big(a, b, op, self.limits.register_bits):
+            raise _error(
+                node,
+                f"'{op}' would make an integer wider than {self.limits.register_bits} bits "
+                "(the widest register)",
+            )
         if op == "^" and self.version2:
             fn = _BINARY["**"]
         try:
@@ -1458,6 +1473,17 @@ class _Const(ast.Expression):
 def _literal(value: Any) -> Any:
     node = ast.FloatLiteral(float(_num(value)))
     return node
+
+
+def _too_big(a: Any, b: Any, op: str, bits: int) -> bool:
+    """Whether `a << b` or `a ** b` (integers, not run-time values) would exceed `bits`."""
+    if isinstance(a, Dyn) or isinstance(b, Dyn) or isinstance(a, _AngleBits):
+        return False
+    if not isinstance(b, int) or isinstance(b, bool) or not isinstance(a, int):
+        return False
+    if op == "<<":
+        return b > bits
+    return b > 0 and abs(a) > 1 and b * max(abs(a).bit_length(), 1) > bits
 
 
 def _num(x: Any) -> Any:

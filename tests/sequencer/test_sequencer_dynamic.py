@@ -20,6 +20,7 @@ from ionpilot.sequencer import (
     validate_schedule,
 )
 from ionpilot.sequencer.classical import Dyn, lift, renumber
+from ionpilot.sequencer.qasm_program import QasmLimits
 from ionpilot.sequencer.settings import DeviceSettings
 
 V3 = 'OPENQASM 3.0;\ninclude "stdgates.inc";\n'
@@ -242,6 +243,8 @@ def test_calibrations_off_the_device_are_refused_by_name(body, line, words):
         ("qubit[100000000] q;\n", "declares 100000000 or more qubits"),
         ("array[int[8], 100000, 100000] a;\n", "array of 100000 or more elements"),
         ("qubit q;\nbit[1000000] c;\n", "width must be 1..4096"),
+        ("int x = 1 << 1000000000000;\n", "wider than 4096 bits"),
+        ("int x = 3 ** 1000000000000;\n", "wider than 4096 bits"),
         ("int x = 1;\nx = y + 1;\n", "undeclared identifier 'y'"),
         ("const int n = 2;\nn = 3;\n", "'n' is a constant"),
         ("int[8] k;\ndef f() { k = 1; }\nf();\n", "'k' is a global variable"),
@@ -252,6 +255,13 @@ def test_inputs_are_bounded_before_anything_is_built(body, words):
         parse_qasm(V3 + body)
     assert words in str(info.value)
     assert info.value.line is not None and info.value.column is not None
+
+
+def test_nested_classical_loops_stop_at_the_statement_budget():
+    body = "int k = 0;\nfor int i in [0:999999] { for int j in [0:999999] { k += 1; } }\n"
+    with pytest.raises(QasmError, match="more than 5000 statements") as info:
+        parse_qasm(V3 + body, limits=QasmLimits(statements=5000))
+    assert info.value.line == 4
 
 
 def test_run_time_values_are_tables_over_records():
