@@ -211,7 +211,15 @@ class Circuit:
         qnames = _flat_names(self.qregs)
         cnames = _flat_names(self.cregs)
         for op in self.ops:
+            if op.condition is not None or op.name == "cal" or self.outputs is not None:
+                raise CircuitError(
+                    "to_qasm3 writes static circuits only (this one branches on measurements "
+                    "or carries calibrated pulses)"
+                )
             qs = ", ".join(qnames[q] for q in op.qubits)
+            if op.name == "delay":
+                lines.append(f"delay[{op.params[0] * 1e9:.0f}ns] {qs};")
+                continue
             if op.name == "measure":
                 lines.append(f"{cnames[op.clbits[0]]} = measure {qs};")
             elif op.name in ("reset", "barrier"):
