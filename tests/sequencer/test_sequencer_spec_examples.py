@@ -119,11 +119,15 @@ def _run(text: str, device: DeviceSettings, shots: int, seed: int = 5, ideal: bo
 def test_teleport_delivers_the_state_it_was_given(device22):
     # U(0.3, 0.2, 0.1)|0> has P(1) = sin²(0.15); c2 after `post` (identity) must show it
     shots = 10_000
+    p = math.sin(0.15) ** 2
+    _, ideal = _run((SPEC / "teleport.qasm").read_text(), device22, shots, ideal=True)
+    ones = sum(v for k, v in ideal["counts"].items() if k.split()[0] == "1")
+    assert abs(ones / shots - p) <= 4 * math.sqrt(p * (1 - p) / shots)  # shot noise alone
     _, result = _run((SPEC / "teleport.qasm").read_text(), device22, shots)
     ones = sum(v for k, v in result["counts"].items() if k.split()[0] == "1")
-    p = math.sin(0.15) ** 2
-    # readout and SPAM errors of the device add at most ~1 % here; 5 σ of shot noise beside it
-    assert abs(ones / shots - p) <= 5 * math.sqrt(p * (1 - p) / shots) + 0.01
+    # with the device's errors (readout 0.2-0.6 %, preparation, dephasing over three mid-circuit
+    # detections) c2 may read 1 up to ~1 % more often; 5 σ of shot noise beside that
+    assert abs(ones / shots - p) <= 5 * math.sqrt(p * (1 - p) / shots) + 0.012
     # and c0, c1 are uniform: the corrections, not luck, make c2 right
     c0 = sum(v for k, v in result["counts"].items() if k.split()[2] == "1")
     assert abs(c0 / shots - 0.5) <= 5 * math.sqrt(0.25 / shots)
