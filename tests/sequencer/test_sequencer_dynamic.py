@@ -271,3 +271,13 @@ def test_run_time_values_are_tables_over_records():
     assert lift(lambda x: x * 0, a) == 0  # constant tables collapse
     swapped = renumber(both, lambda r: 10 - r)  # 3 -> 7, 7 -> 3: the table follows
     assert swapped == Dyn((3, 7), (0, 2, 1, 3))
+
+
+def test_device_description_states_externs_feedback_and_pulse_instructions():
+    from ionpilot.sequencer import describe_device
+
+    doc = describe_device(DEVICE)
+    action = doc["action"]["braket.ir.openqasm.program"]
+    assert set(action["supportedExterns"]) == {"vote", "parity"}
+    assert action["feedbackLatency"] == DEVICE.feedback_latency
+    assert any("capture" in i for i in doc["pulse"]["supportedOpenPulseInstructions"])
