@@ -1,7 +1,7 @@
 """Sequencer benchmark: compile speed against qiskit's transpiler (measured in the same run, on
 the same circuits), simulation time of a 10-qubit, 200-gate circuit with 1000 shots, and the
-specification's teleport.qasm (mid-circuit measurement and feed-forward) end to end with 1000
-shots. Times are CPU time of this process (the machine is shared).
+teleportation with feed-forward (tests/sequencer/qasm/teleport_post_v3.qasm: mid-circuit
+measurement, conditional corrections, a post-rotation) end to end with 1000 shots. Times are CPU time of this process (the machine is shared).
 
     .venv/bin/python bench/sequencer.py --json
 
@@ -27,7 +27,7 @@ from ionpilot.sequencer.settings import DeviceSettings
 from ionpilot.sequencer.simulator import SimulatedChain
 
 REPEATS = 3
-TELEPORT = Path(__file__).resolve().parents[1] / "tests/sequencer/qasm/spec/teleport.qasm"
+TELEPORT = Path(__file__).resolve().parents[1] / "tests/sequencer/qasm/teleport_post_v3.qasm"
 
 
 def to_qiskit(circuit: Circuit) -> Any:
@@ -109,10 +109,10 @@ def bench_simulation() -> dict[str, Any]:
 
 
 def bench_teleport() -> dict[str, Any]:
-    """teleport.qasm, 1000 shots, parse + compile + schedule + shot-by-shot simulation."""
+    """teleport_post_v3.qasm, 1000 shots, parse + compile + schedule + shot-by-shot simulation."""
     device = DeviceSettings()
     text = TELEPORT.read_text()
-    out: dict[str, Any] = {"program": "teleport.qasm", "shots": 1000}
+    out: dict[str, Any] = {"program": "teleport_post_v3.qasm", "shots": 1000}
     for ideal in (True, False):
         chain = SimulatedChain(device, ideal=ideal)
 
