@@ -264,7 +264,8 @@ def read_program(text: str) -> tuple[ast.Program, set[str]]:
             program = openqasm3.parse(source)
     except openqasm3.parser.QASM3ParsingError as exc:
         error = _parse_failure(exc, source)
-        raise QasmError(error.message + _diagnose(text), error.line, error.column) from None
+        hint = _line_hint(text, error.line) or _diagnose(text)
+        raise QasmError(error.message + hint, error.line, error.column) from None
     return program, inferred
 
 
@@ -279,6 +280,35 @@ def _parse_failure(exc: Exception, text: str) -> QasmError:
 
 
 _OLD_REGISTER = re.compile(r"^\s*(qubit|bit)\s+[A-Za-z_]\w*\s*\[", re.MULTILINE)
+_DOLLAR_NAME = re.compile(r"\$[A-Za-z_]\w*")
+_COLON_PARAM = re.compile(r"\b(angle|float|int|uint|duration)(\[[^\]]*\])?\s*:\s*[A-Za-z_]")
+_FIXED_TYPE = re.compile(r"\bfixed\s*\[")
+
+
+def _line_hint(text: str, line: int | None) -> str:
+    """What is allowed, where the failing line shows an old or unknown form the parser only
+    reports as a stray token (`$q`, `angle[20]:theta`, `fixed[...]`)."""
+    lines = text.splitlines()
+    if line is None or not 1 <= line <= len(lines):
+        return ""
+    source = lines[line - 1]
+    notes = []
+    if source.lstrip().startswith("defcal") and (m := _COLON_PARAM.search(source)):
+        notes.append(
+            f"found '{m.group()[:-1].rstrip()}': calibration parameters are written "
+            "`angle[20] theta` (type, space, name; the `type:name` form is old)"
+        )
+    if m := _DOLLAR_NAME.search(source):
+        notes.append(
+            f"'{m.group()}': a physical qubit is `$` and a number (`$0`); a calibration for "
+            "any qubit names it without `$` (`defcal x q {...}`)"
+        )
+    if _FIXED_TYPE.search(source):
+        notes.append(
+            "`fixed[...]` is no OpenQASM 3 type (allowed: bit, bool, int, uint, float, angle, "
+            "complex, duration, stretch)"
+        )
+    return "".join(f"; {note}" for note in notes)
 
 
 def _diagnose(text: str) -> str:

@@ -148,7 +148,7 @@ def run_without_schedule(
             why.column,
         )
     program, inferred = read_program(text)
-    return run_shot_by_shot(
+    result = run_shot_by_shot(
         program,
         inferred,
         device,
@@ -157,6 +157,9 @@ def run_without_schedule(
         ideal=backend.ideal,
         limits=qasm_limits("sim", device),
     )
+    # the same record of the device as a scheduled run's, so results compare alike
+    result.setdefault("device", device_snapshot(device))
+    return result
 
 
 def run_schedule(

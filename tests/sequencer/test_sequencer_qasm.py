@@ -10,6 +10,7 @@ import pytest
 from ionpilot.cli import main
 from ionpilot.sequencer import QasmError, parse_qasm, run_qasm
 from ionpilot.sequencer.gates import process_fidelity
+from ionpilot.sequencer.qasm_program import NeedsShotByShot
 from ionpilot.sequencer.settings import DeviceSettings
 
 QASM_DIR = Path(__file__).parent / "qasm"
@@ -103,6 +104,24 @@ INVALID = [
         "cannot assign 2 bits to bit[3]",
     ),
     ("bad function", V3 + "qubit q;\nrx(foo(1)) q;\n", 4, "undefined function 'foo'"),
+    (
+        "named physical qubit",
+        V3 + 'defcalgrammar "openpulse";\ndefcal h $anyone { }\n',
+        4,
+        "a physical qubit is `$` and a number",
+    ),
+    (
+        "old calibration parameter",
+        V3 + 'defcalgrammar "openpulse";\ndefcal rx(angle[16]:a) $1 { }\n',
+        4,
+        "calibration parameters are written `angle[20] theta`",
+    ),
+    (
+        "fixed-point type",
+        V3 + "qubit q;\nfixed[8, 8] gain = 1.5;\n",
+        4,
+        "`fixed[...]` is no OpenQASM 3 type",
+    ),
 ]
 
 
@@ -128,7 +147,10 @@ def test_invalid_programs_give_specific_errors_and_run_nothing(case):
 
 @pytest.mark.parametrize("path", sorted(QASM_DIR.glob("*.qasm")), ids=lambda p: p.name)
 def test_cli_runs_every_test_file(path, capsys):
-    n = parse_qasm(path.read_text()).num_qubits
+    try:
+        n = parse_qasm(path.read_text()).num_qubits
+    except NeedsShotByShot:
+        n = 0  # a loop on measurement results: run-qasm walks it shot by shot
     if n > DeviceSettings().ions:
         pytest.skip("more qubits than the default device")
     code = main(["run-qasm", str(path), "--shots", "200", "--ideal", "--seed", "3", "--json"])

@@ -34,18 +34,28 @@ RUNS = {
     "teleport",
     "varteleport",
 }
-# file -> what the refusal must say (each is what is really wrong with the file)
-REFUSED = {
-    "adder": ["line 20", "syntax error", "qubit[4] a;"],  # `qubit cin[1], a[4]` is OpenQASM 2 form
-    "arrays": ["line 51", "index 4 out of range for size 4"],  # my_defined_uints[a - 1], a = 5
-    "cphase": ["'CX' is not defined in OpenQASM 3", "register 'q' is never declared"],
-    "dd": ["line 26", "undefined gate 'u'"],  # `u $3;` names no gate of stdgates.inc
-    "defcal": ["line 11", "token recognition error at: ':'"],  # `angle[20]:theta`, `$q`
-    "msd": ["33 or more qubits", "more qubits than a state vector of the simulator can hold"],
-    "scqec": ["extern 'zfirst' is not offered by this device"],
-    "t1": ["line 22", "token recognition error at: '$q'"],
-    "vqe": ["line 24", "syntax error", "fixed"],  # `fixed[prec, prec]` is no OpenQASM 3 type
+# file -> what the refusal must say, one list per version of the file seen in the
+# specification's history (each is what is really wrong with that version)
+REFUSED: dict[str, list[list[str]]] = {
+    "adder": [
+        # `qubit cin[1], a[4]` is the OpenQASM 2 form (47b0936)
+        ["line 20", "syntax error", "qubit[4] a;"],
+        # registers fixed, but the loop reads `ain`, declared as `a_in` (3affeb0)
+        ["line 35", "undeclared identifier 'ain'", "did you mean 'a_in'?"],
+    ],
+    # my_defined_uints[a - 1] with a = 5
+    "arrays": [["line 51", "index 4 out of range for size 4"]],
+    "cphase": [["'CX' is not defined in OpenQASM 3", "register 'q' is never declared"]],
+    "dd": [["line 26", "undefined gate 'u'"]],  # `u $3;` names no gate of stdgates.inc
+    "defcal": [["line 11", "the `type:name` form is old", "'$q': a physical qubit is"]],
+    "msd": [["33 or more qubits", "more qubits than a state vector of the simulator can hold"]],
+    "scqec": [["extern 'zfirst' is not offered by this device"]],
+    "t1": [["line 22", "'$q': a physical qubit is `$` and a number"]],
+    "vqe": [["line 24", "`fixed[...]` is no OpenQASM 3 type"]],
 }
+# refused in the versions above, but a later version of the specification corrects the
+# program: there it must run
+CORRECTED_LATER = {"adder"}
 
 
 def _lab_file(tmp: Path) -> Path:
@@ -89,12 +99,11 @@ def test_spec_example_runs_or_is_refused_for_what_is_wrong(name, spec_dir, lab22
     argv = ["run-qasm", str(path), "--backend", "sim", "--config", str(lab22)]
     code = main([*argv, "--shots", "200", "--seed", "1", "--json"])
     out, err = capsys.readouterr()
-    if name in RUNS:
+    if name in RUNS or (name in CORRECTED_LATER and code == 0):
         assert code == 0, err
         result = json.loads(out)
         assert sum(result["counts"].values()) == 200
         return
     assert code == 2, out
-    for fragment in REFUSED[name]:
-        assert fragment in err, err
+    assert any(all(f in err for f in version) for version in REFUSED[name]), err
     assert err.count("\n") == 1 and "Traceback" not in err
