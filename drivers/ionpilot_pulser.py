@@ -218,11 +218,21 @@ class IonpilotPulser(Instrument, IonpilotDriver):
         return self.request("describe")
 
     def run(self, shots: int, schedule: list[dict[str, Any]]) -> dict[str, Any]:
-        """Run a pulse schedule `shots` times; returns windows and per-shot counts."""
+        """Run a pulse schedule `shots` times; returns windows and per-shot counts. A pulse may
+        carry a `condition` ({"bits": [[window, ion], ...], "accept": [...], "threshold": n}):
+        a conditional segment, played only in shots whose detection windows read so."""
         if isinstance(shots, bool) or not isinstance(shots, int) or shots < 1:
             raise ValueError(f"shots must be a positive int, not {shots!r}")
         if not isinstance(schedule, list):
             raise TypeError("schedule must be a list of pulses")
+        for index, pulse in enumerate(schedule):
+            cond = pulse.get("condition") if isinstance(pulse, dict) else None
+            if cond is not None and (
+                not isinstance(cond, dict)
+                or not isinstance(cond.get("bits"), list)
+                or not isinstance(cond.get("accept"), list)
+            ):
+                raise ValueError(f"pulse {index}: condition needs 'bits' and 'accept' lists")
         result = self.request("run", timeout_s=self._run_timeout_s, shots=shots, schedule=schedule)
         counts = result.get("counts")
         if not isinstance(counts, list) or len(counts) != shots:

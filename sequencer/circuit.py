@@ -2,7 +2,13 @@
 
 A `Circuit` is a flat list of `Operation`s on integer qubits and classical bits (registers are
 kept only as names and sizes, for printing results). Gates are library gates by name
-(`ionpilot.sequencer.gates.IR_GATES`); `measure`, `reset` and `barrier` are the non-unitary ops.
+(`ionpilot.sequencer.gates.IR_GATES`); `measure`, `reset`, `barrier`, `delay` (idle time in
+seconds) and `cal` (a calibration's pulses) are the other ops.
+
+Dynamic circuits: a measurement writes a *record* (the classical bits of the IR are records); an
+op with a `condition` (records, accepted assignments) runs only in shots whose records read one
+of the accepted assignments (bit j of an assignment is record j). `outputs`, when set, says how
+each bit of the result registers (`cregs`) is computed from the records at the end of a shot.
 """
 
 from __future__ import annotations
@@ -10,13 +16,16 @@ from __future__ import annotations
 import math
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from ionpilot.sequencer.errors import CircuitError
 from ionpilot.sequencer.gates import IR_GATES, CArray, apply_matrix, evolve_identity, gate_matrix
 
-NON_UNITARY = ("measure", "reset", "barrier")
+NON_UNITARY = ("measure", "reset", "barrier", "delay", "cal")
+Condition = tuple[tuple[int, ...], tuple[int, ...]]
+OutputBit = tuple[tuple[int, ...], tuple[int, ...]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +37,8 @@ class Operation:
     params: tuple[float, ...] = ()
     clbits: tuple[int, ...] = ()
     line: int = 0
+    condition: Condition | None = None
+    payload: tuple[Any, ...] = ()
 
 
 @dataclass
@@ -41,6 +52,7 @@ class Circuit:
     cregs: list[tuple[str, int]] = field(default_factory=list)
     global_phase: float = 0.0
     name: str = "circuit"
+    outputs: list[OutputBit] | None = None
 
     def __post_init__(self) -> None:
         if not self.qregs and self.num_qubits:
@@ -178,6 +190,11 @@ class Circuit:
 
     # --- inspection ------------------------------------------------------------------------
 
+    @property
+    def is_dynamic(self) -> bool:
+        """Whether any operation depends on a measurement result of the same shot."""
+        return any(op.condition is not None for op in self.ops)
+
     def gate_counts(self) -> dict[str, int]:
         """How many of each operation."""
         return dict(Counter(op.name for op in self.ops))
@@ -194,7 +211,15 @@ class Circuit:
         qnames = _flat_names(self.qregs)
         cnames = _flat_names(self.cregs)
         for op in self.ops:
+            if op.condition is not None or op.name == "cal" or self.outputs is not None:
+                raise CircuitError(
+                    "to_qasm3 writes static circuits only (this one branches on measurements "
+                    "or carries calibrated pulses)"
+                )
             qs = ", ".join(qnames[q] for q in op.qubits)
+            if op.name == "delay":
+                lines.append(f"delay[{op.params[0] * 1e9:.0f}ns] {qs};")
+                continue
             if op.name == "measure":
                 lines.append(f"{cnames[op.clbits[0]]} = measure {qs};")
             elif op.name in ("reset", "barrier"):

@@ -60,6 +60,8 @@ class NativeOp:
     theta: float = 0.0
     phases: tuple[float, ...] = ()
     clbits: tuple[int, ...] = ()
+    condition: tuple[tuple[int, ...], tuple[int, ...]] | None = None
+    payload: tuple[Any, ...] = ()
 
 
 @dataclass
@@ -281,6 +283,59 @@ class _Lowering:
             raise CircuitError(f"the compiler has no decomposition for '{name}'")
 
 
+def _conditional_block(
+    low: _Lowering, ops: list[Any], condition: tuple[tuple[int, ...], tuple[int, ...]]
+) -> None:
+    """Ops that run only when `condition` holds: lowered in a copy of the frames, after which the
+    frame change of the taken branch is made physical (RZ(δ) ∝ R(π, δ/2)·R(π, 0)) so both
+    branches leave every qubit in the same frame."""
+    touched = sorted({q for op in ops for q in op.qubits})
+    for q in touched:
+        low.flush(q)
+    sub = _Lowering(len(low.frame))
+    sub.frame = list(low.frame)
+    for op in ops:
+        if op.name in ("measure", "reset"):
+            sub.flush(op.qubits[0])
+            if op.name == "reset":
+                sub.frame[op.qubits[0]] = 0.0
+            window = op.params[0] if op.params else 0.0
+            sub.out.append(NativeOp(op.name, op.qubits, window, clbits=op.clbits))
+        elif op.name == "delay":
+            for q in op.qubits:
+                sub.flush(q)
+            sub.out.append(NativeOp("delay", op.qubits, op.params[0]))
+        elif op.name == "barrier":
+            for q in op.qubits:
+                sub.flush(q)
+        elif op.name == "cal":
+            raise CircuitError("a calibrated gate cannot be conditional")
+        else:
+            sub.gate(op.name, op.qubits, op.params)
+    for q in touched:
+        sub.flush(q)
+        delta = math.remainder(sub.frame[q] - low.frame[q], TWO_PI)
+        if abs(delta) > EPS:
+            sub.out.append(NativeOp("r", (q,), math.pi, (0.0,)))
+            sub.out.append(NativeOp("r", (q,), math.pi, (normalise_phase(delta / 2),)))
+    for nop in sub.out:
+        low.out.append(NativeOp(nop.kind, nop.qubits, nop.theta, nop.phases, nop.clbits, condition))
+
+
+def _calibrated(low: _Lowering, op: Any) -> None:
+    """A defcal's pulses: phases of plays on an ion's frame follow that ion's virtual frame."""
+    for q in op.qubits:
+        low.flush(q)
+    payload = []
+    for item in op.payload:
+        if item[0] == "play" and item[6] is not None:
+            kind, port, freq, phase, duration, amplitude, ion = item
+            payload.append((kind, port, freq, phase - low.frame[ion], duration, amplitude, ion))
+        else:
+            payload.append(item)
+    low.out.append(NativeOp("cal", op.qubits, payload=tuple(payload)))
+
+
 def compile_circuit(circuit: Circuit) -> tuple[NativeCircuit, CompileReport]:
     """Lower `circuit` to native gates; the report's duration is filled in by the scheduler."""
     started = time.perf_counter()
@@ -290,18 +345,42 @@ def compile_circuit(circuit: Circuit) -> tuple[NativeCircuit, CompileReport]:
     while i < len(ops):
         op = ops[i]
         name = op.name
+        if op.condition is not None:
+            j = i
+            while j < len(ops) and ops[j].condition == op.condition:
+                j += 1
+            _conditional_block(low, ops[i:j], op.condition)
+            i = j
+            continue
+        if name == "delay":
+            for q in op.qubits:
+                low.flush(q)
+            low.out.append(NativeOp("delay", op.qubits, op.params[0]))
+            i += 1
+            continue
+        if name == "cal":
+            _calibrated(low, op)
+            i += 1
+            continue
         if name in ("measure", "reset"):
             # a run of measurements (or resets) becomes one detection (pumping) window
             j = i
             seen: set[int] = set()
-            while j < len(ops) and ops[j].name == name and ops[j].qubits[0] not in seen:
+            while (
+                j < len(ops)
+                and ops[j].name == name
+                and ops[j].condition is None
+                and ops[j].params == op.params
+                and ops[j].qubits[0] not in seen
+            ):
                 seen.add(ops[j].qubits[0])
                 low.flush(ops[j].qubits[0])
                 j += 1
             for run_op in ops[i:j]:
                 if name == "reset":
                     low.frame[run_op.qubits[0]] = 0.0
-                low.out.append(NativeOp(name, run_op.qubits, clbits=run_op.clbits))
+                window = run_op.params[0] if run_op.params else 0.0  # a defcal's capture
+                low.out.append(NativeOp(name, run_op.qubits, window, clbits=run_op.clbits))
             i = j
             continue
         if name == "barrier":

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from ionpilot.sequencer.gates import STD_GATES
+from ionpilot.sequencer.qasm_program import EXTERNS
 from ionpilot.sequencer.schedule import addressed_channels, ms_sideband_hz
 from ionpilot.sequencer.settings import DeviceSettings
 
@@ -141,6 +142,10 @@ def describe_device(device: DeviceSettings) -> dict[str, Any]:
                 "supportedPragmas": [],
                 "forbiddenPragmas": [],
                 "supportPhysicalQubits": True,
+                "supportsMidCircuitMeasurement": True,
+                "supportsFeedForward": True,
+                "feedbackLatency": device.feedback_latency,
+                "supportedExterns": {name: text for name, (text, _) in EXTERNS.items()},
                 "supportedResultTypes": [
                     {"name": "Probability", "minShots": 1, "maxShots": 100000}
                 ],
@@ -163,11 +168,20 @@ def describe_device(device: DeviceSettings) -> dict[str, Any]:
         "pulse": {
             "braketSchemaHeader": _header("pulse.pulse_device_action_properties_v1"),
             "supportedQhpTemplateWaveforms": {"constant": {}, "bichromatic": {}},
+            "supportedOpenPulseInstructions": [
+                "play(frame, constant(duration, amplitude))",
+                "shift_phase",
+                "set_phase",
+                "set_frequency",
+                "shift_frequency",
+                "delay[duration] frame",
+                "capture(frame, duration) in defcal measure",
+            ],
             "ports": ports,
             "frames": frames,
             "supportsLocalPulseElements": False,
-            "supportsDynamicFrames": False,
-            "supportsNonNativeGatesWithPulses": False,
+            "supportsDynamicFrames": True,
+            "supportsNonNativeGatesWithPulses": True,
             "validationParameters": {
                 "MAX_SCALE": 1.0,
                 "MAX_AMPLITUDE": max(

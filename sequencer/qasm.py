@@ -11,7 +11,10 @@ line and column of the construct, raised before anything runs.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,6 +36,7 @@ from ionpilot.sequencer.gates import (
     single_matrix,
     u_params,
 )
+from ionpilot.sequencer.settings import DeviceSettings
 
 MAX_OPERATIONS = 2_000_000
 MAX_GATE_DEPTH = 64
@@ -205,23 +209,147 @@ def _syntax_error(text: str) -> QasmError:
     return QasmError(f"syntax error: {msg}", line, column + 1)
 
 
-def parse_qasm(text: str, name: str = "program") -> Circuit:
-    """Parse OpenQASM 3 or 2 text into a `Circuit`; raises `QasmError` with line and column."""
-    try:
-        program = openqasm3.parse(text)
-    except openqasm3.parser.QASM3ParsingError as exc:
-        message = str(exc)
-        if message.startswith("L") and ":C" in message:
-            head, _, rest = message.partition(": ")
-            line_text, _, col_text = head[1:].partition(":C")
-            if line_text.isdigit() and col_text.isdigit():
-                raise QasmError(rest, int(line_text), int(col_text) + 1) from None
-        raise _syntax_error(text) from None
+_UNTYPED_CONST = re.compile(r"^(\s*)const\s+([A-Za-z_][A-Za-z_0-9]*)\s*=", re.MULTILINE)
+_UNTYPED_FOR = re.compile(r"\bfor\s+([A-Za-z_][A-Za-z_0-9]*)\s+in\b")
+_TYPED_GATE_PARAM = re.compile(r"\b(angle|float|int|uint)(\[[^\]]*\])?\s*:\s*")
+
+
+def _infer_untyped_consts(text: str) -> tuple[str, set[str]]:
+    """`const n = 3;` (the specification's examples write constants so) read as a constant whose
+    type is that of its value: the text gets a placeholder type, the name is remembered."""
+    names: set[str] = set()
+
+    def fix(m: re.Match[str]) -> str:
+        names.add(m.group(2))
+        return f"{m.group(1)}const int {m.group(2)} ="
+
+    text = _UNTYPED_CONST.sub(fix, text)
+    # `for i in [0:3]` likewise: the loop variable of an untyped for loop is an int
+    text = _UNTYPED_FOR.sub(lambda m: f"for int {m.group(1)} in", text)
+    return text, names
+
+
+def parse_qasm(
+    text: str,
+    name: str = "program",
+    *,
+    device: DeviceSettings | None = None,
+    limits: Any = None,
+) -> Circuit:
+    """Parse OpenQASM 3 or 2 text into a `Circuit`; raises `QasmError` with line and column.
+
+    `device` gives gate durations (durationof, stretches), ports and frames (calibrations);
+    `limits` (a `QasmLimits`) bounds qubits, loops and sizes before anything is built."""
+    from ionpilot.sequencer.qasm_program import ProgramFrontend, QasmLimits
+
+    program, inferred = read_program(text)
     version = (program.version or "3").strip()
-    frontend = _Frontend(version2=version.startswith("2"))
+    frontend = ProgramFrontend(
+        version2=version.startswith("2"),
+        device=device or DeviceSettings(),
+        limits=limits or QasmLimits(),
+        inferred=inferred,
+    )
     circuit = frontend.run(program)
     circuit.name = name
     return circuit
+
+
+def read_program(text: str) -> tuple[ast.Program, set[str]]:
+    """The syntax tree of `text` and the names of its untyped constants; `QasmError` with line
+    and column (and what else is wrong, where it can tell) on a syntax error."""
+    source, inferred = _infer_untyped_consts(text)
+    try:
+        with contextlib.redirect_stderr(io.StringIO()):  # ANTLR's lexer prints; we report
+            program = openqasm3.parse(source)
+    except openqasm3.parser.QASM3ParsingError as exc:
+        error = _parse_failure(exc, source)
+        hint = _line_hint(text, error.line) or _diagnose(text)
+        raise QasmError(error.message + hint, error.line, error.column) from None
+    return program, inferred
+
+
+def _parse_failure(exc: Exception, text: str) -> QasmError:
+    message = str(exc)
+    if message.startswith("L") and ":C" in message:
+        head, _, rest = message.partition(": ")
+        line_text, _, col_text = head[1:].partition(":C")
+        if line_text.isdigit() and col_text.isdigit():
+            return QasmError(rest, int(line_text), int(col_text) + 1)
+    return _syntax_error(text)
+
+
+_OLD_REGISTER = re.compile(r"^\s*(qubit|bit)\s+[A-Za-z_]\w*\s*\[", re.MULTILINE)
+_DOLLAR_NAME = re.compile(r"\$[A-Za-z_]\w*")
+_COLON_PARAM = re.compile(r"\b(angle|float|int|uint|duration)(\[[^\]]*\])?\s*:\s*[A-Za-z_]")
+_FIXED_TYPE = re.compile(r"\bfixed\s*\[")
+
+
+def _line_hint(text: str, line: int | None) -> str:
+    """What is allowed, where the failing line shows an old or unknown form the parser only
+    reports as a stray token (`$q`, `angle[20]:theta`, `fixed[...]`)."""
+    lines = text.splitlines()
+    if line is None or not 1 <= line <= len(lines):
+        return ""
+    source = lines[line - 1]
+    notes = []
+    if source.lstrip().startswith("defcal") and (m := _COLON_PARAM.search(source)):
+        notes.append(
+            f"found '{m.group()[:-1].rstrip()}': calibration parameters are written "
+            "`angle[20] theta` (type, space, name; the `type:name` form is old)"
+        )
+    if m := _DOLLAR_NAME.search(source):
+        notes.append(
+            f"'{m.group()}': a physical qubit is `$` and a number (`$0`); a calibration for "
+            "any qubit names it without `$` (`defcal x q {...}`)"
+        )
+    if _FIXED_TYPE.search(source):
+        notes.append(
+            "`fixed[...]` is no OpenQASM 3 type (allowed: bit, bool, int, uint, float, angle, "
+            "complex, duration, stretch)"
+        )
+    return "".join(f"; {note}" for note in notes)
+
+
+def _diagnose(text: str) -> str:
+    """After a syntax error: what else is wrong, found by reading a repaired copy (typed gate
+    parameters, an old OpenQASM habit, are the usual cause)."""
+    if _OLD_REGISTER.search(text):
+        return (
+            "; registers are declared as `qubit[4] a;` in OpenQASM 3 (`qubit a[4]` is the old form)"
+        )
+    repaired, count = _TYPED_GATE_PARAM.subn("", text)
+    if not count:
+        return ""
+    repaired, _ = _infer_untyped_consts(repaired)
+    try:
+        with contextlib.redirect_stderr(io.StringIO()):
+            program = openqasm3.parse(repaired)
+    except Exception:
+        return ""
+    notes = ["gate parameters carry no type in OpenQASM 3 (found e.g. 'angle[32]: θ')"]
+    declared = {s.qubit.name for s in program.statements if isinstance(s, ast.QubitDeclaration)}
+    v3 = not (program.version or "3").startswith("2")
+    for node in _walk(program):
+        if isinstance(node, ast.QuantumGate) and node.name.name == "CX" and v3:
+            line = node.span.start_line if node.span else "?"
+            notes.append(f"line {line}: 'CX' is not defined in OpenQASM 3 (cx from stdgates.inc)")
+        if isinstance(node, ast.IndexedIdentifier) and node.name.name not in declared:
+            line = node.span.start_line if node.span else "?"
+            notes.append(f"line {line}: qubit register '{node.name.name}' is never declared")
+    return "; and, reading past it: " + "; ".join(dict.fromkeys(notes))
+
+
+def _walk(node: Any) -> Any:
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        yield n
+        for value in getattr(n, "__dict__", {}).values():
+            if isinstance(value, list):
+                stack.extend(v for v in value if isinstance(v, ast.QASMNode))
+            elif isinstance(value, ast.QASMNode):
+                stack.append(value)
 
 
 def _library_defs(text: str, library: str, replaceable_names: set[str]) -> list[_GateDef]:

@@ -10,11 +10,15 @@ from ionpilot.sequencer.backends import Backend, get_backend
 from ionpilot.sequencer.circuit import Circuit
 from ionpilot.sequencer.compiler import CompileReport, NativeCircuit, compile_circuit
 from ionpilot.sequencer.device import device_snapshot
+from ionpilot.sequencer.errors import QasmError
 from ionpilot.sequencer.jobs import Job
-from ionpilot.sequencer.qasm import parse_qasm
+from ionpilot.sequencer.qasm import parse_qasm, read_program
+from ionpilot.sequencer.qasm_program import NeedsShotByShot, QasmLimits
 from ionpilot.sequencer.results import result_json
 from ionpilot.sequencer.schedule import Schedule, build_schedule, validate_schedule
 from ionpilot.sequencer.settings import DeviceSettings
+from ionpilot.sequencer.shots import run_shot_by_shot
+from ionpilot.sequencer.simulator import MAX_QUBITS, SimulatedChain
 
 
 @dataclass
@@ -56,12 +60,18 @@ def run_program(
     """Run a compiled program and return the result document."""
     validate_schedule(program.schedule, device)
     sim = backend.run(program.schedule, shots, seed)
+    counts, probabilities = sim.counts, sim.probabilities
+    num_bits = program.schedule.num_clbits
+    if program.circuit.outputs is not None:
+        counts = remap_records(counts, program.circuit.outputs)
+        probabilities = remap_records(probabilities, program.circuit.outputs)
+        num_bits = len(program.circuit.outputs)
     return result_json(
-        sim.counts,
-        sim.probabilities,
+        counts,
+        probabilities,
         sim.shots,
         program.schedule.cregs,
-        program.schedule.num_clbits,
+        num_bits,
         exact=sim.exact,
         extra={
             "backend": backend.name,
@@ -69,6 +79,35 @@ def run_program(
             "compile": program.report.to_json(),
             "device": device_snapshot(device),
         },
+    )
+
+
+def remap_records(values: dict[int, Any], outputs: list[Any]) -> dict[int, Any]:
+    """Counts (or probabilities) keyed by measurement records -> keyed by the result registers'
+    bits, each computed from the records as the program's classical code said."""
+    out: dict[int, Any] = {}
+    for key, v in values.items():
+        word = 0
+        for j, (records, table) in enumerate(outputs):
+            index = 0
+            for pos, r in enumerate(records):
+                index |= ((key >> r) & 1) << pos
+            word |= int(table[index]) << j
+        out[word] = out.get(word, 0) + v
+    return out
+
+
+def qasm_limits(backend: str, device: DeviceSettings) -> QasmLimits:
+    """What the front end refuses before building anything, for this backend and device."""
+    if backend == "sim":
+        return QasmLimits(
+            max_qubits=MAX_QUBITS,
+            qubit_limit_reason=(
+                f"more qubits than a state vector of the simulator can hold ({MAX_QUBITS})"
+            ),
+        )
+    return QasmLimits(
+        max_qubits=device.ions, qubit_limit_reason=f"the device has {device.ions} ions"
     )
 
 
@@ -82,8 +121,45 @@ def run_qasm(
     name: str = "program",
 ) -> dict[str, Any]:
     """Parse OpenQASM text and run it (everything is checked before the backend is called)."""
-    program = compile_program(parse_qasm(text, name=name), device)
+    limits = qasm_limits(backend.name, device)
+    try:
+        circuit = parse_qasm(text, name=name, device=device, limits=limits)
+    except NeedsShotByShot as exc:
+        return run_without_schedule(text, exc, backend, device, shots=shots, seed=seed)
+    program = compile_program(circuit, device)
     return run_program(program, backend, device, shots, seed)
+
+
+def run_without_schedule(
+    text: str,
+    why: NeedsShotByShot,
+    backend: Backend,
+    device: DeviceSettings,
+    *,
+    shots: int,
+    seed: int | None,
+) -> dict[str, Any]:
+    """A program no pulse schedule can hold: shot by shot on the simulator, refused elsewhere."""
+    if not isinstance(backend, SimulatedChain):
+        raise QasmError(
+            f"{why.message}; the {backend.name} backend plays pulse schedules only (the "
+            "simulator runs such programs shot by shot)",
+            why.line,
+            why.column,
+        )
+    program, inferred = read_program(text)
+    result = run_shot_by_shot(
+        program,
+        inferred,
+        device,
+        shots=shots,
+        seed=seed,
+        ideal=backend.ideal,
+        limits=qasm_limits("sim", device),
+    )
+    # the same record of the device as a scheduled run's, so results compare alike
+    result.setdefault("device", device_snapshot(device))
+    return result
 
 
 def run_schedule(

@@ -49,6 +49,7 @@ class PulseEvent:
     qubits: tuple[int, ...] = ()
     clbits: tuple[int, ...] = ()
     window: str = ""  # a cooling event that also counts photons, under this window name
+    condition: tuple[tuple[int, ...], tuple[int, ...]] | None = None
 
     @property
     def end_mu(self) -> int:
@@ -109,6 +110,12 @@ class Schedule:
                     qubits=tuple(int(q) for q in e.get("qubits", ())),
                     clbits=tuple(int(c) for c in e.get("clbits", ())),
                     window=str(e.get("window", "")),
+                    condition=None
+                    if e.get("condition") is None
+                    else (
+                        tuple(int(r) for r in e["condition"][0]),
+                        tuple(int(a) for a in e["condition"][1]),
+                    ),
                 )
                 for e in data["events"]
             ]
@@ -135,6 +142,9 @@ def _event_json(e: PulseEvent) -> dict[str, Any]:
         "frames": list(e.frames),
         "qubits": list(e.qubits),
         "clbits": list(e.clbits),
+        "condition": None
+        if e.condition is None
+        else [list(e.condition[0]), list(e.condition[1])],
     }
     if not e.window:
         del out["window"]  # only counting cooling events carry one
@@ -172,8 +182,11 @@ def ms_sideband_hz(device: DeviceSettings) -> float:
     return device.motional_frequency + 1.0 / device.ms_gate.duration
 
 
-def build_schedule(native: NativeCircuit, device: DeviceSettings) -> Schedule:
-    """Time every native operation as-soon-as-possible on its channels."""
+def build_schedule(
+    native: NativeCircuit, device: DeviceSettings, ready_out: list[int] | None = None
+) -> Schedule:
+    """Time every native operation as-soon-as-possible on its channels (`ready_out`, if given,
+    receives the time at which each qubit is free at the end)."""
     n = native.num_qubits
     if n > device.ions:
         raise SequencerError(f"program needs {n} qubits, the device has {device.ions} ions")
@@ -200,9 +213,28 @@ def build_schedule(native: NativeCircuit, device: DeviceSettings) -> Schedule:
     i = 0
     index = 0
     detect_mu = _to_grid(device.detection_duration, device)
+    latency_mu = _to_grid(device.feedback_latency, device) if device.feedback_latency > 0 else 0
+    record_ready: dict[int, int] = {}
     while i < len(ops):
         op = ops[i]
         index += 1
+        cond = op.condition
+        if cond is not None:
+            floor = max((record_ready.get(r, 0) for r in cond[0]), default=0)
+            for q in op.qubits if op.kind != "measure" else range(n):
+                ready[q] = max(ready[q], floor)
+        if op.kind == "delay":
+            mu = round(op.theta / unit / device.grid_mu) * device.grid_mu
+            for q in op.qubits:
+                ready[q] += mu
+            i += 1
+            continue
+        if op.kind == "cal":
+            t_end = _calibration_events(op, device, ready, events, index)
+            for q in op.qubits:
+                ready[q] = t_end
+            i += 1
+            continue
         if op.kind == "r":
             group = _global_group(ops, i, n)
             if group:
@@ -220,6 +252,7 @@ def build_schedule(native: NativeCircuit, device: DeviceSettings) -> Schedule:
                         frequency_hz=ch.aom_center_frequency,
                         phase_rad=op.phases[0],
                         frames=tuple(f"q{q}" for q in range(n)),
+                        condition=cond,
                     )
                 )
                 ready = [t0 + dur] * n
@@ -239,6 +272,7 @@ def build_schedule(native: NativeCircuit, device: DeviceSettings) -> Schedule:
                     frequency_hz=ch.aom_center_frequency,
                     phase_rad=op.phases[0],
                     frames=(f"q{q}",),
+                    condition=cond,
                 )
             )
             ready[q] += dur
@@ -259,6 +293,7 @@ def build_schedule(native: NativeCircuit, device: DeviceSettings) -> Schedule:
                         phase_rad=phase,
                         sideband_hz=sideband,
                         frames=(f"q{q}",),
+                        condition=cond,
                     )
                 )
             ready[a] = ready[b] = ms_free = t0 + ms_mu
@@ -270,13 +305,19 @@ def build_schedule(native: NativeCircuit, device: DeviceSettings) -> Schedule:
             kind = op.kind
             qubits: list[int] = []
             clbits: list[int] = []
-            while i < len(ops) and ops[i].kind == kind and ops[i].qubits[0] not in qubits:
+            while (
+                i < len(ops)
+                and ops[i].kind == kind
+                and ops[i].condition == cond
+                and ops[i].theta == op.theta
+                and ops[i].qubits[0] not in qubits
+            ):
                 qubits.append(ops[i].qubits[0])
                 clbits.extend(ops[i].clbits or (-1,))
                 i += 1
             t0 = max(ready)
             if kind == "measure":
-                dur = detect_mu
+                dur = _to_grid(op.theta, device) if op.theta > 0 else detect_mu
                 events.append(
                     PulseEvent(
                         f"g{index:05d}.detect",
@@ -286,8 +327,12 @@ def build_schedule(native: NativeCircuit, device: DeviceSettings) -> Schedule:
                         kind="detect",
                         qubits=tuple(qubits),
                         clbits=tuple(clbits),
+                        condition=cond,
                     )
                 )
+                for c in clbits:
+                    if c >= 0:
+                        record_ready[c] = t0 + dur + latency_mu
             else:
                 dur = pump
                 events.append(
@@ -298,11 +343,14 @@ def build_schedule(native: NativeCircuit, device: DeviceSettings) -> Schedule:
                         dur,
                         kind="pump",
                         qubits=tuple(qubits),
+                        condition=cond,
                     )
                 )
             ready = [t0 + dur] * n
             continue
         i += 1
+    if ready_out is not None:
+        ready_out[:] = ready
     return Schedule(
         num_qubits=n,
         num_clbits=native.num_clbits,
@@ -322,12 +370,45 @@ def _global_group(ops: list[Any], i: int, n: int) -> bool:
     for op in ops[i : i + n]:
         if (
             op.kind != "r"
+            or op.condition != first.condition
             or abs(op.theta - first.theta) > 1e-12
             or abs(op.phases[0] - first.phases[0]) > 1e-12
         ):
             return False
         seen.add(op.qubits[0])
     return len(seen) == n
+
+
+def _calibration_events(
+    op: Any, device: DeviceSettings, ready: list[int], events: list[PulseEvent], index: int
+) -> int:
+    """A defcal's instructions as events, each port's instructions one after the other."""
+    t0 = max(ready[q] for q in op.qubits)
+    cursor: dict[str, int] = {}
+    n = len(ready)
+    for k, item in enumerate(op.payload):
+        kind, port = item[0], item[1]
+        at = cursor.get(port, t0)
+        if kind == "delay":
+            cursor[port] = at + round(item[2] / device.time_unit / device.grid_mu) * device.grid_mu
+        elif kind == "play":
+            _, _, freq, phase, duration, amplitude, ion = item
+            dur = _to_grid(duration, device)
+            frames = (f"q{ion}",) if ion is not None else tuple(f"q{q}" for q in range(n))
+            events.append(
+                PulseEvent(
+                    f"g{index:05d}.cal{k}.{port}",
+                    port,
+                    at,
+                    dur,
+                    amplitude=amplitude,
+                    frequency_hz=freq,
+                    phase_rad=phase % (2 * math.pi),
+                    frames=frames,
+                )
+            )
+            cursor[port] = at + dur
+    return max(cursor.values(), default=t0)
 
 
 def _carrier_timing(theta: float, ch: ChannelSettings, device: DeviceSettings) -> tuple[int, float]:
@@ -507,9 +588,20 @@ def validate_schedule(schedule: Schedule, device: DeviceSettings) -> None:
                 problems.append(
                     (e.name, f"channel '{e.channel}' addresses ion {ch.ion}, not in the program")
                 )
-    problems.extend(_overlaps(schedule.events, lambda e: (e.channel,), "channel"))
-    problems.extend(_overlaps(schedule.events, lambda e: e.frames, "frame"))
-    problems.extend(_bichromatic_pairs(schedule.events))
+    problems.extend(_feedback(schedule.events, device))
+    # both branches of every conditional segment: all taken (the union of events) and none taken
+    branches = [schedule.events]
+    if any(e.condition is not None for e in schedule.events):
+        branches.append([e for e in schedule.events if e.condition is None])
+    seen_problems: set[tuple[str, str]] = set()
+    for events in branches:
+        found = _overlaps(events, lambda e: (e.channel,), "channel")
+        found += _overlaps(events, lambda e: e.frames, "frame")
+        found += _bichromatic_pairs(events)
+        for p in found:
+            if p not in seen_problems:
+                seen_problems.add(p)
+                problems.append(p)
     total_s = schedule.duration_mu * unit
     if total_s > device.max_schedule_duration:
         last = max(schedule.events, key=lambda e: e.end_mu)
@@ -522,6 +614,37 @@ def validate_schedule(schedule: Schedule, device: DeviceSettings) -> None:
     problems.extend(_rate_budget(schedule.events, device))
     if problems:
         raise ScheduleError(problems)
+
+
+def _feedback(events: list[PulseEvent], device: DeviceSettings) -> list[tuple[str, str]]:
+    """A conditional event may start only once the detections it depends on have ended and the
+    controller's feedback latency has passed."""
+    latency_mu = math.ceil(device.feedback_latency / device.time_unit - 1e-6)
+    written: dict[int, list[PulseEvent]] = {}
+    for e in events:
+        if e.kind == "detect":
+            for c in e.clbits:
+                written.setdefault(c, []).append(e)
+    out = []
+    for e in events:
+        if e.condition is None:
+            continue
+        for r in e.condition[0]:
+            sources = [d for d in written.get(r, []) if d.end_mu <= e.start_mu]
+            if not sources:
+                out.append((e.name, f"depends on record {r}, which no earlier detection writes"))
+                continue
+            last = max(sources, key=lambda d: d.end_mu)
+            gap = e.start_mu - last.end_mu
+            if gap < latency_mu:
+                out.append(
+                    (
+                        e.name,
+                        f"starts {gap} mu after detection '{last.name}' ends; the controller "
+                        f"needs its feedback latency of {latency_mu} mu to branch on it",
+                    )
+                )
+    return out
 
 
 def _overlaps(events: list[PulseEvent], keys: Any, what: str) -> list[tuple[str, str]]:
@@ -595,7 +718,7 @@ def native_defcals(device: DeviceSettings) -> str:
     lines = ["OPENQASM 3.0;", 'defcalgrammar "openpulse";', "cal {"]
     for ion, ch_name in sorted(addr.items()):
         ch = device.channels[ch_name]
-        lines.append(f"  extern port {ch_name};")
+        lines.append(f"  port {ch_name};")
         lines.append(f"  frame q{ion} = newframe({ch_name}, {ch.aom_center_frequency:.1f}, 0);")
     lines.append("}")
     sideband = ms_sideband_hz(device)

@@ -111,6 +111,7 @@ class DeviceSettings:
     cooling_channel: str = "cool_369"
     pumping_channel: str = "pump_369"
     detection_channel: str = "pmt"
+    feedback_latency: Annotated[float, "s"] = 2e-6  # detection end -> a branch on it may start
     detection_threshold: int = 1  # photons per ion and window at or above which it reads |0>
     pulse_controller: str = "pulser"  # the lab instrument the trap backend plays schedules on
     channels: dict[str, ChannelSettings] = field(default_factory=_default_channels)

@@ -29,6 +29,8 @@ from ionpilot.sequencer.settings import DeviceSettings
 MAX_QUBITS = 22
 MAX_CLBITS = 22
 MAX_BRANCHES = 4096
+MAX_RECORDS = 62
+_TRAJECTORY_BUDGET = 1 << 21  # complex amplitudes held at once by the shot-by-shot path
 _CHECKPOINT_BUDGET = 1 << 23  # complex amplitudes kept for trajectory restarts
 
 
@@ -41,6 +43,7 @@ class Step:
     matrix: CArray | None = None
     clbits: tuple[int, ...] = ()
     duration_s: float = 0.0
+    condition: tuple[tuple[int, ...], tuple[int, ...]] | None = None
 
 
 @dataclass
@@ -99,11 +102,12 @@ def interpret(schedule: Schedule, device: DeviceSettings, ideal: bool) -> list[S
         if ch is None:
             raise ScheduleError([(e.name, f"unknown channel '{e.channel}'")])
         t = e.duration_mu * unit
+        cond = e.condition
         if e.kind == "pump":
             for q in e.qubits:
-                steps.append(Step("reset", (q,), duration_s=t))
+                steps.append(Step("reset", (q,), duration_s=t, condition=cond))
         elif e.kind == "detect":
-            steps.append(Step("measure", e.qubits, clbits=e.clbits, duration_s=t))
+            steps.append(Step("measure", e.qubits, clbits=e.clbits, duration_s=t, condition=cond))
         elif e.kind == "pulse":
             if ch.kind == "beam_addressed":
                 targets: tuple[int, ...] = (ch.ion,) if ch.ion is not None else ()
@@ -122,7 +126,7 @@ def interpret(schedule: Schedule, device: DeviceSettings, ideal: bool) -> list[S
                         drift = det_rad_s * t
                         rz = np.diag([cmath.exp(-0.5j * drift), cmath.exp(0.5j * drift)])
                         m = np.kron(rz, rz) @ m
-                    steps.append(Step("u2", (qa, qb), m, duration_s=t))
+                    steps.append(Step("u2", (qa, qb), m, duration_s=t, condition=ea.condition))
                 continue
             theta = 2 * math.pi * ch.rabi_frequency * e.amplitude * t * (1 + over)
             delta = 2 * math.pi * (e.frequency_hz - ch.aom_center_frequency) + det_rad_s
@@ -133,7 +137,7 @@ def interpret(schedule: Schedule, device: DeviceSettings, ideal: bool) -> list[S
                 t0 = e.start_mu * unit
                 m1 = _rz(delta * (t0 + t)) @ m1 @ _rz(-delta * t0)
             for q in targets:
-                steps.append(Step("u1", (q,), m1, duration_s=t))
+                steps.append(Step("u1", (q,), m1, duration_s=t, condition=cond))
     if pending_ms:
         names = [pair[0][0].name for pair in pending_ms.values()]
         raise ScheduleError([(name, "bichromatic pulse without its partner") for name in names])
@@ -197,6 +201,17 @@ class SimulatedChain:
         validate_schedule(schedule, self.device)
         if schedule.num_qubits > MAX_QUBITS:
             raise SequencerError(f"the simulator handles at most {MAX_QUBITS} ions")
+        if any(e.condition is not None for e in schedule.events):
+            if shots < 1:
+                raise SequencerError("shots must be at least 1")
+            if schedule.num_clbits > MAX_RECORDS:
+                raise SequencerError(
+                    f"the simulator keeps at most {MAX_RECORDS} measurement records per shot"
+                )
+            steps = interpret(schedule, self.device, self.ideal)
+            return _Trajectories(
+                schedule.num_qubits, schedule.num_clbits, steps, self.device, self.ideal
+            ).sample(shots, np.random.default_rng(seed))
         if schedule.num_clbits > MAX_CLBITS:
             raise SequencerError(f"the simulator handles at most {MAX_CLBITS} classical bits")
         if shots < 1:
@@ -428,3 +443,186 @@ def _nonzero_counts(counts: np.ndarray) -> dict[int, int]:
 
 def _nonzero_probs(dist: np.ndarray) -> dict[int, float]:
     return {int(k): float(dist[k]) for k in np.nonzero(dist > 1e-15)[0]}
+
+
+class _Trajectories:
+    """Shot-by-shot simulation for schedules with conditional segments, all shots of a batch at
+    once: a state vector per shot (rows of one array), measurements sampled per shot, each
+    conditional step applied to the shots whose records satisfy it. A qubit takes a slot of the
+    state vector from its first operation to its last measurement, so a program that measures
+    and re-uses ions (teleportation chains) needs only as many slots as it has live qubits."""
+
+    def __init__(
+        self, n: int, nrec: int, steps: list[Step], device: DeviceSettings, ideal: bool
+    ) -> None:
+        em = device.error_model
+        self.nrec = nrec
+        self.readout = (0.0, 0.0) if ideal else (em.readout_error_dark, em.readout_error_bright)
+        self.prep = 0.0 if ideal else em.prep_error
+        self.t2 = math.inf if ideal else em.dephasing_time
+        self.steps = steps
+        last: dict[int, int] = {}
+        for i, st in enumerate(steps):
+            if st.kind in ("u1", "u2", "measure"):
+                for q in st.qubits:
+                    last[q] = i
+        self.last = last
+        live: set[int] = set()
+        peak = 1
+        for i, st in enumerate(steps):
+            if st.kind in ("u1", "u2", "measure"):
+                live.update(st.qubits)
+                peak = max(peak, len(live))
+                for q in st.qubits:
+                    if last[q] == i:
+                        live.discard(q)
+        self.slots = peak
+
+    def sample(self, shots: int, rng: np.random.Generator) -> SimulationResult:
+        size = 1 << self.slots
+        batch = max(1, min(shots, _TRAJECTORY_BUDGET // size))
+        keys: list[np.ndarray] = []
+        done = 0
+        while done < shots:
+            count = min(batch, shots - done)
+            keys.append(self._batch(count, rng))
+            done += count
+        values, counts = np.unique(np.concatenate(keys), return_counts=True)
+        out = {int(v): int(c) for v, c in zip(values, counts, strict=True)}
+        return SimulationResult(out, {k: v / shots for k, v in out.items()}, shots, False)
+
+    def _batch(self, shots: int, rng: np.random.Generator) -> np.ndarray:
+        m = self.slots
+        psi = np.zeros((shots, 1 << m), dtype=np.complex128)
+        psi[:, 0] = 1.0
+        rec = np.zeros((shots, max(self.nrec, 1)), dtype=np.int64)
+        slot: dict[int, int] = {}
+        free = list(range(m - 1, -1, -1))
+        every = np.ones(shots, dtype=bool)
+        for i, st in enumerate(self.steps):
+            mask = every if st.condition is None else self._mask(st.condition, rec)
+            if not mask.any():
+                continue
+            if st.kind == "reset":
+                for q in st.qubits:
+                    if q in slot:
+                        psi = self._reset(psi, slot[q], mask, rng)
+                continue
+            for q in st.qubits:
+                if q not in slot:
+                    slot[q] = free.pop()
+                    if self.prep:
+                        flip = rng.random(shots) < self.prep
+                        psi = _flip_rows(psi, m, slot[q], flip)
+            if st.kind == "u1":
+                psi = _apply1(psi, m, slot[st.qubits[0]], st.matrix, mask)
+            elif st.kind == "u2":
+                pair = (slot[st.qubits[0]], slot[st.qubits[1]])
+                psi = _apply2(psi, m, pair, st.matrix, mask)
+            elif st.kind == "measure":
+                for q, c in zip(st.qubits, st.clbits, strict=True):
+                    k = slot[q]
+                    bit, psi = _measure(psi, m, k, mask, rng)
+                    if c >= 0:
+                        e_dark, e_bright = self.readout
+                        read = bit.copy()
+                        if e_dark or e_bright:
+                            err = np.where(bit == 1, e_bright, e_dark)
+                            read ^= (rng.random(shots) < err).astype(np.int64)
+                        rec[mask, c] = read[mask]
+                    if self.last.get(q) == i and st.condition is None:
+                        psi = _flip_rows(psi, m, k, bit.astype(bool))
+                        free.append(slot.pop(q))
+            if st.kind in ("u1", "u2") and math.isfinite(self.t2):
+                p = 0.5 * (1 - math.exp(-st.duration_s / self.t2))
+                for q in st.qubits:
+                    hit = mask & (rng.random(shots) < p)
+                    if hit.any():
+                        psi = _phase_rows(psi, m, slot[q], hit)
+            for q in st.qubits:
+                if q in slot and self.last.get(q) == i:
+                    # nothing reads this qubit again: measuring it (outcome discarded) leaves
+                    # the others' statistics unchanged (no signalling), and frees its slot
+                    k = slot.pop(q)
+                    bit, psi = _measure(psi, m, k, every, rng)
+                    psi = _flip_rows(psi, m, k, bit.astype(bool))
+                    free.append(k)
+        weights = np.left_shift(np.int64(1), np.arange(rec.shape[1], dtype=np.int64))
+        return (rec * weights).sum(axis=1) if self.nrec else np.zeros(shots, dtype=np.int64)
+
+    def _mask(self, condition: tuple[tuple[int, ...], tuple[int, ...]], rec: np.ndarray) -> Any:
+        records, accepted = condition
+        pattern = np.zeros(rec.shape[0], dtype=np.int64)
+        for j, r in enumerate(records):
+            pattern |= rec[:, r] << j
+        table = np.zeros(1 << len(records), dtype=bool)
+        table[list(accepted)] = True
+        return table[pattern]
+
+    def _reset(self, psi: CArray, k: int, mask: Any, rng: np.random.Generator) -> CArray:
+        m = self.slots
+        bit, psi = _measure(psi, m, k, mask, rng)
+        flip = mask & (bit == 1)
+        if self.prep:
+            flip ^= mask & (rng.random(psi.shape[0]) < self.prep)
+        return _flip_rows(psi, m, k, flip)
+
+
+def _view(psi: CArray, m: int, k: int) -> CArray:
+    return psi.reshape(psi.shape[0], 1 << (m - 1 - k), 2, 1 << k)
+
+
+def _apply1(psi: CArray, m: int, k: int, matrix: Any, mask: Any) -> CArray:
+    v = _view(psi, m, k)
+    new = np.einsum("ab,sibj->siaj", matrix, v)
+    if mask.all():
+        return new.reshape(psi.shape)
+    out = v.copy()
+    out[mask] = new[mask]
+    return out.reshape(psi.shape)
+
+
+def _apply2(psi: CArray, m: int, slots: tuple[int, int], matrix: Any, mask: Any) -> CArray:
+    ka, kb = slots
+    s = psi.shape[0]
+    tensor = psi.reshape((s,) + (2,) * m)
+    axes = [m - ka, m - kb]  # row axis first
+    out = np.tensordot(tensor, matrix.reshape(2, 2, 2, 2), axes=(axes, [2, 3]))
+    out = np.moveaxis(out, [m - 1, m], axes).reshape(psi.shape)
+    if mask.all():
+        return np.ascontiguousarray(out)
+    res = psi.copy()
+    res[mask] = out[mask]
+    return res
+
+
+def _measure(
+    psi: CArray, m: int, k: int, mask: Any, rng: np.random.Generator
+) -> tuple[np.ndarray, CArray]:
+    v = _view(psi, m, k)
+    p1 = np.clip(np.sum(np.abs(v[:, :, 1, :]) ** 2, axis=(1, 2)), 0.0, 1.0)
+    bit = (rng.random(psi.shape[0]) < p1).astype(np.int64)
+    bit[~mask] = 0
+    out = v.copy()
+    rows = np.nonzero(mask)[0]
+    one = bit[rows] == 1
+    out[rows[one], :, 0, :] = 0
+    out[rows[~one], :, 1, :] = 0
+    norm = np.where(one, np.sqrt(p1[rows]), np.sqrt(1 - p1[rows]))
+    norm[norm < 1e-15] = 1.0
+    out[rows] /= norm[:, None, None, None]
+    return bit, out.reshape(psi.shape)
+
+
+def _flip_rows(psi: CArray, m: int, k: int, rows: Any) -> CArray:
+    if not np.any(rows):
+        return psi
+    v = _view(psi, m, k).copy()
+    v[rows] = v[rows][:, :, ::-1, :]
+    return v.reshape(psi.shape)
+
+
+def _phase_rows(psi: CArray, m: int, k: int, rows: Any) -> CArray:
+    v = _view(psi, m, k).copy()
+    v[rows, :, 1, :] *= -1
+    return v.reshape(psi.shape)

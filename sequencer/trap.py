@@ -101,8 +101,36 @@ def translate_schedule(
             problems.append((e.name, "start or duration is not a whole number of nanoseconds"))
         return round(start), round(start) + max(1, round(length))
 
+    records: dict[int, tuple[str, int]] = {}
+    for e in schedule.events:
+        if e.kind == "detect":
+            for q, c in zip(e.qubits, e.clbits, strict=False):
+                if c >= 0:
+                    records[c] = (e.name, q)
+
+    def condition(e: PulseEvent) -> dict[str, Any] | None:
+        if e.condition is None:
+            return None
+        bits = []
+        for r in e.condition[0]:
+            if r not in records:
+                problems.append((e.name, f"branches on record {r}, which no detection writes"))
+                return None
+            bits.append(list(records[r]))
+        return {
+            "bits": bits,
+            "accept": list(e.condition[1]),
+            "threshold": device.detection_threshold,
+        }
+
     def place(e: PulseEvent, ions: frozenset[int] | None, coherent: bool, **pulse: Any) -> None:
         start, end = to_ns(e)
+        if e.condition is not None:
+            if not coherent:
+                problems.append((e.name, "the controller branches only raman, ms and clock pulses"))
+            cond = condition(e)
+            if cond is not None:
+                pulse["condition"] = cond
         if coherent and pulse["amplitude"] > 1.0 + 1e-12:
             problems.append(
                 (e.name, f"amplitude {pulse['amplitude']:.6g} above the controller's 1")
@@ -428,6 +456,16 @@ class TrapBackend:
             limits = {}
         dds = limits.get("dds_frequency_hz", DEFAULT_DDS_RANGE_HZ)
         program = translate_schedule(schedule, self.device, (float(dds[0]), float(dds[1])))
+        latency_ns = limits.get("feedback_latency_ns")
+        if (
+            any(e.condition is not None for e in schedule.events)
+            and isinstance(latency_ns, int | float)
+            and latency_ns * 1e-9 > self.device.feedback_latency + 1e-12
+        ):
+            raise SequencerError(
+                f"trap backend: the pulse controller needs {latency_ns:g} ns to branch on a "
+                f"detection; the device settings promise {self.device.feedback_latency * 1e9:g} ns"
+            )
         ions = info.get("n_ions")
         if isinstance(ions, int) and ions < schedule.num_qubits:
             raise SequencerError(

@@ -229,6 +229,11 @@ class Pulse:
     phase_b_rad: float = 0.0
     window: str | None = None
     per_ion: bool = False
+    # a conditional segment: played only if this returns True for the windows counted so far
+    # in the same shot (the pulser builds it from the request's `condition`)
+    condition: Callable[[dict[str, int | list[int]]], bool] | None = field(
+        default=None, compare=False
+    )
 
 
 @dataclass
@@ -955,13 +960,18 @@ class World:
                 start = self.t
                 self.chain.reset()
                 shot: list[int | list[int]] = []
+                seen: dict[str, int | list[int]] = {}
                 for pulse in ordered:
                     begin = start + pulse.t_ns * 1e-9
                     if begin > self.t:
                         self._consume(begin - self.t)
+                    if pulse.condition is not None and not pulse.condition(seen):
+                        continue  # the branch not taken idles; the next pulse waits its time
                     value = self._apply_pulse(pulse)
                     if value is not None:
                         shot.append(value)
+                        if pulse.window is not None:
+                            seen[pulse.window] = value
                 end = start + shot_ns * 1e-9
                 if end > self.t:
                     self._consume(end - self.t)

@@ -18,7 +18,13 @@ from ionpilot.sequencer.backends import BACKEND_NAMES, get_backend
 from ionpilot.sequencer.device import describe_device
 from ionpilot.sequencer.errors import BackendUnavailable, QasmError, ScheduleError, SequencerError
 from ionpilot.sequencer.qasm import parse_qasm
-from ionpilot.sequencer.runner import compile_program, run_program
+from ionpilot.sequencer.qasm_program import NeedsShotByShot
+from ionpilot.sequencer.runner import (
+    compile_program,
+    qasm_limits,
+    run_program,
+    run_without_schedule,
+)
 from ionpilot.sequencer.settings import DeviceSettings
 from ionpilot.sequencer.trap import BusPulserLink
 
@@ -161,12 +167,24 @@ def run_qasm_file(args: argparse.Namespace) -> int:
     except Exception as exc:
         return _error(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, 2)
     try:
-        program = compile_program(parse_qasm(text, name=Path(args.file).stem), device)
-        if args.backend == "trap":
-            result = _run_on_trap(args, text, config)
+        limits = qasm_limits(args.backend, device)
+        try:
+            circuit = parse_qasm(text, name=Path(args.file).stem, device=device, limits=limits)
+        except NeedsShotByShot as why:
+            if args.backend != "sim":
+                raise
+            backend = get_backend("sim", device, ideal=args.ideal)
+            result = run_without_schedule(
+                text, why, backend, device, shots=args.shots, seed=args.seed
+            )
         else:
-            backend = get_backend(args.backend, device, ideal=args.ideal)
-            result = run_program(program, backend, device, args.shots, args.seed)
+            if args.backend == "trap":  # through the service's queue, which compiles it again
+                compile_program(circuit, device)  # refused here, at once, when it cannot run
+                result = _run_on_trap(args, text, config)
+            else:
+                program = compile_program(circuit, device)
+                backend = get_backend(args.backend, device, ideal=args.ideal)
+                result = run_program(program, backend, device, args.shots, args.seed)
     except QasmError as exc:
         return _error(f"{args.file}: {exc}", 2)
     except ScheduleError as exc:

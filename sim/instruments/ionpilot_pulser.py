@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from ..world import Pulse
@@ -15,6 +17,8 @@ MAX_SHOTS = 10_000
 MAX_RUN_S = 600.0
 MAX_COUNT_S = 10.0
 MAX_LINE_BYTES = 1 << 20
+FEEDBACK_LATENCY_NS = 1000  # from the end of a detection window to a pulse that branches on it
+MAX_CONDITION_BITS = 12
 CHANNELS = ("cool", "detect", "repump", "clock", "raman", "ms")
 
 
@@ -86,6 +90,8 @@ class Pulser(Protocol):
                     "dds_amplitude": [0.0, 1.0],
                     "max_shots": MAX_SHOTS,
                     "max_run_s": MAX_RUN_S,
+                    "feedback_latency_ns": FEEDBACK_LATENCY_NS,
+                    "max_condition_bits": MAX_CONDITION_BITS,
                 },
             }
         if op == "set_dds":
@@ -132,6 +138,7 @@ class Pulser(Protocol):
         if not isinstance(raw, list) or not raw:
             raise _bad("'schedule' must be a non-empty list of pulses")
         pulses = [self._pulse(p, i) for i, p in enumerate(raw)]
+        pulses = self._conditions(raw, pulses)
         shot_s = max(p.t_ns + p.duration_ns for p in pulses) * 1e-9
         if shot_s * shots > MAX_RUN_S:
             raise RequestError("out_of_range", f"run lasts {shot_s * shots:g} s > {MAX_RUN_S} s")
@@ -144,6 +151,60 @@ class Pulser(Protocol):
             "t_start_s": start,
             "duration_s": self.world.now() - start,
         }
+
+    def _conditions(self, raw: list[Any], pulses: list[Pulse]) -> list[Pulse]:
+        """Conditional segments: `condition` = {"bits": [[window, ion], ...], "accept": [ints],
+        "threshold": counts}. Bit j reads 1 (dark) when ion's count in window is below the
+        threshold; the pulse plays if the bits read one of `accept`. Every window must end at
+        least FEEDBACK_LATENCY_NS before the pulse starts."""
+        ends = {
+            p.window: p.t_ns + p.duration_ns for p in pulses if p.window and p.channel == "detect"
+        }
+        n = self.world.settings.n_ions
+        out = []
+        for index, (body, pulse) in enumerate(zip(raw, pulses, strict=True)):
+            cond = body.get("condition")
+            if cond is None:
+                out.append(pulse)
+                continue
+            if pulse.channel in ("detect", "cool", "repump"):
+                raise _bad(f"pulse {index}: only raman, ms and clock pulses can be conditional")
+            if not isinstance(cond, dict):
+                raise _bad(f"pulse {index}: condition must be an object")
+            bits = cond.get("bits")
+            accept = cond.get("accept")
+            threshold = cond.get("threshold", 1)
+            if (
+                not isinstance(bits, list)
+                or not 1 <= len(bits) <= MAX_CONDITION_BITS
+                or not isinstance(accept, list)
+                or not all(isinstance(a, int) and 0 <= a < (1 << len(bits)) for a in accept)
+                or isinstance(threshold, bool)
+                or not isinstance(threshold, int)
+            ):
+                raise _bad(
+                    f"pulse {index}: condition needs bits (1..{MAX_CONDITION_BITS} [window, ion]"
+                    " pairs), accept (assignments) and an integer threshold"
+                )
+            refs: list[tuple[str, int]] = []
+            for bit in bits:
+                if (
+                    not isinstance(bit, list)
+                    or len(bit) != 2
+                    or bit[0] not in ends
+                    or not isinstance(bit[1], int)
+                    or not 0 <= bit[1] < n
+                ):
+                    raise _bad(f"pulse {index}: condition bit {bit!r} names no detect window/ion")
+                if ends[bit[0]] + FEEDBACK_LATENCY_NS > pulse.t_ns:
+                    raise RequestError(
+                        "out_of_range",
+                        f"pulse {index}: starts {pulse.t_ns - ends[bit[0]]} ns after window "
+                        f"{bit[0]!r} ends; the feedback latency is {FEEDBACK_LATENCY_NS} ns",
+                    )
+                refs.append((bit[0], bit[1]))
+            out.append(replace(pulse, condition=_branch(refs, frozenset(accept), threshold)))
+        return out
 
     def _pulse(self, raw: object, index: int) -> Pulse:
         if not isinstance(raw, dict):
@@ -201,3 +262,20 @@ class Pulser(Protocol):
             window=window,
             per_ion=bool(raw.get("per_ion", False)),
         )
+
+
+def _branch(
+    refs: list[tuple[str, int]], accept: frozenset[int], threshold: int
+) -> Callable[[dict[str, Any]], bool]:
+    """The test a conditional pulse applies to the windows counted so far in its shot."""
+
+    def test(seen: dict[str, Any]) -> bool:
+        value = 0
+        for j, (window, ion) in enumerate(refs):
+            counts = seen.get(window)
+            if not isinstance(counts, list):
+                return False
+            value |= int(counts[ion] < threshold) << j
+        return value in accept
+
+    return test

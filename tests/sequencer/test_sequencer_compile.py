@@ -13,6 +13,7 @@ from ionpilot.sequencer.compiler import rz_r_decompose
 from ionpilot.sequencer.device import with_ions
 from ionpilot.sequencer.gates import STD_GATES, mat_r, mat_rz, mul, process_fidelity, scale
 from ionpilot.sequencer.library import benchmark_suite
+from ionpilot.sequencer.qasm_program import NeedsShotByShot
 from ionpilot.sequencer.settings import DeviceSettings
 from ionpilot.sequencer.simulator import SimulatedChain
 
@@ -112,7 +113,10 @@ def test_rz_r_decomposition_random_unitaries():
 
 @pytest.mark.parametrize("path", sorted(QASM_DIR.glob("*.qasm")), ids=lambda p: p.name)
 def test_qasm_files_compile_exactly(path):
-    circuit = parse_qasm(path.read_text())
+    try:
+        circuit = parse_qasm(path.read_text())
+    except NeedsShotByShot:
+        pytest.skip("a loop on measurement results: no circuit, walked shot by shot")
     if any(op.name == "reset" for op in circuit.ops):
         pytest.skip("not a unitary program")
     native, _ = compile_circuit(circuit)

@@ -35,6 +35,7 @@ from ionpilot.sequencer import (
     clock_interrogation,
     compile_program,
     execute_job,
+    get_backend,
     parse_qasm,
     run_program,
     translate_schedule,
@@ -450,3 +451,42 @@ def test_run_qasm_on_a_held_trap_waits_saying_why(trap_queue, capsys):
     assert codes == [0]
     assert "100 shots on trap" in capsys.readouterr().out
     assert sum(trap_queue.runs) == 100
+
+
+FEED_FORWARD = (
+    V3 + "qubit q;\nbit c0;\nbit c1;\nry(1.1) q;\nc0 = measure q;\n"
+    "if (c0 == 1) { x q; }\nry(0.7) q;\nc1 = measure q;\n"
+)
+
+
+def test_feed_forward_translates_to_a_conditional_segment():
+    device = lab_device()
+    program = compile_program(parse_qasm(FEED_FORWARD), device)
+    pulses = translate_schedule(program.schedule, device).pulses
+    conditional = [p for p in pulses if "condition" in p]
+    assert len(conditional) == 1
+    window = next(p["window"] for p in pulses if p["channel"] == "detect")
+    assert conditional[0]["condition"]["bits"] == [[window, 0]]
+    assert conditional[0]["condition"]["accept"] == [1]
+    detect_end = next(p["t_ns"] + p["duration_ns"] for p in pulses if p["channel"] == "detect")
+    assert conditional[0]["t_ns"] - detect_end >= device.feedback_latency * 1e9
+
+
+def test_feed_forward_on_the_trap_matches_the_simulator(live):
+    # ry(1.1), measure, flip back if 1, ry(0.7), measure: c1 is 1 with sin²(0.35) whatever c0
+    # was (the branch resets the ion to |0>); c0 is 1 with sin²(0.55)
+    program = compile_program(parse_qasm(FEED_FORWARD), live.device)
+    shots = 600
+    trap = run_program(program, TrapBackend(live.device, live.link), live.device, shots=shots)
+    sim = run_program(program, get_backend("sim", live.device), live.device, shots, seed=3)
+    for result in (trap, sim):
+        counts = result["counts"]
+        c0 = sum(v for k, v in counts.items() if k.split()[1] == "1")
+        c1 = sum(v for k, v in counts.items() if k.split()[0] == "1")
+        assert binomial_ok(c0, shots, math.sin(0.55) ** 2)
+        assert binomial_ok(c1, shots, math.sin(0.35) ** 2)
+    # without the branch c1 would follow c0 (P(1) = sin²(0.9) = 0.61 for c0 = 1): the trap
+    # really branched if c1 is as rare after c0 = 1 as after c0 = 0
+    after_one = sum(v for k, v in trap["counts"].items() if k == "1 1")
+    ones = sum(v for k, v in trap["counts"].items() if k.split()[1] == "1")
+    assert after_one <= 0.25 * ones
