@@ -21,9 +21,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from qcodes.dataset import Measurement
+from qcodes.dataset import Measurement, load_or_create_experiment
+from qcodes.dataset.experiment_container import Experiment
 from qcodes.dataset.data_set_protocol import DataSetProtocol
 from qcodes.parameters import ParameterBase
+from qcodes.station import Station
 
 from ionpilot.bus.codec import BusError
 from ionpilot.core.clock import Clock, SystemClock
@@ -126,11 +128,17 @@ def scan(
     name: str = "scan",
     after_point: Callable[[int], None] | None = None,
     metadata: Mapping[str, str] | None = None,
+    experiment: Experiment | None = None,
 ) -> ScanResult:
     """Set `sweep` to each of `values`, read `measure`, store each point once in a QCoDeS
     dataset (the default station's snapshot included); pause while `suspender` is tripped and
-    redo the interrupted point. `after_point(i)` runs after point i is stored (progress)."""
-    meas = Measurement(name=name)
+    redo the interrupted point. `after_point(i)` runs after point i is stored (progress). The
+    dataset goes to `experiment`, by default "scans" with the default station's lab as sample."""
+    if experiment is None:
+        station = Station.default
+        about = station.metadata.get("ionpilot", {}) if station is not None else {}
+        experiment = load_or_create_experiment("scans", sample_name=str(about.get("lab", "")))
+    meas = Measurement(exp=experiment, name=name)
     meas.register_parameter(sweep)
     for param in measure:
         meas.register_parameter(param, setpoints=(sweep,))

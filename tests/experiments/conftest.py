@@ -1,4 +1,4 @@
-"""Experiment tests: one lab under `ionpilot up` for the whole folder (see uplab.py)."""
+"""Experiment tests: one lab under `ionpilot up` for every test of the folder (see uplab.py)."""
 
 from __future__ import annotations
 
