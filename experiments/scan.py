@@ -22,8 +22,8 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from qcodes.dataset import Measurement, load_or_create_experiment
-from qcodes.dataset.experiment_container import Experiment
 from qcodes.dataset.data_set_protocol import DataSetProtocol
+from qcodes.dataset.experiment_container import Experiment
 from qcodes.parameters import ParameterBase
 from qcodes.station import Station
 

@@ -32,7 +32,7 @@ def test_trip_reasons() -> None:
         ({**WELL, "safe_state": True}, "safe"),
         ({"unreachable": "daemon: timeout"}, "unreachable"),
     ]:
-        suspender = Suspender(lambda s=status: s, clock=clock, sleep=clock.advance)
+        suspender = Suspender(lambda s=status: s, clock=clock, sleep=clock.advance)  # type: ignore[misc]
         assert words in suspender.tripped()
     assert Suspender(lambda: WELL, clock=clock, sleep=clock.advance).tripped() == ""
 
