@@ -3,12 +3,16 @@ daemon that does not answer, and resumes only after the lab has been well for `s
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
+from qcodes.dataset import initialise_or_create_database_at
+from qcodes.parameters import Parameter
 
 from ionpilot.core.clock import ManualClock
-from ionpilot.experiments.scan import Suspender
+from ionpilot.experiments.scan import Suspender, scan
 
 
 def script(clock: ManualClock, timeline: list[tuple[float, dict[str, Any]]]) -> Any:
@@ -63,3 +67,35 @@ def test_a_lab_that_never_recovers_ends_the_wait() -> None:
     )
     with pytest.raises(TimeoutError, match="30 s"):
         down.wait_until_clear()
+
+
+def test_a_point_measured_while_the_lab_fell_ill_is_redone_once(tmp_path: Path) -> None:
+    initialise_or_create_database_at(tmp_path / "scan.db")
+    clock = ManualClock()
+    unwell: dict[str, Any] = {}
+    status = {**WELL}
+    setpoint = Parameter("bias", unit="V", set_cmd=None, initial_value=0.0)
+    taken: list[float] = []
+
+    def read() -> float:
+        taken.append(setpoint.cache.get())
+        if len(taken) == 3:  # the ion is lost while point 2 is measured
+            status.update(recovering="ion_loss")
+            unwell["since"] = clock.now()
+        return 10.0 * setpoint.cache.get()
+
+    def status_now() -> dict[str, Any]:
+        if "since" in unwell and clock.now() - unwell["since"] >= 40.0:
+            status.update(recovering="")  # the daemon has reloaded the ion
+        return dict(status)
+
+    signal = Parameter("signal", unit="counts", get_cmd=read, set_cmd=False)
+    suspender = Suspender(status_now, settle_s=2.0, poll_s=1.0, clock=clock, sleep=clock.advance)
+    result = scan(setpoint, [0.0, 1.0, 2.0, 3.0], [signal], suspender, name="virtual")
+    data = result.dataset.get_parameter_data()["signal"]
+    assert list(data["bias"]) == [0.0, 1.0, 2.0, 3.0]
+    assert list(data["signal"]) == [0.0, 10.0, 20.0, 30.0]
+    assert taken == [0.0, 1.0, 2.0, 2.0, 3.0]
+    pauses = json.loads(result.dataset.metadata["ionpilot_pauses"])
+    assert [(p["point"], p["discarded"]) for p in pauses] == [(2, True)]
+    assert pauses[0]["waited_s"] == pytest.approx(42.0)
