@@ -144,26 +144,35 @@ def scan(
         meas.register_parameter(param, setpoints=(sweep,))
     pauses: list[Pause] = []
     with meas.run() as saver:
-        for index, value in enumerate(values):
-            while True:
-                reason = suspender.tripped()
-                discarded = False
-                if not reason:
-                    sweep.set(value)
-                    readings = [(p, p.get()) for p in measure]
-                    reason = suspender.tripped()  # unwell while measuring: the point is suspect
-                    discarded = bool(reason)
-                    if not reason:
-                        saver.add_result((sweep, value), *readings)
-                        break
-                started = suspender.clock.wall_ns()
-                waited = suspender.wait_until_clear()
-                pauses.append(Pause(index, reason, started, waited, discarded))
-            if after_point is not None:
-                after_point(index)
         dataset = saver.dataset
-    dataset.add_metadata("ionpilot_pauses", json.dumps([asdict(p) for p in pauses]))
-    dataset.add_metadata("ionpilot_planned_points", len(values))
-    for key, text in (metadata or {}).items():
-        dataset.add_metadata(key, text)
+        try:
+            for index, value in enumerate(values):
+                while True:
+                    reason = suspender.tripped()
+                    discarded = False
+                    if not reason:
+                        sweep.set(value)
+                        readings = [(p, p.get()) for p in measure]
+                        reason = suspender.tripped()  # unwell while measuring: point suspect
+                        discarded = bool(reason)
+                        if not reason:
+                            saver.add_result((sweep, value), *readings)
+                            break
+                    started, t0 = suspender.clock.wall_ns(), suspender.clock.now()
+                    try:
+                        waited = suspender.wait_until_clear()
+                    except TimeoutError:
+                        waited = suspender.clock.now() - t0
+                        pauses.append(
+                            Pause(index, f"{reason}; never cleared", started, waited, discarded)
+                        )
+                        raise
+                    pauses.append(Pause(index, reason, started, waited, discarded))
+                if after_point is not None:
+                    after_point(index)
+        finally:  # kept with the points taken, also when the scan ends early
+            dataset.add_metadata("ionpilot_pauses", json.dumps([asdict(p) for p in pauses]))
+            dataset.add_metadata("ionpilot_planned_points", len(values))
+            for key, text in (metadata or {}).items():
+                dataset.add_metadata(key, text)
     return ScanResult(dataset, pauses, len(values))

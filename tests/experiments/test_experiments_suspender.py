@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from qcodes.dataset import initialise_or_create_database_at
+from qcodes.dataset import initialise_or_create_database_at, load_by_id
 from qcodes.parameters import Parameter
 
 from ionpilot.core.clock import ManualClock
@@ -99,3 +99,24 @@ def test_a_point_measured_while_the_lab_fell_ill_is_redone_once(tmp_path: Path) 
     pauses = json.loads(result.dataset.metadata["ionpilot_pauses"])
     assert [(p["point"], p["discarded"]) for p in pauses] == [(2, True)]
     assert pauses[0]["waited_s"] == pytest.approx(42.0)
+
+
+def test_a_scan_whose_lab_never_recovers_keeps_its_points_and_says_why(tmp_path: Path) -> None:
+    initialise_or_create_database_at(tmp_path / "scan.db")
+    clock = ManualClock()
+    status = {**WELL}
+    setpoint = Parameter("bias", unit="V", set_cmd=None, initial_value=0.0)
+
+    def read() -> float:
+        if setpoint.cache.get() == 1.0:
+            status.update(alarm=True, health="MAJOR")  # and it stays so
+        return 1.0
+
+    signal = Parameter("signal", unit="counts", get_cmd=read, set_cmd=False)
+    suspender = Suspender(lambda: status, timeout_s=60.0, clock=clock, sleep=clock.advance)
+    with pytest.raises(TimeoutError):
+        scan(setpoint, [0.0, 1.0, 2.0], [signal], suspender, name="never")
+    stored = load_by_id(1)
+    assert list(stored.get_parameter_data()["signal"]["bias"]) == [0.0]
+    pauses = json.loads(stored.metadata["ionpilot_pauses"])
+    assert pauses[0]["point"] == 1 and "never cleared" in pauses[0]["reason"]
