@@ -32,7 +32,7 @@ run: $(STAMP)
 typecheck-tree:
 	@rm -rf $(TYPECHECK) && mkdir -p $(TYPECHECK)/ionpilot
 	@for f in ionpilot/*; do ln -s "$(CURDIR)/$$f" $(TYPECHECK)/ionpilot/; done
-	@for d in core bus drivers sim servo sequencer gui harness recorder configs; do ln -s "$(CURDIR)/$$d" $(TYPECHECK)/ionpilot/$$d; done
+	@for d in core bus drivers sim servo sequencer gui harness recorder experiments configs; do ln -s "$(CURDIR)/$$d" $(TYPECHECK)/ionpilot/$$d; done
 
 lint: $(STAMP) typecheck-tree
 	$(BIN)/ruff check .

@@ -11,13 +11,18 @@ except PackageNotFoundError:  # running from a source tree that was never instal
     __version__ = "0.0.0+unknown"
 
 if TYPE_CHECKING:
+    from ionpilot.experiments.station import qcodes_station
     from ionpilot.script import Lab, connect
 
-__all__ = ["Lab", "__version__", "connect"]
+__all__ = ["Lab", "__version__", "connect", "qcodes_station"]
 
 # The script API pulls in ZeroMQ and the config loader: imported on first use, so that
 # `import ionpilot` (the CLI's first line) stays cheap.
-_LAZY = {"connect": "ionpilot.script", "Lab": "ionpilot.script"}
+_LAZY = {
+    "connect": "ionpilot.script",
+    "Lab": "ionpilot.script",
+    "qcodes_station": "ionpilot.experiments.station",
+}
 
 
 def __getattr__(name: str) -> Any:

@@ -33,7 +33,7 @@ from ionpilot.bus.client import CommandClient
 from ionpilot.bus.codec import BusError, ErrorCode, Value
 from ionpilot.bus.directory import Directory
 from ionpilot.bus.settings import BusSettings
-from ionpilot.config import DEFAULT_CONFIG, LabConfig, load_config
+from ionpilot.config import DEFAULT_CONFIG, LabConfig, LabInfo, load_config
 
 __all__ = ["Instrument", "Lab", "Parameter", "SeriesHistory", "connect"]
 
@@ -95,7 +95,10 @@ def connect(
     directory = Directory.from_config(
         lab_config.bus.host, lab_config.processes, lab_config.instruments
     )
-    return Lab(directory, lab_config.bus, timeout=timeout, name=name)
+    lab_file = None if isinstance(config, LabConfig) else Path(config)
+    lab = Lab(directory, lab_config.bus, timeout=timeout, name=name)
+    lab.config, lab.lab_file = lab_config, lab_file  # for the experiments (data_dir, hash)
+    return lab
 
 
 class Lab:
@@ -115,6 +118,8 @@ class Lab:
         self._name = name or "ionpilot-script"
         self._clients: dict[str, CommandClient] = {}  # one per serving process
         self._closed = False
+        self.config = LabConfig(lab=LabInfo(name=""))  # the lab file's content, when connected
+        self.lab_file: Path | None = None  # the lab file, when connected through one
 
     @property
     def targets(self) -> list[str]:
