@@ -20,7 +20,6 @@ from collections.abc import Iterator
 from time import monotonic as _monotonic
 from typing import cast
 
-import msgpack
 import zmq
 
 from ionpilot.bus.codec import (
@@ -33,6 +32,7 @@ from ionpilot.bus.codec import (
     ErrorCode,
     Reply,
     Value,
+    safe_unpackb,
 )
 from ionpilot.bus.hub import hard_frame_limit
 from ionpilot.bus.security import ClientKeys
@@ -43,7 +43,7 @@ _NOBLOCK = int(zmq.NOBLOCK)
 _POLLIN = int(zmq.POLLIN)
 _POLLOUT = int(zmq.POLLOUT)
 _SCALARS = SCALAR_TYPES
-_unpackb = msgpack.unpackb  # defaults, no ext hook: see ionpilot.bus.codec
+_unpackb = safe_unpackb  # msgpack defaults behind the depth guard: see ionpilot.bus.codec
 
 
 def ttl_of(timeout: float | None) -> float | None:

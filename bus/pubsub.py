@@ -20,15 +20,14 @@ from typing import cast
 import zmq
 
 from ionpilot.bus.codec import (
-    SCALAR_TYPES,
     Codec,
     DecodeError,
     Event,
     Heartbeat,
     Message,
     Value,
+    check_reading,
     check_topic,
-    check_value,
 )
 from ionpilot.bus.hub import endpoint, hard_frame_limit
 from ionpilot.bus.security import ClientKeys
@@ -120,9 +119,15 @@ class Publisher:
     def publish(
         self, topic: str, value: Value, unit: str = "", status: str = "OK", t: int | None = None
     ) -> bool:
-        """Publish one reading on `topic` (e.g. `tlm.rf_drive.frequency`); False if dropped."""
-        if type(value) not in SCALAR_TYPES:
-            check_value(value)
+        """Publish one reading on `topic` (e.g. `tlm.rf_drive.frequency`); False if dropped.
+        A NaN or infinite reading goes out as `INVALID` (subscribers refuse it as anything
+        else); text longer than `MAX_MESSAGE_CHARS` raises `ValueError`."""
+        kind = type(value)
+        if kind is float:
+            if value - value != 0.0:  # NaN or infinite: not a reading
+                status = "INVALID"
+        elif kind is not int and kind is not bool and value is not None:
+            check_reading(value, status)
         raw = self._topics.get(topic)
         if raw is None:
             raw = self._add_topic(topic)
