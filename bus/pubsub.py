@@ -70,11 +70,12 @@ class Publisher:
         self.src = src
         self._clock = clock or SystemClock()
         self._wall_ns = self._clock.wall_ns
-        self._codec = Codec(settings.max_message_bytes)
+        self._codec = Codec(settings.pubsub_bytes)
         self._pack = self._codec.pack
         self._sock = (context or zmq.Context.instance()).socket(zmq.PUB)
         self._sock.setsockopt(zmq.LINGER, 0)
-        self._sock.setsockopt(zmq.SNDHWM, _hwm(send_hwm or settings.high_water_mark))
+        # bounded in bytes: at most `max_queued_bytes` of `max_publish_bytes` messages
+        self._sock.setsockopt(zmq.SNDHWM, _hwm(send_hwm or settings.pubsub_hwm))
         _secure(self._sock, settings, keys)
         self._sock.connect(connect or endpoint(settings.host, settings.publish_port))
         self._send = self._sock.send
@@ -337,12 +338,12 @@ class Subscriber:
         """With `settings.security.curve` on, connects with the config's CURVE identity (or
         `keys`): any client on the allow-list may listen, nobody else."""
         self._clock = clock or SystemClock()
-        self._codec = Codec(settings.max_message_bytes)
+        self._codec = Codec(settings.pubsub_bytes)
         self._decode = self._codec.decode_message
         self._sock = (context or zmq.Context.instance()).socket(zmq.SUB)
         self._sock.setsockopt(zmq.LINGER, 0)
-        self._sock.setsockopt(zmq.RCVHWM, _hwm(recv_hwm or settings.high_water_mark))
-        self._sock.setsockopt(zmq.MAXMSGSIZE, hard_frame_limit(settings.max_message_bytes))
+        self._sock.setsockopt(zmq.RCVHWM, _hwm(recv_hwm or settings.pubsub_hwm))
+        self._sock.setsockopt(zmq.MAXMSGSIZE, hard_frame_limit(settings.pubsub_bytes))
         _secure(self._sock, settings, keys)
         self._sock.connect(connect or endpoint(settings.host, settings.subscribe_port))
         for prefix in prefixes:

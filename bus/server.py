@@ -54,7 +54,7 @@ from ionpilot.bus.codec import (
 )
 from ionpilot.bus.hub import hard_frame_limit
 from ionpilot.bus.security import USER_ID, ServerKeys, ZapHandler
-from ionpilot.bus.settings import BusSettings
+from ionpilot.bus.settings import BusSettings, check_served_securely
 from ionpilot.bus.wire import MAX_FRAMES
 from ionpilot.core.clock import Clock, SystemClock
 
@@ -130,6 +130,7 @@ class CommandServer:
         self._context = context or zmq.Context.instance()
         self._clock = clock or SystemClock()
         self._authorize = authorize
+        check_served_securely(settings)
         if keys is None and settings.security.curve:
             keys = ServerKeys.from_settings(settings.security)
         self._keys = keys

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from ionpilot.access import create_lab_keys, with_lab_keys
+from ionpilot.bus.labkeys import IDENTITY_ENV, OPERATOR, key_dir
 from ionpilot.config import DEFAULT_CONFIG, LabConfig
 from ionpilot.runtime import load_or_report, wait_for_stop_signal
 from ionpilot.supervisor import ChildSpec, Supervisor, ionpilot_argv
@@ -74,18 +76,27 @@ def child_specs(config_path: str, config: LabConfig, gui: bool = False) -> list[
             heartbeat=None,
         ),
     ]
+    identity = IDENTITY_ENV
     for process, command in PROCESS_COMMANDS.items():
         if process == "drivers":
             hosts = driver_host_processes(config)
             for host, cpu in zip(hosts, driver_host_cpus(len(hosts)), strict=True):
                 argv = ("--config", config_path, "--process", host, "--cpu", cpu)
-                specs.append(ChildSpec(host, ionpilot_argv(*command, *argv), heartbeat=host))
+                specs.append(
+                    ChildSpec(
+                        host,
+                        ionpilot_argv(*command, *argv),
+                        heartbeat=host,
+                        env=((identity, host),),
+                    )
+                )
         elif process in config.processes:
             specs.append(
                 ChildSpec(
                     process,
                     ionpilot_argv(*command, "--config", config_path),
                     heartbeat=process,
+                    env=((identity, process),),
                 )
             )
     if gui:  # the console: the operator's window, closed at will, never restarted
@@ -157,7 +168,10 @@ class BusWatcher:
 
         self.tracker = tracker
         self.health = "unknown"
-        self._sub = Subscriber(config.bus, prefixes=["hb.", "servo.clock.", "health."])
+        self.dropped: dict[str, int] = {}  # the hub's count of refused publications, by sender
+        # Under the lab's keys the hub forwards each topic from its owner only, so these
+        # heartbeats and servo records are authenticated (`ionpilot.access`).
+        self._sub = Subscriber(config.bus, prefixes=["hb.", "servo.clock.", "health.", "hub."])
         self.liveness = self._sub.liveness  # the subscriber beats it on every heartbeat
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="up-watcher", daemon=True)
@@ -185,6 +199,8 @@ class BusWatcher:
             self.tracker.on_update(float(value))
         elif topic == "health.aggregate":
             self.health = str(value)
+        elif topic == "hub.dropped" and isinstance(value, dict):
+            self.dropped = {str(k): int(v) for k, v in value.items() if isinstance(v, int)}
 
     def heartbeat_age(self, source: str) -> float:
         return self.liveness.age(source)
@@ -212,6 +228,9 @@ def render_status(
         + (f", last correction {corr:+.3f} Hz" if corr is not None else "")
         + f", {tracker.corrections} corrections; health {watcher.health}"
     )
+    if watcher.dropped:
+        refused = ", ".join(f"{who} {n}" for who, n in sorted(watcher.dropped.items()))
+        lines.append(f"  hub refused (topics not owned): {refused}")
     return "\n".join(lines)
 
 
@@ -219,6 +238,10 @@ def run(args: argparse.Namespace) -> int:
     config = load_or_report(args.config)
     if config is None:
         return 2
+    created = create_lab_keys(config)  # first run: the lab's bus keys, owner-only
+    if created:
+        print(f"created bus keys for {', '.join(created)} in {key_dir(config.lab.data_dir)}")
+    config = with_lab_keys(config, OPERATOR)
     tracker = LockTracker(started=time.monotonic())
     watcher = BusWatcher(config, tracker)
     out: TextIO = sys.stdout
@@ -269,6 +292,8 @@ def run(args: argparse.Namespace) -> int:
         "config": args.config,
         "duration_s": time.monotonic() - tracker.started,
         **tracker.summary(time.monotonic()),
+        "bus_secured": bool(config.bus.security.curve),
+        "hub_refused": dict(watcher.dropped),
         "processes": {
             name: {"restarts": child.policy.restarts, "exit_codes": child.exit_codes}
             for name, child in supervisor.children.items()

@@ -9,6 +9,8 @@ from __future__ import annotations
 import concurrent.futures
 import gc
 import os
+import subprocess
+import sys
 import threading
 from dataclasses import replace
 
@@ -16,7 +18,7 @@ import msgpack
 import pytest
 import zmq
 
-from ionpilot.bus import CommandServer, Publisher, Subscriber
+from ionpilot.bus import BusError, CommandServer, Publisher, Subscriber
 from ionpilot.bus.codec import Codec, DecodeError, Request, check_depth
 
 DEEP = b"\x91" * 1100 + b"\xc0"  # a list in a list ... 1,100 deep: 1,101 bytes
@@ -178,3 +180,44 @@ def test_a_set_that_started_reports_its_outcome_not_a_timeout(settings, ctx) -> 
         dealer.close()
         srv.close()
     assert reply["ok"] is True and reply["value"]["value"] == -2.0 and applied == [-2.0]
+
+
+ATTACKER = """
+import sys, time, msgpack, zmq
+sock = zmq.Context.instance().socket(zmq.PUB)
+sock.setsockopt(zmq.LINGER, 2000)
+sock.connect(sys.argv[1])
+time.sleep(0.3)  # the attacker's own pace; nothing in the test waits on it
+frame = msgpack.packb({"seq": 1, "t": 1, "src": "big", "value": b"x" * 1_000_000})
+for _ in range(200):
+    sock.send_multipart([b"tlm.big.blob", frame])
+sock.close()
+"""
+
+
+def test_pubsub_queues_are_bounded_in_bytes(bus, ctx, hub, join) -> None:
+    """Finding 5: 10,000 queued 1 MB messages per slow subscriber (10 GiB). Now a pub/sub
+    message is at most `max_publish_bytes` and a queue at most `max_queued_bytes` of them."""
+    s = bus
+    assert s.pubsub_hwm * s.pubsub_bytes <= s.max_queued_bytes == 64 * 2**20
+    with Subscriber(s, ["tlm."], context=ctx) as sub, Publisher(s, "src", context=ctx) as pub:
+        assert sub.socket.getsockopt(zmq.RCVHWM) == s.pubsub_hwm == 1024
+        join(pub, sub)
+        with pytest.raises(BusError, match="exceeds"):
+            pub.publish("tlm.src.blob", b"x" * (s.max_publish_bytes + 1))
+        before = _rss()
+        attacker = subprocess.run(  # its own send queue is its own memory, not the hub's
+            [sys.executable, "-c", ATTACKER, hub.publish_endpoint],
+            check=False,
+            timeout=60,
+            capture_output=True,
+            text=True,
+        )
+        assert attacker.returncode == 0, attacker.stderr
+        pub.publish("tlm.src.after", 1)
+        got = []
+        while (msg := sub.recv(timeout=0.5)) is not None:
+            got.append(msg.topic)
+        grown = _rss() - before
+    assert "tlm.big.blob" not in got and "tlm.src.after" in got
+    assert grown < RSS_BOUND
