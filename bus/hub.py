@@ -70,6 +70,7 @@ class Hub:
         self._owners = {name: tuple(prefixes) for name, prefixes in owners.items()}
         self.dropped: dict[str, int] = {}  # sender -> messages on topics it does not own
         self.forwarded = 0
+        self.malformed = 0  # messages that were not [topic, payload]: dropped
 
     def start(self) -> Hub:
         """Bind both sockets and start forwarding; raises if a port cannot be bound."""
@@ -157,11 +158,14 @@ class Hub:
         poller = zmq.Poller()
         for sock in (xsub, xpub, control):
             poller.register(sock, zmq.POLLIN)
-        verdicts: dict[tuple[str, bytes], bool] = {}  # (sender, topic) -> owned
+        verdicts: dict[tuple[object, bytes], bool] = {}  # (sender, topic) -> owned
         dropped = self.dropped
         codec = Codec(self._settings.pubsub_bytes)
         report_seq, reported, next_report = 0, 0, time.monotonic() + 1.0
         noblock, more_noblock = int(zmq.NOBLOCK), int(zmq.SNDMORE | zmq.NOBLOCK)
+        recv, send = xsub.recv, super(zmq.Socket, xpub).send  # the Cython send (as the server)
+        user_id = "User-Id"
+        forwarded = dropped_malformed = 0
         while True:
             events = dict(poller.poll(1000))
             if control in events and control.recv() == b"TERMINATE":
@@ -172,43 +176,47 @@ class Hub:
                         xsub.send(xpub.recv(noblock))
                     except zmq.Again:
                         break
-            if xsub in events:
+            if xsub in events:  # the hot loop: every call and lookup here is per message
                 for _ in range(10_000):
                     try:
-                        first = xsub.recv(noblock, copy=False)
+                        first = recv(noblock, False)
                     except zmq.Again:
                         break
-                    parts = [first.bytes]
-                    frame = first
-                    while frame.more:
-                        frame = xsub.recv(0, copy=False)
-                        if len(parts) <= 2:
-                            parts.append(frame.bytes)
-                    user = str(first.get("User-Id") or "")
-                    key = (user, parts[0])
+                    if not first.more:  # one frame: never a bus message
+                        dropped_malformed += 1
+                        continue
+                    payload = recv(0, False)
+                    if payload.more:  # three or more frames: drain, drop
+                        while recv(0, False).more:
+                            pass
+                        dropped_malformed += 1
+                        continue
+                    key = (first.get(user_id), first.bytes)
                     owned = verdicts.get(key)
                     if owned is None:
-                        owned = self._owns(user, parts[0])
+                        owned = self._owns(str(key[0] or ""), key[1])
                         if len(verdicts) < 100_000:
                             verdicts[key] = owned
-                    if owned and len(parts) == 2:
+                    if owned:
                         try:
-                            xpub.send(parts[0], more_noblock)
-                            xpub.send(parts[1], noblock)
-                            self.forwarded += 1
+                            send(first, more_noblock, False)
+                            send(payload, noblock, False)
                         except zmq.Again:
                             pass
+                        forwarded += 1
                     else:
-                        who = user or "?"
+                        who = str(key[0] or "?")
                         if who in dropped or len(dropped) < 1000:
                             dropped[who] = dropped.get(who, 0) + 1
+                self.forwarded = forwarded
+                self.malformed = dropped_malformed
             now = time.monotonic()
             if now >= next_report:
                 next_report = now + 1.0
                 total = sum(dropped.values())
                 if total != reported:
                     reported, report_seq = total, report_seq + 1
-                    payload = codec.pack(
+                    report = codec.pack(
                         {
                             "seq": report_seq,
                             "t": time.time_ns(),
@@ -220,7 +228,7 @@ class Hub:
                     )
                     try:
                         xpub.send(b"hub.dropped", more_noblock)
-                        xpub.send(payload, noblock)
+                        xpub.send(report, noblock)
                     except zmq.Again:
                         pass
 

@@ -19,6 +19,8 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Final
@@ -59,11 +61,21 @@ def ensure_lab_keys(data_dir: str | os.PathLike[str], principals: Mapping[str, s
         for name in (SERVER, *principals):
             check_name(name)
             if not (folder / f"{name}.key_secret").exists():
-                for stale in (folder / f"{name}.key", folder / f"{name}.key_secret"):
-                    stale.unlink(missing_ok=True)  # half a pair (a crash mid-write): replace it
-                create_keypair(folder, name)
+                _create_atomically(folder, name)
                 created.append(name)
     return created
+
+
+def _create_atomically(folder: Path, name: str) -> None:
+    """Write the pair in a private folder, then rename each file into place (public first,
+    the secret last: its presence means the pair is whole), so no reader sees half a file."""
+    staging = Path(tempfile.mkdtemp(prefix=f".new-{name}-", dir=folder))
+    try:
+        public, secret = create_keypair(staging, name)
+        os.replace(public, folder / public.name)
+        os.replace(secret, folder / secret.name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def lab_security(
@@ -88,9 +100,10 @@ def lab_security(
             f"the lab's bus keys are missing under {folder}: `ionpilot up` creates them on its "
             "first run (or turn security off in the lab file: bus: {security: {curve: false}})"
         )
-    clients = {
+    clients = {  # a principal added since the keys were made has none yet: `up` makes it
         name: CurveClient(read_public_key(folder / f"{name}.key"), role)  # type: ignore[arg-type]
         for name, role in principals.items()
+        if (folder / f"{name}.key").exists()
     }
     own = folder / f"{who}.key_secret"
     server_secret = folder / f"{SERVER}.key_secret"
@@ -100,5 +113,5 @@ def lab_security(
         server_key_file=str(server_secret) if os.access(server_secret, os.R_OK) else "",
         client_key_file=str(own),
         clients=clients,
-        owners={name: tuple(prefixes) for name, prefixes in owners.items()},
+        owners={name: tuple(prefixes) for name, prefixes in owners.items() if name in clients},
     )

@@ -21,6 +21,7 @@ COMMAND_MODULES: list[str] = [
     "sequencer",
     "up",
     "gui",
+    "deploy",
 ]
 
 
