@@ -37,6 +37,7 @@ from ionpilot.bus.codec import (
 from ionpilot.bus.hub import hard_frame_limit
 from ionpilot.bus.security import ClientKeys
 from ionpilot.bus.settings import BusSettings
+from ionpilot.bus.wire import keep_alive
 
 # Plain ints: with pyzmq's flag enums every `|` and `&` is a Python-level call.
 _NOBLOCK = int(zmq.NOBLOCK)
@@ -82,6 +83,7 @@ class ClientCore:
         sock = (context or zmq.Context.instance()).socket(zmq.DEALER)
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.IMMEDIATE, 1)
+        keep_alive(sock)
         sock.setsockopt(zmq.SNDHWM, settings.high_water_mark)
         sock.setsockopt(zmq.RCVHWM, settings.high_water_mark)
         sock.setsockopt(zmq.MAXMSGSIZE, hard_frame_limit(settings.max_message_bytes))

@@ -24,6 +24,7 @@ import zmq
 from ionpilot.bus.codec import Codec
 from ionpilot.bus.security import PUBLISHER_ROLES, SecurityError, ServerKeys, ZapHandler
 from ionpilot.bus.settings import BusSettings, check_served_securely
+from ionpilot.bus.wire import keep_alive
 
 
 def endpoint(host: str, port: int) -> str:
@@ -104,6 +105,8 @@ class Hub:
                     self._keys.apply(sock, domain)
             for sock in (xsub, xpub, control):
                 sock.setsockopt(zmq.LINGER, 0)
+            keep_alive(xsub)
+            keep_alive(xpub)
             # A publisher sending frames beyond the bound is cut off here, before any subscriber.
             xsub.setsockopt(zmq.MAXMSGSIZE, s.pubsub_bytes + 4096)
             hwm = s.pubsub_hwm  # at most max_queued_bytes per peer

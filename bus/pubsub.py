@@ -32,7 +32,7 @@ from ionpilot.bus.codec import (
 from ionpilot.bus.hub import endpoint, hard_frame_limit
 from ionpilot.bus.security import ClientKeys
 from ionpilot.bus.settings import BusSettings
-from ionpilot.bus.wire import recv_frames
+from ionpilot.bus.wire import keep_alive, recv_frames
 from ionpilot.core.clock import Clock, SystemClock
 
 Context = zmq.Context[zmq.Socket[bytes]]
@@ -74,6 +74,7 @@ class Publisher:
         self._pack = self._codec.pack
         self._sock = (context or zmq.Context.instance()).socket(zmq.PUB)
         self._sock.setsockopt(zmq.LINGER, 0)
+        keep_alive(self._sock)
         # bounded in bytes: at most `max_queued_bytes` of `max_publish_bytes` messages
         self._sock.setsockopt(zmq.SNDHWM, _hwm(send_hwm or settings.pubsub_hwm))
         _secure(self._sock, settings, keys)
@@ -342,6 +343,7 @@ class Subscriber:
         self._decode = self._codec.decode_message
         self._sock = (context or zmq.Context.instance()).socket(zmq.SUB)
         self._sock.setsockopt(zmq.LINGER, 0)
+        keep_alive(self._sock)
         self._sock.setsockopt(zmq.RCVHWM, _hwm(recv_hwm or settings.pubsub_hwm))
         self._sock.setsockopt(zmq.MAXMSGSIZE, hard_frame_limit(settings.pubsub_bytes))
         _secure(self._sock, settings, keys)

@@ -55,7 +55,7 @@ from ionpilot.bus.codec import (
 from ionpilot.bus.hub import hard_frame_limit
 from ionpilot.bus.security import USER_ID, ServerKeys, ZapHandler
 from ionpilot.bus.settings import BusSettings, check_served_securely
-from ionpilot.bus.wire import MAX_FRAMES
+from ionpilot.bus.wire import MAX_FRAMES, keep_alive
 from ionpilot.core.clock import Clock, SystemClock
 
 log = logging.getLogger(__name__)
@@ -420,6 +420,7 @@ class CommandServer:
         if self._sock is None:
             sock = self._context.socket(zmq.ROUTER)
             sock.setsockopt(zmq.LINGER, 0)
+            keep_alive(sock)
             sock.setsockopt(zmq.SNDHWM, self._settings.high_water_mark)
             sock.setsockopt(zmq.RCVHWM, self._settings.high_water_mark)
             sock.setsockopt(zmq.MAXMSGSIZE, hard_frame_limit(self._settings.max_message_bytes))

@@ -76,8 +76,8 @@ class BusSettings:
     high_water_mark: int = 10_000  # messages queued per socket before ZeroMQ drops (pub/sub)
     # Bytes a pub/sub socket may hold queued for one peer (a slow subscriber): the queues are
     # bounded in messages, so the high-water mark used is at most this over the largest message
-    # a publisher may send (`max_publish_bytes`): 64 MiB / 64 KiB = 1024 messages by default.
-    max_queued_bytes: int = 64 * 1_048_576
+    # a publisher may send (`max_publish_bytes`): 256 MiB / 64 KiB = 4096 messages by default.
+    max_queued_bytes: int = 256 * 1_048_576
     max_publish_bytes: int = 65_536  # one pub/sub message (commands: `max_message_bytes`)
     heartbeat_period: Annotated[float, "s"] = 1.0
     stale_after: Annotated[float, "s"] = 3.0
@@ -147,6 +147,8 @@ def is_loopback(host: str) -> bool:
 
 @dataclass(frozen=True)
 class ProcessSettings:
-    """One ionpilot process: the port its command server (ROUTER) binds on the bus host."""
+    """One ionpilot process: the port its command server (ROUTER) binds, on `host` (the
+    address of the machine it runs on; empty: the bus host, one machine for the whole lab)."""
 
     command_port: int
+    host: str = ""

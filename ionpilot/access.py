@@ -45,8 +45,10 @@ def topic_owners(config: LabConfig) -> dict[str, tuple[str, ...]]:
 
 
 def uses_lab_keys(config: LabConfig) -> bool:
-    """A lab file that says nothing about `bus.security`: secured with the lab's own keys."""
-    return config.bus.security.curve is None
+    """A lab file that says nothing about `bus.security`: secured with the lab's own keys
+    (`curve` unset before they are read, topic owners after)."""
+    security = config.bus.security
+    return security.curve is None or bool(security.owners)
 
 
 def create_lab_keys(config: LabConfig) -> list[str]:
