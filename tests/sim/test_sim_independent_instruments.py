@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 
-from conftest import lab_instruments  # type: ignore[import-not-found]
+import yaml
 from simclients import JsonClient, visa
 
 from ionpilot.sim.clock import RealClock
@@ -14,6 +15,12 @@ from ionpilot.sim.lab import Lab
 from ionpilot.sim.settings import SimSettings
 
 RUN_S = 3.0
+CONFIG = Path(__file__).resolve().parents[2] / "configs" / "sim-lab.yaml"
+
+
+def lab_instruments() -> dict[str, tuple[str, str]]:
+    data = yaml.safe_load(CONFIG.read_text())
+    return {name: (d["model"], d["address"]) for name, d in data["instruments"].items()}
 
 
 def test_a_long_pulser_run_does_not_stall_the_other_instruments() -> None:
