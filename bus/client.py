@@ -20,7 +20,6 @@ from collections.abc import Iterator
 from time import monotonic as _monotonic
 from typing import cast
 
-import msgpack
 import zmq
 
 from ionpilot.bus.codec import (
@@ -33,17 +32,19 @@ from ionpilot.bus.codec import (
     ErrorCode,
     Reply,
     Value,
+    safe_unpackb,
 )
 from ionpilot.bus.hub import hard_frame_limit
 from ionpilot.bus.security import ClientKeys
 from ionpilot.bus.settings import BusSettings
+from ionpilot.bus.wire import keep_alive
 
 # Plain ints: with pyzmq's flag enums every `|` and `&` is a Python-level call.
 _NOBLOCK = int(zmq.NOBLOCK)
 _POLLIN = int(zmq.POLLIN)
 _POLLOUT = int(zmq.POLLOUT)
 _SCALARS = SCALAR_TYPES
-_unpackb = msgpack.unpackb  # defaults, no ext hook: see ionpilot.bus.codec
+_unpackb = safe_unpackb  # msgpack defaults behind the depth guard: see ionpilot.bus.codec
 
 
 def ttl_of(timeout: float | None) -> float | None:
@@ -82,6 +83,7 @@ class ClientCore:
         sock = (context or zmq.Context.instance()).socket(zmq.DEALER)
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.IMMEDIATE, 1)
+        keep_alive(sock)
         sock.setsockopt(zmq.SNDHWM, settings.high_water_mark)
         sock.setsockopt(zmq.RCVHWM, settings.high_water_mark)
         sock.setsockopt(zmq.MAXMSGSIZE, hard_frame_limit(settings.max_message_bytes))

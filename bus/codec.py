@@ -7,6 +7,7 @@ evaluated; a method is a string from a fixed whitelist; values are plain data on
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -59,7 +60,112 @@ _TOPIC_CACHE_SIZE: Final = 4096
 # no ext hook: an extension value comes back as `ExtType` or `Timestamp`, which no type check
 # below lets through (each field is checked by exact type, values by `check_value`), so it is
 # refused like any other foreign type, without the cost of a keyword argument on every call.
-_unpackb = msgpack.unpackb
+_msgpack_unpackb = msgpack.unpackb
+
+# msgpack's C decoder leaks the objects it has built (~80 kB) each time it gives up on a frame
+# nested past its own stack (1024 levels, `StackError`): 1 kB frames grow any reader without
+# bound. So no frame reaches it that could nest that deep. A frame of fewer container-header-like
+# bytes than `DEEP_SCAN_AT` cannot (each level needs one), and the translate that counts them
+# costs ~0.1 us; any other frame is walked header by header first, in Python, and refused if it
+# nests deeper than a bus message may (`MAX_FRAME_DEPTH`).
+MAX_FRAME_DEPTH: Final = MAX_DEPTH + 2  # a request map, its args map, then a value's own levels
+DEEP_SCAN_AT: Final = 512  # far below the C decoder's 1024
+CONTAINER_HEADERS: Final = bytes([*range(0x80, 0xA0), *range(0xDC, 0xE0)])
+# Bytes after the header byte of a fixed-size value, by header byte (ints, floats, nil, bools).
+_FIXED: Final = {
+    **{b: 0 for b in (0xC0, 0xC2, 0xC3)},
+    0xCA: 4,
+    0xCB: 8,
+    0xCC: 1,
+    0xCD: 2,
+    0xCE: 4,
+    0xCF: 8,
+    0xD0: 1,
+    0xD1: 2,
+    0xD2: 4,
+    0xD3: 8,
+    0xD4: 2,
+    0xD5: 3,
+    0xD6: 5,
+    0xD7: 9,
+    0xD8: 17,  # fixext: type byte + data
+}
+# Length-prefixed values (str, bin, ext): bytes of the length field, extra bytes (ext type).
+_SIZED: Final = {
+    0xC4: (1, 0),
+    0xC5: (2, 0),
+    0xC6: (4, 0),
+    0xC7: (1, 1),
+    0xC8: (2, 1),
+    0xC9: (4, 1),
+    0xD9: (1, 0),
+    0xDA: (2, 0),
+    0xDB: (4, 0),
+}
+
+
+def check_depth(data: bytes, limit: int = MAX_FRAME_DEPTH) -> None:
+    """Raise `DecodeError` if the msgpack frame `data` nests containers deeper than `limit`
+    (or is cut short where a walk can tell), before any decoder builds a single object."""
+    if len(data) - len(data.translate(None, CONTAINER_HEADERS)) < DEEP_SCAN_AT:
+        return
+    _walk_depth(data, limit)
+
+
+def _walk_depth(data: bytes, limit: int) -> None:
+    pos, end = 0, len(data)
+    pending: list[int] = []  # items still to read in each open container, innermost last
+    todo = 1  # items still to read at the present level (the top level holds one)
+    while True:
+        while todo == 0:
+            if not pending:
+                return
+            todo = pending.pop()
+        if pos >= end:
+            raise DecodeError("not msgpack: frame cut short")
+        head = data[pos]
+        pos += 1
+        todo -= 1
+        items = -1
+        if head <= 0x7F or head >= 0xE0:
+            continue
+        if head <= 0x8F:
+            items = 2 * (head & 0x0F)
+        elif head <= 0x9F:
+            items = head & 0x0F
+        elif head <= 0xBF:
+            pos += head & 0x1F
+            continue
+        elif head in _FIXED:
+            pos += _FIXED[head]
+            continue
+        elif head in _SIZED:
+            width, extra = _SIZED[head]
+            pos += width + extra + int.from_bytes(data[pos : pos + width], "big")
+            continue
+        elif 0xDC <= head <= 0xDF:  # array16, array32, map16, map32
+            width = 2 if head in (0xDC, 0xDE) else 4
+            items = int.from_bytes(data[pos : pos + width], "big") * (2 if head >= 0xDE else 1)
+            pos += width
+        else:
+            raise DecodeError("not msgpack: reserved byte 0xc1")
+        if items > end - pos:
+            raise DecodeError("not msgpack: container longer than the frame")
+        if items:
+            pending.append(todo)
+            if len(pending) > limit:
+                raise DecodeError(f"value nested more than {limit} levels deep")
+            todo = items
+
+
+def safe_unpackb(data: bytes) -> Any:
+    """msgpack's `unpackb` behind the depth guard (raises `DecodeError` for deep frames)."""
+    if len(data) - len(data.translate(None, CONTAINER_HEADERS)) >= DEEP_SCAN_AT:
+        _walk_depth(data, MAX_FRAME_DEPTH)
+    return _msgpack_unpackb(data)
+
+
+_unpackb = safe_unpackb
 
 SCALAR_TYPES: Final = frozenset({type(None), bool, int, float, str, bytes})
 _SCALARS = SCALAR_TYPES
@@ -208,6 +314,41 @@ def check_value(value: object, depth: int = 0) -> None:
     raise DecodeError(f"{kind.__name__} is not a bus value")
 
 
+def check_reading(value: object, status: str) -> None:
+    """Raise `DecodeError` unless `value` can be a telemetry reading with `status`: plain wire
+    data whose text is at most `MAX_MESSAGE_CHARS` anywhere, and no NaN or infinity as the
+    reading itself unless its status says it is `INVALID` (fields of a map may be NaN: "none")."""
+    kind = type(value)
+    if kind is float:
+        if status != "INVALID" and not math.isfinite(value):  # type: ignore[arg-type]
+            raise DecodeError(f"a reading of {value} must have status INVALID")
+        return
+    if kind is str:
+        if len(value) > MAX_MESSAGE_CHARS:  # type: ignore[arg-type]
+            raise DecodeError(f"text readings hold at most {MAX_MESSAGE_CHARS} characters")
+        return
+    if kind in _SCALARS:
+        return
+    check_value(value)
+    _check_texts(value)
+
+
+def _check_texts(value: object) -> None:
+    kind = type(value)
+    if kind is str:
+        if len(value) > MAX_MESSAGE_CHARS:  # type: ignore[arg-type]
+            raise DecodeError(f"text in a reading holds at most {MAX_MESSAGE_CHARS} characters")
+    elif kind is list or kind is tuple:
+        for item in value:  # type: ignore[attr-defined]
+            if type(item) is not float and type(item) is not int:
+                _check_texts(item)
+    elif kind is dict:
+        for key, item in value.items():  # type: ignore[attr-defined]
+            if len(key) > MAX_NAME_CHARS:
+                raise DecodeError(f"field names hold at most {MAX_NAME_CHARS} characters")
+            _check_texts(item)
+
+
 class Codec:
     """Encoder and decoders bound to one size limit; reuses one msgpack packer (one thread)."""
 
@@ -322,6 +463,8 @@ class Codec:
             raise DecodeError(f"frame of {len(data)} bytes exceeds {self.max_message_bytes}")
         try:
             obj = _unpackb(data)
+        except DecodeError:
+            raise
         except Exception as exc:  # msgpack raises many types on garbage; all mean the same
             raise DecodeError(f"not msgpack: {type(exc).__name__}") from None
         if type(obj) is not dict:
@@ -347,6 +490,8 @@ class Codec:
             raise DecodeError(f"frame of {len(data)} bytes exceeds {self.max_message_bytes}")
         try:
             obj = _unpackb(data)
+        except DecodeError:
+            raise
         except Exception as exc:
             raise DecodeError(f"not msgpack: {type(exc).__name__}") from None
         if type(obj) is not dict:
@@ -362,12 +507,16 @@ class Codec:
             self._header(obj)  # raises with the precise complaint
         if not 0 < len(src) <= MAX_NAME_CHARS:
             raise DecodeError("src must be a non-empty string")
-        if type(value) not in _SCALARS:
-            check_value(value)
         if type(unit) is not str or len(unit) > MAX_NAME_CHARS:
             raise DecodeError("unit must be a string")
         if type(status) is not str or status not in _STATUS_SET:
             raise DecodeError("status must be one of OK, MINOR, MAJOR, INVALID")
+        kind = type(value)
+        if kind is float:
+            if value - value != 0.0 and status != "INVALID":  # NaN or infinite
+                raise DecodeError(f"a reading of {value} must have status INVALID")
+        elif kind is not int and kind is not bool and value is not None:
+            check_reading(value, status)
         return Telemetry(seq, t, src, value, unit, status, topic)
 
     def decode_event(self, data: bytes, topic: str = "") -> Event:
@@ -421,6 +570,8 @@ class Codec:
             raise DecodeError(f"frame of {len(data)} bytes exceeds {self.max_message_bytes}")
         try:
             obj = _unpackb(data)
+        except DecodeError:
+            raise
         except Exception as exc:
             raise DecodeError(f"not msgpack: {type(exc).__name__}") from None
         if type(obj) is not dict:
@@ -461,6 +612,8 @@ class Codec:
             raise DecodeError(f"frame of {len(data)} bytes exceeds {self.max_message_bytes}")
         try:
             obj = _unpackb(data)
+        except DecodeError:
+            raise
         except Exception as exc:
             raise DecodeError(f"not msgpack: {type(exc).__name__}") from None
         if type(obj) is not dict:

@@ -36,9 +36,13 @@ class Directory:
         instruments: Mapping[str, object] | Iterable[str] = (),
         instrument_process: str = "drivers",
     ) -> Directory:
-        """Every process at `tcp://host:<command_port>`; every instrument owned by its `host`
-        process (the config's `InstrumentConfig.host`), else by `instrument_process`."""
-        endpoints = {name: f"tcp://{host}:{p.command_port}" for name, p in processes.items()}
+        """Every process at `tcp://<its host, else host>:<command_port>`; every instrument owned
+        by its `host` process (the config's `InstrumentConfig.host`), else by
+        `instrument_process`."""
+        endpoints = {
+            name: f"tcp://{getattr(p, 'host', '') or host}:{p.command_port}"
+            for name, p in processes.items()
+        }
         if isinstance(instruments, Mapping):
             owners = {
                 name: str(getattr(inst, "host", instrument_process) or instrument_process)

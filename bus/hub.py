@@ -1,19 +1,30 @@
-"""The hub: ZeroMQ's own XSUB/XPUB proxy, so publishers and subscribers each know one address.
+"""The hub: an XSUB/XPUB forwarder, so publishers and subscribers each know one address.
 
 Runs in a thread of any process (tests, the supervisor) or as `ionpilot hub`. Its queues are
-bounded by the high-water mark: a slow subscriber loses messages (and sees the gaps), it never
-slows a publisher down.
+bounded in messages by the high-water mark and in bytes by the largest message it forwards
+(`BusSettings.pubsub_hwm`): a slow subscriber loses messages (and sees the gaps), it never
+slows a publisher down nor grows the hub past `max_queued_bytes` per subscriber.
+
+With topic owners (the lab's own keys, `BusSecurity.owners`) the hub forwards each message only
+if its CURVE-authenticated sender owns the topic; anything else is dropped and counted per
+sender (`dropped`), and the counts go out on `hub.dropped` (which no publisher may send). This
+loop is Python (ZeroMQ's C proxy cannot look at a message's sender); without owners the C
+proxy forwards as before.
 """
 
 from __future__ import annotations
 
 import secrets
 import threading
+import time
+from collections.abc import Mapping
 
 import zmq
 
+from ionpilot.bus.codec import Codec
 from ionpilot.bus.security import PUBLISHER_ROLES, SecurityError, ServerKeys, ZapHandler
-from ionpilot.bus.settings import BusSettings
+from ionpilot.bus.settings import BusSettings, check_served_securely
+from ionpilot.bus.wire import keep_alive
 
 
 def endpoint(host: str, port: int) -> str:
@@ -40,9 +51,11 @@ class Hub:
         context: zmq.Context[zmq.Socket[bytes]] | None = None,
         *,
         keys: ServerKeys | None = None,
+        owners: Mapping[str, tuple[str, ...]] | None = None,
     ):
         if settings.high_water_mark <= 0:
             raise ValueError("high_water_mark must be positive (0 would mean unbounded queues)")
+        check_served_securely(settings)
         if keys is None and settings.security.curve:
             keys = ServerKeys.from_settings(settings.security)
         self._keys = keys
@@ -54,6 +67,11 @@ class Hub:
         self._error: BaseException | None = None
         self.publish_endpoint = ""  # where publishers connect (resolved after start)
         self.subscribe_endpoint = ""  # where subscribers connect
+        owners = owners if owners is not None else settings.security.owners
+        self._owners = {name: tuple(prefixes) for name, prefixes in owners.items()}
+        self.dropped: dict[str, int] = {}  # sender -> messages on topics it does not own
+        self.forwarded = 0
+        self.malformed = 0  # messages that were not [topic, payload]: dropped
 
     def start(self) -> Hub:
         """Bind both sockets and start forwarding; raises if a port cannot be bound."""
@@ -87,12 +105,15 @@ class Hub:
                     self._keys.apply(sock, domain)
             for sock in (xsub, xpub, control):
                 sock.setsockopt(zmq.LINGER, 0)
+            keep_alive(xsub)
+            keep_alive(xpub)
             # A publisher sending frames beyond the bound is cut off here, before any subscriber.
-            xsub.setsockopt(zmq.MAXMSGSIZE, s.max_message_bytes + 4096)
-            xsub.setsockopt(zmq.RCVHWM, s.high_water_mark)
-            xsub.setsockopt(zmq.SNDHWM, s.high_water_mark)
-            xpub.setsockopt(zmq.SNDHWM, s.high_water_mark)
-            xpub.setsockopt(zmq.RCVHWM, s.high_water_mark)
+            xsub.setsockopt(zmq.MAXMSGSIZE, s.pubsub_bytes + 4096)
+            hwm = s.pubsub_hwm  # at most max_queued_bytes per peer
+            xsub.setsockopt(zmq.RCVHWM, hwm)
+            xsub.setsockopt(zmq.SNDHWM, hwm)
+            xpub.setsockopt(zmq.SNDHWM, hwm)
+            xpub.setsockopt(zmq.RCVHWM, hwm)
             xsub.bind(endpoint(s.host, s.publish_port))
             xpub.bind(endpoint(s.host, s.subscribe_port))
             control.bind(self._control_endpoint)
@@ -112,7 +133,10 @@ class Hub:
             return
         self._ready.set()
         try:
-            zmq.proxy_steerable(xsub, xpub, None, control)
+            if self._owners and self._keys is not None:
+                self._forward_owned(xsub, xpub, control)
+            else:
+                zmq.proxy_steerable(xsub, xpub, None, control)
         except zmq.ContextTerminated:
             pass
         finally:
@@ -120,6 +144,96 @@ class Hub:
                 sock.close()
             for domain in domains:
                 ZapHandler.unregister(ctx, domain)
+
+    def _owns(self, user: str, topic: bytes) -> bool:
+        """Whether `user` may publish `topic`: a prefix ending in `.` owns what starts with it,
+        any other names exactly one topic (`hb.drivers`, not `hb.drivers2`)."""
+        name = topic.decode("ascii", "replace")
+        for prefix in self._owners.get(user, ()):
+            if name == prefix or (prefix.endswith(".") and name.startswith(prefix)):
+                return True
+        return False
+
+    def _forward_owned(
+        self, xsub: zmq.Socket[bytes], xpub: zmq.Socket[bytes], control: zmq.Socket[bytes]
+    ) -> None:
+        """Forward subscriptions up and owned messages down; drop and count the rest."""
+        poller = zmq.Poller()
+        for sock in (xsub, xpub, control):
+            poller.register(sock, zmq.POLLIN)
+        verdicts: dict[tuple[object, bytes], bool] = {}  # (sender, topic) -> owned
+        dropped = self.dropped
+        codec = Codec(self._settings.pubsub_bytes)
+        report_seq, reported, next_report = 0, 0, time.monotonic() + 1.0
+        noblock, more_noblock = int(zmq.NOBLOCK), int(zmq.SNDMORE | zmq.NOBLOCK)
+        recv, send = xsub.recv, super(zmq.Socket, xpub).send  # the Cython send (as the server)
+        user_id = "User-Id"
+        forwarded = dropped_malformed = 0
+        while True:
+            events = dict(poller.poll(1000))
+            if control in events and control.recv() == b"TERMINATE":
+                return
+            if xpub in events:  # subscriptions, to every publisher
+                for _ in range(1000):
+                    try:
+                        xsub.send(xpub.recv(noblock))
+                    except zmq.Again:
+                        break
+            if xsub in events:  # the hot loop: every call and lookup here is per message
+                for _ in range(10_000):
+                    try:
+                        first = recv(noblock, False)
+                    except zmq.Again:
+                        break
+                    if not first.more:  # one frame: never a bus message
+                        dropped_malformed += 1
+                        continue
+                    payload = recv(0, False)
+                    if payload.more:  # three or more frames: drain, drop
+                        while recv(0, False).more:
+                            pass
+                        dropped_malformed += 1
+                        continue
+                    key = (first.get(user_id), first.bytes)
+                    owned = verdicts.get(key)
+                    if owned is None:
+                        owned = self._owns(str(key[0] or ""), key[1])
+                        if len(verdicts) < 100_000:
+                            verdicts[key] = owned
+                    if owned:
+                        try:
+                            send(first, more_noblock, False)
+                            send(payload, noblock, False)
+                        except zmq.Again:
+                            pass
+                        forwarded += 1
+                    else:
+                        who = str(key[0] or "?")
+                        if who in dropped or len(dropped) < 1000:
+                            dropped[who] = dropped.get(who, 0) + 1
+                self.forwarded = forwarded
+                self.malformed = dropped_malformed
+            now = time.monotonic()
+            if now >= next_report:
+                next_report = now + 1.0
+                total = sum(dropped.values())
+                if total != reported:
+                    reported, report_seq = total, report_seq + 1
+                    report = codec.pack(
+                        {
+                            "seq": report_seq,
+                            "t": time.time_ns(),
+                            "src": "hub",
+                            "value": dict(dropped),
+                            "unit": "",
+                            "status": "MAJOR",
+                        }
+                    )
+                    try:
+                        xpub.send(b"hub.dropped", more_noblock)
+                        xpub.send(report, noblock)
+                    except zmq.Again:
+                        pass
 
     def stop(self) -> None:
         """Stop forwarding and release the ports."""

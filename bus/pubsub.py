@@ -20,20 +20,19 @@ from typing import cast
 import zmq
 
 from ionpilot.bus.codec import (
-    SCALAR_TYPES,
     Codec,
     DecodeError,
     Event,
     Heartbeat,
     Message,
     Value,
+    check_reading,
     check_topic,
-    check_value,
 )
 from ionpilot.bus.hub import endpoint, hard_frame_limit
 from ionpilot.bus.security import ClientKeys
 from ionpilot.bus.settings import BusSettings
-from ionpilot.bus.wire import recv_frames
+from ionpilot.bus.wire import keep_alive, recv_frames
 from ionpilot.core.clock import Clock, SystemClock
 
 Context = zmq.Context[zmq.Socket[bytes]]
@@ -71,11 +70,13 @@ class Publisher:
         self.src = src
         self._clock = clock or SystemClock()
         self._wall_ns = self._clock.wall_ns
-        self._codec = Codec(settings.max_message_bytes)
+        self._codec = Codec(settings.pubsub_bytes)
         self._pack = self._codec.pack
         self._sock = (context or zmq.Context.instance()).socket(zmq.PUB)
         self._sock.setsockopt(zmq.LINGER, 0)
-        self._sock.setsockopt(zmq.SNDHWM, _hwm(send_hwm or settings.high_water_mark))
+        keep_alive(self._sock)
+        # bounded in bytes: at most `max_queued_bytes` of `max_publish_bytes` messages
+        self._sock.setsockopt(zmq.SNDHWM, _hwm(send_hwm or settings.pubsub_hwm))
         _secure(self._sock, settings, keys)
         self._sock.connect(connect or endpoint(settings.host, settings.publish_port))
         self._send = self._sock.send
@@ -120,9 +121,15 @@ class Publisher:
     def publish(
         self, topic: str, value: Value, unit: str = "", status: str = "OK", t: int | None = None
     ) -> bool:
-        """Publish one reading on `topic` (e.g. `tlm.rf_drive.frequency`); False if dropped."""
-        if type(value) not in SCALAR_TYPES:
-            check_value(value)
+        """Publish one reading on `topic` (e.g. `tlm.rf_drive.frequency`); False if dropped.
+        A NaN or infinite reading goes out as `INVALID` (subscribers refuse it as anything
+        else); text longer than `MAX_MESSAGE_CHARS` raises `ValueError`."""
+        kind = type(value)
+        if kind is float:
+            if value - value != 0.0:  # NaN or infinite: not a reading
+                status = "INVALID"
+        elif kind is not int and kind is not bool and value is not None:
+            check_reading(value, status)
         raw = self._topics.get(topic)
         if raw is None:
             raw = self._add_topic(topic)
@@ -332,12 +339,13 @@ class Subscriber:
         """With `settings.security.curve` on, connects with the config's CURVE identity (or
         `keys`): any client on the allow-list may listen, nobody else."""
         self._clock = clock or SystemClock()
-        self._codec = Codec(settings.max_message_bytes)
+        self._codec = Codec(settings.pubsub_bytes)
         self._decode = self._codec.decode_message
         self._sock = (context or zmq.Context.instance()).socket(zmq.SUB)
         self._sock.setsockopt(zmq.LINGER, 0)
-        self._sock.setsockopt(zmq.RCVHWM, _hwm(recv_hwm or settings.high_water_mark))
-        self._sock.setsockopt(zmq.MAXMSGSIZE, hard_frame_limit(settings.max_message_bytes))
+        keep_alive(self._sock)
+        self._sock.setsockopt(zmq.RCVHWM, _hwm(recv_hwm or settings.pubsub_hwm))
+        self._sock.setsockopt(zmq.MAXMSGSIZE, hard_frame_limit(settings.pubsub_bytes))
         _secure(self._sock, settings, keys)
         self._sock.connect(connect or endpoint(settings.host, settings.subscribe_port))
         for prefix in prefixes:

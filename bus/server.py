@@ -36,6 +36,8 @@ import msgpack
 import zmq
 
 from ionpilot.bus.codec import (
+    CONTAINER_HEADERS,
+    DEEP_SCAN_AT,
     MAX_ID,
     MAX_NAME_CHARS,
     MAX_TTL_S,
@@ -52,8 +54,8 @@ from ionpilot.bus.codec import (
 )
 from ionpilot.bus.hub import hard_frame_limit
 from ionpilot.bus.security import USER_ID, ServerKeys, ZapHandler
-from ionpilot.bus.settings import BusSettings
-from ionpilot.bus.wire import MAX_FRAMES
+from ionpilot.bus.settings import BusSettings, check_served_securely
+from ionpilot.bus.wire import MAX_FRAMES, keep_alive
 from ionpilot.core.clock import Clock, SystemClock
 
 log = logging.getLogger(__name__)
@@ -103,8 +105,8 @@ class _Pending:
 
     route: list[bytes]
     rid: int
-    deadline: float  # the server clock's `now()`
-    cancellable: bool  # a pool or coroutine future; a deferred handler's own is left alone
+    deadline: float  # the server clock's `now()`: for work that has not started by then
+    bound: float  # the server's own bound (`deferred_timeout`): for work that has started
     allowed_s: float  # the time it was given: the server's bound, or the sender's `ttl_s`
 
 
@@ -128,6 +130,7 @@ class CommandServer:
         self._context = context or zmq.Context.instance()
         self._clock = clock or SystemClock()
         self._authorize = authorize
+        check_served_securely(settings)
         if keys is None and settings.security.curve:
             keys = ServerKeys.from_settings(settings.security)
         self._keys = keys
@@ -186,6 +189,9 @@ class CommandServer:
         thread or event loop in between (a driver host's instrument workers). Other sync
         handlers run in the thread pool; coroutine functions run as tasks. Handlers refuse with
         `raise BusError(code, message)`, or a deferred one by failing its future with it.
+        A deferred handler's worker calls `future.set_running_or_notify_cancel()` as the work
+        starts (and does nothing if it returns False): work not started by the sender's
+        deadline is cancelled and answered `timeout`; work started reports its outcome.
         """
         if method not in METHODS:
             raise ValueError(f"{method!r} is not a bus method; allowed: {sorted(METHODS)}")
@@ -308,7 +314,8 @@ class CommandServer:
         given_s = self._deferred_timeout
         if req.ttl_s is not None and req.ttl_s < given_s:  # the sender stops waiting sooner
             given_s = req.ttl_s
-        deadline = self._clock.now() + given_s  # before the work can start
+        received = self._clock.now()
+        deadline = received + given_s  # before the work can start
         future: concurrent.futures.Future[Any]
         if entry.deferred:
             try:
@@ -324,7 +331,8 @@ class CommandServer:
         else:
             future = self._executor.submit(entry.fn, req)
         self.in_flight += 1
-        self._futures[future] = _Pending(route, rid, deadline, not entry.deferred, given_s)
+        bound = received + self._deferred_timeout
+        self._futures[future] = _Pending(route, rid, deadline, bound, given_s)
         self._next_deadline = min(self._next_deadline, deadline)
         future.add_done_callback(partial(self._completed, route, rid))
         return None
@@ -377,15 +385,26 @@ class CommandServer:
             return
         earliest = math.inf
         for future, pending in list(self._futures.items()):
-            if pending.deadline > now:
-                earliest = min(earliest, pending.deadline)
+            # Work that has started (a set on its way to the instrument) reports its outcome,
+            # never `timeout`, within the server's own bound; only work not started expires
+            # at the sender's deadline, and is cancelled so that it never starts.
+            started = future.running() or (future.done() and not future.cancelled())
+            due = pending.bound if started else pending.deadline
+            if due > now or future.done():  # a finished one is answered by `_tend` next
+                earliest = min(earliest, due)
+                continue
+            if not started and not future.cancel() and not future.cancelled():
+                earliest = min(earliest, pending.bound)  # it started just now
                 continue
             del self._futures[future]
             self.in_flight -= 1
             self._counts.timeouts += 1
-            if pending.cancellable:  # frees a pool thread if it had not started yet
-                future.cancel()
-            message = f"{self.process}: no result within {pending.allowed_s:g} s"
+            allowed_s = self._deferred_timeout if started else pending.allowed_s
+            message = (
+                f"{self.process}: started, but no outcome within {allowed_s:g} s"
+                if started
+                else f"{self.process}: not started within {allowed_s:g} s; not applied"
+            )
             self._send([*pending.route, self._fail(pending.rid, ErrorCode.TIMEOUT, message)])
         self._next_deadline = earliest
 
@@ -401,6 +420,7 @@ class CommandServer:
         if self._sock is None:
             sock = self._context.socket(zmq.ROUTER)
             sock.setsockopt(zmq.LINGER, 0)
+            keep_alive(sock)
             sock.setsockopt(zmq.SNDHWM, self._settings.high_water_mark)
             sock.setsockopt(zmq.RCVHWM, self._settings.high_water_mark)
             sock.setsockopt(zmq.MAXMSGSIZE, hard_frame_limit(self._settings.max_message_bytes))
@@ -468,7 +488,9 @@ class CommandServer:
         dispatch = self._dispatch
         targets = self._targets
         inline = self._inline if self._authorize is None else {}  # authorize: general path
-        unpackb = msgpack.unpackb
+        unpackb = msgpack.unpackb  # only for frames that cannot nest past its stack (codec)
+        container_headers, deep_at = CONTAINER_HEADERS, DEEP_SCAN_AT
+        bad_request = ErrorCode.BAD_REQUEST
         pack = self._codec.packer.pack
         fail = self._fail
         max_bytes = self._settings.max_message_bytes
@@ -512,10 +534,19 @@ class CommandServer:
             try:
                 payload = None  # stays None: the general path answers
                 if len(data) <= fast_bytes:
-                    try:
-                        obj = unpackb(data)
-                    except Exception:  # garbage (or a wake-up: an empty frame)
-                        obj = None
+                    if len(data) - len(data.translate(None, container_headers)) >= deep_at:
+                        obj = None  # could nest deep: the general decoder walks it first
+                    else:
+                        try:
+                            obj = unpackb(data)
+                        except Exception as exc:  # garbage (or a wake-up: an empty frame)
+                            obj = None
+                            if route != wake_id:  # answered here: decoded once, not twice
+                                counts.requests += 1
+                                counts.bad_frames += 1
+                                payload = fail(
+                                    None, bad_request, f"not msgpack: {type(exc).__name__}"
+                                )
                     if type(obj) is dict:
                         try:
                             rid = obj["id"]

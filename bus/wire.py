@@ -8,6 +8,21 @@ from collections.abc import Sequence
 import zmq
 
 MAX_FRAMES = 8  # more than this is never a valid bus message; the rest is read and dropped
+HEARTBEAT_IVL_MS = 1000
+HEARTBEAT_TIMEOUT_MS = 3000
+
+
+def keep_alive(sock: zmq.Socket[bytes]) -> None:
+    """ZMTP heartbeats on every bus connection: a peer silent for 3 s (a cut link, a frozen
+    host) is disconnected, and the connecting side reconnects at once when it comes back,
+    instead of waiting out TCP's retransmission back-off (minutes) on a dead connection.
+    A request still in that dead connection's buffers dies with it: never delivered late."""
+    sock.setsockopt(zmq.HEARTBEAT_IVL, HEARTBEAT_IVL_MS)
+    sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, HEARTBEAT_TIMEOUT_MS)
+    sock.setsockopt(zmq.HEARTBEAT_TTL, HEARTBEAT_TIMEOUT_MS)
+    # and a connection attempt into a dead link gives up after this and tries again, rather
+    # than waiting out TCP's SYN back-off
+    sock.setsockopt(zmq.CONNECT_TIMEOUT, HEARTBEAT_TIMEOUT_MS)
 
 
 def recv_frames(sock: zmq.Socket[bytes], flags: int = 0) -> list[bytes]:

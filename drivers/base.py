@@ -195,6 +195,10 @@ class GuardedParameter(Parameter):
         return values
 
     def _guard(self, value: Any) -> None:
+        if isinstance(value, bool):  # an int to Python and to QCoDeS' Numbers, never a set-point
+            raise TypeError(
+                f"{self.full_name}: {value!r} is a boolean, not a number of {self.unit or 'units'}"
+            )
         if not _is_real(value):
             return  # the type validator rejects it with a TypeError
         lo, hi = self._allowed

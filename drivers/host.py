@@ -245,7 +245,7 @@ class InstrumentWorker:
 
     def _refuse_commands_for(self, wait: float) -> None:
         command = self._take(min(wait, 0.5))
-        if command is not None:
+        if command is not None and command.future.set_running_or_notify_cancel():
             command.future.set_exception(
                 BusError(ErrorCode.INSTRUMENT_ERROR, f"{self.spec.name} is {self.state}")
             )
@@ -305,6 +305,10 @@ class InstrumentWorker:
         self._publish_reading(signal, _wire(value))
 
     def _execute(self, command: _Command) -> None:
+        # Started from here on: the server reports this command's outcome, never `timeout`;
+        # one it cancelled at its sender's deadline (not started) is never applied.
+        if not command.future.set_running_or_notify_cancel():
+            return
         self.stats["commands"] += 1
         if self._clock.now() > command.deadline:
             command.future.set_exception(
@@ -406,7 +410,7 @@ class InstrumentWorker:
             if command is None:
                 continue
             self._taken += 1
-            if not command.future.done():
+            if command.future.set_running_or_notify_cancel():
                 command.future.set_exception(
                     BusError(ErrorCode.INSTRUMENT_ERROR, f"{self.spec.name}: {reason}")
                 )

@@ -24,12 +24,16 @@ from ionpilot.drivers.errors import (
     InstrumentCommandError,
     InstrumentReplyError,
     InstrumentTimeoutError,
+    OutOfLimitsError,
 )
 
 MODEL = "ionpilot_pulser"
 PROTOCOL_VERSION = 1
 MAX_LINE_BYTES = 1 << 20
 MAX_COUNT_S = 10.0
+MAX_RUN_S = 60.0  # the longest run (all shots) the driver starts, whoever asks
+MAX_SHOTS = 10_000
+PULSE_CHANNELS = ("cool", "detect", "repump", "clock", "raman", "ms")
 
 
 def parse_tcp_address(address: str) -> tuple[str, int]:
@@ -45,6 +49,26 @@ def _number(result: dict[str, Any], key: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise InstrumentReplyError(result, f"{key} is not a finite number")
     return float(value)
+
+
+def _finite(value: Any) -> bool:
+    return not isinstance(value, bool) and isinstance(value, int | float) and math.isfinite(value)
+
+
+def _check_in(
+    guard: GuardedParameter | None,
+    what: str,
+    value: Any,
+    hardware: tuple[float, float] = (-math.inf, math.inf),
+) -> None:
+    """`value` within the guard's allowed range (limits within hardware), else refused."""
+    if not _finite(value):
+        raise ValueError(f"{what} must be a finite number, not {value!r}")
+    allowed = hardware if guard is None else guard.allowed_range()
+    if not allowed[0] <= value <= allowed[1]:
+        name = what if guard is None else f"{guard.full_name} ({what})"
+        unit = "" if guard is None else guard.unit
+        raise OutOfLimitsError(name, value, allowed, unit)
 
 
 class PulserCommandError(InstrumentCommandError):
@@ -68,13 +92,16 @@ class IonpilotPulser(Instrument, IonpilotDriver):
         *,
         dds_channel: str = "clock_aom",
         timeout_s: float = 5.0,
-        run_timeout_s: float = 660.0,
+        max_run_s: float = MAX_RUN_S,
         **kwargs: Any,
     ) -> None:
         super().__init__(name, **kwargs)
         host, port = parse_tcp_address(address)
+        if not 0 < max_run_s <= 600.0:
+            raise ValueError(f"max_run_s must be in (0, 600] s, not {max_run_s!r}")
         self._timeout_s = timeout_s
-        self._run_timeout_s = run_timeout_s
+        self.max_run_s = max_run_s
+        self._run_timeout_s = max_run_s + timeout_s
         self._ids = itertools.count(1)
         self._sock: socket.socket | None = None
         self._buffer = b""
@@ -218,26 +245,65 @@ class IonpilotPulser(Instrument, IonpilotDriver):
         return self.request("describe")
 
     def run(self, shots: int, schedule: list[dict[str, Any]]) -> dict[str, Any]:
-        """Run a pulse schedule `shots` times; returns windows and per-shot counts. A pulse may
-        carry a `condition` ({"bits": [[window, ion], ...], "accept": [...], "threshold": n}):
-        a conditional segment, played only in shots whose detection windows read so."""
-        if isinstance(shots, bool) or not isinstance(shots, int) or shots < 1:
-            raise ValueError(f"shots must be a positive int, not {shots!r}")
-        if not isinstance(schedule, list):
-            raise TypeError("schedule must be a list of pulses")
-        for index, pulse in enumerate(schedule):
-            cond = pulse.get("condition") if isinstance(pulse, dict) else None
-            if cond is not None and (
-                not isinstance(cond, dict)
-                or not isinstance(cond.get("bits"), list)
-                or not isinstance(cond.get("accept"), list)
-            ):
-                raise ValueError(f"pulse {index}: condition needs 'bits' and 'accept' lists")
+        """Run a pulse schedule `shots` times; returns windows and per-shot counts.
+
+        Every pulse is checked here, whoever calls: a clock pulse's `frequency_hz` and
+        `amplitude` against the DDS parameters' allowed ranges (the lab file's limits within
+        the hardware range), every amplitude against the hardware's [0, 1], and the whole run
+        against `max_run_s`. A refused run plays nothing (`OutOfLimitsError`, `ValueError`).
+        A pulse may carry a `condition` ({"bits": [[window, ion], ...], "accept": [...],
+        "threshold": n}): a conditional segment, played only in shots whose detection windows
+        read so."""
+        if isinstance(shots, bool) or not isinstance(shots, int) or not 1 <= shots <= MAX_SHOTS:
+            raise ValueError(f"shots must be an int in 1..{MAX_SHOTS}, not {shots!r}")
+        if not isinstance(schedule, list) or not schedule:
+            raise TypeError("schedule must be a non-empty list of pulses")
+        shot_ns = max(self._check_pulse(index, pulse) for index, pulse in enumerate(schedule))
+        run_s = shots * shot_ns * 1e-9
+        if run_s > self.max_run_s:
+            raise ValueError(
+                f"{self.name}: run of {shots} shots x {shot_ns * 1e-9:g} s lasts {run_s:g} s; "
+                f"at most {self.max_run_s:g} s per run"
+            )
         result = self.request("run", timeout_s=self._run_timeout_s, shots=shots, schedule=schedule)
         counts = result.get("counts")
         if not isinstance(counts, list) or len(counts) != shots:
             raise InstrumentReplyError(result, f"counts is not a list of {shots} shots")
         return result
+
+    def _check_pulse(self, index: int, pulse: Any) -> int:
+        """Check one pulse against the limits; returns the time its shot lasts at least (ns)."""
+        if not isinstance(pulse, dict):
+            raise TypeError(f"pulse {index} is not a map")
+        channel = pulse.get("channel")
+        if channel not in PULSE_CHANNELS:
+            raise ValueError(f"pulse {index}: channel {channel!r} is not one of {PULSE_CHANNELS}")
+        t_ns, duration_ns = pulse.get("t_ns"), pulse.get("duration_ns")
+        for key, value in (("t_ns", t_ns), ("duration_ns", duration_ns)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"pulse {index}: {key} must be a non-negative int, not {value!r}")
+        assert isinstance(t_ns, int) and isinstance(duration_ns, int)
+        if duration_ns == 0:
+            raise ValueError(f"pulse {index}: duration_ns must be positive")
+        frequency = pulse.get("frequency_hz")
+        if frequency is not None:
+            _check_in(self.dds_frequency, f"pulse {index} ({channel}) frequency_hz", frequency)
+        amplitude = pulse.get("amplitude")
+        if amplitude is not None:
+            guard = self.dds_amplitude if channel == "clock" else None
+            _check_in(guard, f"pulse {index} ({channel}) amplitude", amplitude, (0.0, 1.0))
+        for key in ("phase_rad", "phase_a_rad", "phase_b_rad"):
+            phase = pulse.get(key)
+            if phase is not None and not _finite(phase):
+                raise ValueError(f"pulse {index}: {key} must be a finite number, not {phase!r}")
+        cond = pulse.get("condition")
+        if cond is not None and (
+            not isinstance(cond, dict)
+            or not isinstance(cond.get("bits"), list)
+            or not isinstance(cond.get("accept"), list)
+        ):
+            raise ValueError(f"pulse {index}: condition needs 'bits' and 'accept' lists")
+        return t_ns + duration_ns
 
     def _get_dds(self) -> dict[str, Any]:
         return self.request("get_dds", channel=self._dds_channel)

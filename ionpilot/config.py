@@ -129,8 +129,20 @@ def load_config_with_marks(path: str | Path) -> LoadedConfig:
         issues.extend(_LabChecker(config, builder.marks, tree.mark, broken).check())
     if issues or config is None:
         raise ConfigError(issues)
+    config = _secured(config, tree)
     files = tuple(sorted({m.file for m in builder.marks.values()} | {tree.mark.file}))
     return LoadedConfig(config, files, builder.marks, tree)
+
+
+def _secured(config: LabConfig, tree: Node) -> LabConfig:
+    """The bus secured by the lab's own keys when the file leaves security to them."""
+    from ionpilot.access import with_lab_keys
+    from ionpilot.bus.security import SecurityError
+
+    try:
+        return with_lab_keys(config)
+    except SecurityError as exc:
+        raise ConfigError([SchemaIssue(tree.mark, "bus.security", str(exc))]) from None
 
 
 def _build_sections(builder: SettingsBuilder, tree: Node) -> tuple[LabConfig | None, set[str]]:

@@ -71,6 +71,7 @@ class ChildSpec:
     startup_grace_s: float = 20.0  # heartbeats are not expected before this
     restart: bool = True
     wait_ready: bool = True  # start_all waits for the ready line before starting the next
+    env: tuple[tuple[str, str], ...] = ()  # set in the child's environment (its bus identity)
 
 
 class RestartPolicy:
@@ -186,6 +187,7 @@ class Supervisor:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
+            env={**os.environ, **dict(child.spec.env)} if child.spec.env else None,
             # bytes, not text: decoding is the pump's job, and there it never fails
             preexec_fn=_die_with_parent,  # noqa: PLW1509 (setsid + PDEATHSIG; no threads touched)
         )

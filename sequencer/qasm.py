@@ -15,7 +15,7 @@ import contextlib
 import io
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -532,13 +532,15 @@ class _Frontend:
 
     def for_loop(self, stmt: ast.ForInLoop, scope: _Scope) -> None:
         values = self.loop_values(stmt.set_declaration, scope, stmt)
+        if not stmt.block:  # an empty body does nothing however often it runs
+            return
         var = stmt.identifier.name
         for value in values:
             inner = _Scope(values={**scope.values, var: float(value)}, qubits=scope.qubits)
             for body_stmt in stmt.block:
                 self.statement(body_stmt, inner)
 
-    def loop_values(self, decl: Any, scope: _Scope, node: Any) -> list[int]:
+    def loop_values(self, decl: Any, scope: _Scope, node: Any) -> Sequence[int]:
         if isinstance(decl, ast.RangeDefinition):
             if decl.start is None or decl.end is None:
                 raise _error(node, "for-loop ranges need a start and an end")
@@ -547,7 +549,9 @@ class _Frontend:
             step = 1 if decl.step is None else self.int_value(decl.step, scope)
             if step == 0:
                 raise _error(node, "for-loop range step must not be zero")
-            values = list(range(start, end + (1 if step > 0 else -1), step))
+            # A range object, its length checked before anything is built (56 bytes of source
+            # must not allocate a list of 20 million ints).
+            values: Sequence[int] = range(start, end + (1 if step > 0 else -1), step)
         elif isinstance(decl, ast.DiscreteSet):
             values = [self.int_value(v, scope) for v in decl.values]
         else:
@@ -805,7 +809,11 @@ class _Frontend:
                 step = 1 if item.step is None else self.int_value(item.step, scope)
                 if step == 0:
                     raise _error(node, "range step must not be zero")
-                values = list(range(start, end + (1 if step > 0 else -1), step))
+                values: Sequence[int] = range(start, end + (1 if step > 0 else -1), step)
+                if len(values) > size:  # checked before anything is built
+                    raise _error(
+                        node, f"range of {len(values)} indices exceeds '{name}' of size {size}"
+                    )
             else:
                 values = [self.int_value(item, scope)]
             for value in values:

@@ -89,6 +89,7 @@ class ClockLock:
         self._low_first = True
         self._lost_count = 0
         self._holdover_since = 0.0
+        self._corrected_at = -math.inf  # clock time of the last correction (or of locking)
         self._last_persist = -math.inf
         self._next_comb_t = -math.inf
         self._mode_number: int | None = None
@@ -115,6 +116,25 @@ class ClockLock:
         return self._state
 
     @property
+    def correction_deadline_s(self) -> float:
+        """How long `locked` may go without a correction: two servo periods, at least one
+        period and a second (bus round trips), before it is hold-over in fact."""
+        return max(2 * self.update_interval_s, self.update_interval_s + 1.0)
+
+    def reported_state(self) -> LockState:
+        """The state as it may be told to anyone (any thread): `locked` only while corrections
+        keep coming; a lock whose last correction is older than `correction_deadline_s` (its
+        interrogation stuck in a dead driver host, say) is steering on the drift estimate
+        alone, which is hold-over, whatever the servo thread has not yet noticed."""
+        state = self._state
+        if (
+            state is LockState.LOCKED
+            and self.clock.now() - self._corrected_at > self.correction_deadline_s
+        ):
+            return LockState.HOLDOVER
+        return state
+
+    @property
     def drift_hz_per_s(self) -> float:
         """Estimated clock-laser drift; the AOM ramps at minus this."""
         return self._drift_hz_per_s
@@ -131,6 +151,8 @@ class ClockLock:
         if state is self._state:
             return
         previous = self._state
+        if state is LockState.LOCKED:
+            self._corrected_at = self.clock.now()
         self._state = state
         self.outputs.publish(
             LockStateChanged(
@@ -290,6 +312,7 @@ class ClockLock:
         correction_hz = -settings.gain * error_hz
         self._aom_ref_hz = self.steer_hz(t1) + correction_hz
         self._t_ref = t1
+        self._corrected_at = t1
         if self._second_order:
             elapsed = t1 - t0
             interval = elapsed if elapsed > 0 else self.update_interval_s

@@ -352,7 +352,7 @@ class Daemon:
         update = lock.last_update
         return {
             "aux_locks": {aux.name: aux.state for aux in self.aux_locks},
-            "state": lock.state.value,
+            "state": lock.reported_state().value,
             "aom_frequency_hz": lock.aom_frequency_hz,
             "drift_hz_per_s": lock.drift_hz_per_s,
             "updates": lock.updates,

@@ -66,6 +66,15 @@ def address_port(address: str) -> tuple[str, int, str]:
     raise LabError(f"cannot serve address '{address}'")
 
 
+def _bind_host(prefix: str) -> str:
+    """The address an instrument's server binds: the host of its address ('TCPIP0::10.0.0.2::'
+    -> '10.0.0.2'; a lab across machines reaches it there), loopback for names and serial."""
+    for part in re.split(r"::|://|:", prefix):
+        if re.fullmatch(r"\d{1,3}(\.\d{1,3}){3}", part):
+            return part
+    return "127.0.0.1"
+
+
 def _wavelength_key(name: str, keys: tuple[str, ...], model: str) -> str:
     found = [k for k in keys if k in name]
     if len(found) != 1:
@@ -106,7 +115,9 @@ class Lab:
             prefix, port, suffix = address_port(address)
             self._addresses[name] = (prefix, port, suffix)
             protocol = make_protocol(self.world, name, model)
-            self.servers[name] = InstrumentServer(protocol, self.world, 0 if free_ports else port)
+            self.servers[name] = InstrumentServer(
+                protocol, self.world, 0 if free_ports else port, _bind_host(prefix)
+            )
             if isinstance(protocol, DlcPro):
                 mport = 0 if free_ports else port + 1
                 self.monitoring[name] = MonitoringServer(protocol, self.world, mport)

@@ -141,8 +141,11 @@ class InstrumentServer:
             fault = self.world.instrument_fault(self.name)
             if fault == "hang":
                 return None
+            # Wait for this request's own measurement only: a long run on another instrument
+            # puts the world ahead of the clock, but must not hold this instrument's replies.
+            ahead = self.world.ready_in()
             reply = protocol.handle(request)
-            delay = self.world.ready_in()
+            delay = self.world.ready_in() - ahead
             if delay > 0:
                 await asyncio.sleep(delay)
             if reply is not None and self.world.instrument_fault(self.name) == "garbage":

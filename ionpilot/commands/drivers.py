@@ -89,10 +89,9 @@ def run(args: argparse.Namespace) -> int:
         return 2
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s drivers %(levelname)s %(message)s")
-    port = config.processes[args.process].command_port
-    host = DriverHost(
-        args.process, specs, config.bus, f"tcp://{config.bus.host}:{port}", open_spec, cpu=cpu
-    )
+    process = config.processes[args.process]
+    endpoint = f"tcp://{process.host or config.bus.host}:{process.command_port}"
+    host = DriverHost(args.process, specs, config.bus, endpoint, open_spec, cpu=cpu)
     names = ", ".join(s.name for s in specs) or "no instruments"
     first_attempt_s = max((s.timeout_s for s in specs), default=0.0) * 2 + 5.0
 

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from ionpilot.access import create_lab_keys, with_lab_keys
+from ionpilot.bus.labkeys import IDENTITY_ENV, OPERATOR, key_dir
 from ionpilot.commands.up_status import LabView, StatusDisplay, status_line
 from ionpilot.config import LabConfig
 from ionpilot.labfile import add_config_option, lab_file
@@ -100,18 +102,27 @@ def child_specs(config_path: str, config: LabConfig, gui: bool = False) -> list[
             heartbeat=None,
         ),
     ]
+    identity = IDENTITY_ENV
     for process, command in PROCESS_COMMANDS.items():
         if process == "drivers":
             hosts = driver_host_processes(config)
             for host, cpu in zip(hosts, driver_host_cpus(len(hosts)), strict=True):
                 argv = ("--config", config_path, "--process", host, "--cpu", cpu)
-                specs.append(ChildSpec(host, ionpilot_argv(*command, *argv), heartbeat=host))
+                specs.append(
+                    ChildSpec(
+                        host,
+                        ionpilot_argv(*command, *argv),
+                        heartbeat=host,
+                        env=((identity, host),),
+                    )
+                )
         elif process in config.processes:
             specs.append(
                 ChildSpec(
                     process,
                     ionpilot_argv(*command, "--config", config_path),
                     heartbeat=process,
+                    env=((identity, process),),
                 )
             )
     if gui:  # the console: the operator's window, closed at will, never restarted
@@ -183,7 +194,12 @@ class BusWatcher:
 
         self.tracker = tracker
         self.view = LabView()
-        self._sub = Subscriber(config.bus, prefixes=["hb.", "servo.clock.", "health.", "evt."])
+        self.dropped: dict[str, int] = {}  # the hub's count of refused publications, by sender
+        # Under the lab's keys the hub forwards each topic from its owner only, so these
+        # heartbeats and servo records are authenticated (`ionpilot.access`).
+        self._sub = Subscriber(
+            config.bus, prefixes=["hb.", "servo.clock.", "health.", "evt.", "hub."]
+        )
         self.liveness = self._sub.liveness  # the subscriber beats it on every heartbeat
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="up-watcher", daemon=True)
@@ -213,6 +229,8 @@ class BusWatcher:
             self.tracker.on_update(float(value))
         elif topic.startswith("health."):
             self.view.on_health(topic.removeprefix("health."), value)
+        elif topic == "hub.dropped" and isinstance(value, dict):
+            self.dropped = {str(k): int(v) for k, v in value.items() if isinstance(v, int)}
 
     def heartbeat_age(self, source: str) -> float:
         return self.liveness.age(source)
@@ -227,8 +245,8 @@ class BusWatcher:
 def render_status(
     supervisor: Supervisor, tracker: LockTracker, watcher: BusWatcher, elapsed: float
 ) -> str:
-    """The one status line (see `up_status.status_line`)."""
-    return status_line(
+    """The one status line (see `up_status.status_line`), with the hub's refusals if any."""
+    line = status_line(
         elapsed,
         lock_state=tracker.state,
         corrections=tracker.corrections,
@@ -236,6 +254,10 @@ def render_status(
         processes=supervisor.status(),
         now=time.monotonic(),
     )
+    if watcher.dropped:
+        refused = ", ".join(f"{who} {n}" for who, n in sorted(watcher.dropped.items()))
+        line += f" | hub refused (topics not owned): {refused}"
+    return line
 
 
 def run(args: argparse.Namespace) -> int:
@@ -247,6 +269,10 @@ def run(args: argparse.Namespace) -> int:
     if taken is not None:
         print(f"error: {taken}", file=sys.stderr)
         return 2
+    created = create_lab_keys(config)  # first run: the lab's bus keys, owner-only
+    if created:
+        print(f"created bus keys for {', '.join(created)} in {key_dir(config.lab.data_dir)}")
+    config = with_lab_keys(config, OPERATOR)
     tracker = LockTracker(started=time.monotonic())
     watcher = BusWatcher(config, tracker)
     out: TextIO = sys.stdout
@@ -301,6 +327,8 @@ def run(args: argparse.Namespace) -> int:
         "duration_s": time.monotonic() - tracker.started,
         **tracker.summary(time.monotonic()),
         **watcher.view.summary(),
+        "bus_secured": bool(config.bus.security.curve),
+        "hub_refused": dict(watcher.dropped),
         "processes": {
             name: {"restarts": child.policy.restarts, "exit_codes": child.exit_codes}
             for name, child in supervisor.children.items()

@@ -140,14 +140,18 @@ def test_evicted_topic_restarting_looks_like_a_restart_not_a_gap(joined) -> None
 
 
 class _Stuck:
-    """Deferred handlers whose futures complete only when the test says so."""
+    """Deferred handlers whose futures complete only when the test says so: work that has
+    started (stuck in a driver call) or, with `started=False`, work still queued."""
 
-    def __init__(self) -> None:
+    def __init__(self, started: bool = True) -> None:
         self.futures: list[concurrent.futures.Future[object]] = []
         self.arrived = threading.Semaphore(0)
+        self.started = started
 
     def handler(self, request: Request) -> concurrent.futures.Future[object]:
         future: concurrent.futures.Future[object] = concurrent.futures.Future()
+        if self.started:
+            assert future.set_running_or_notify_cancel()
         self.futures.append(future)
         self.arrived.release()
         return future
@@ -213,11 +217,11 @@ def test_stuck_deferred_requests_time_out_and_free_their_slots(settings, ctx) ->
 
 
 def _stuck_server(
-    settings: BusSettings, ctx: zmq.Context, deferred_timeout: float
+    settings: BusSettings, ctx: zmq.Context, deferred_timeout: float, started: bool = True
 ) -> tuple[ManualClock, _Stuck, CommandServer]:
     """A running server on a manual clock whose `pulser.get` never completes by itself."""
     clock = ManualClock()
-    stuck = _Stuck()
+    stuck = _Stuck(started)
     srv = CommandServer(
         "drivers", replace(settings, deferred_timeout=deferred_timeout), context=ctx, clock=clock
     )
@@ -228,8 +232,9 @@ def _stuck_server(
 
 
 def test_a_deferred_request_lives_as_long_as_its_sender_waits(settings, ctx) -> None:
-    """The request's `ttl_s` (the client's timeout) bounds it below the server-wide bound."""
-    clock, stuck, srv = _stuck_server(settings, ctx, deferred_timeout=60.0)
+    """The request's `ttl_s` (the client's timeout) bounds work not yet started below the
+    server-wide bound; such work is cancelled, never started late."""
+    clock, stuck, srv = _stuck_server(settings, ctx, deferred_timeout=60.0, started=False)
     pool = concurrent.futures.ThreadPoolExecutor(1)
     try:
         with (
@@ -247,8 +252,12 @@ def test_a_deferred_request_lives_as_long_as_its_sender_waits(settings, ctx) -> 
             clock.advance(1.5)
             srv.check_deadlines()
             r = reply.result(timeout=10.0)
-            assert (r.code, r.message) == ("timeout", "drivers: no result within 8 s")
+            assert (r.code, r.message) == (
+                "timeout",
+                "drivers: not started within 8 s; not applied",
+            )
             assert srv.in_flight == 0 and srv.stats["timeouts"] == 1
+            assert stuck.futures[0].cancelled()  # its worker will never start it
     finally:
         pool.shutdown(wait=False)
         srv.close()

@@ -11,7 +11,15 @@ import msgpack
 import pytest
 import zmq
 
-from ionpilot.bus import BusError, BusSettings, CommandClient, CommandServer, Request, Telemetry
+from ionpilot.bus import (
+    BusError,
+    BusSettings,
+    CommandClient,
+    CommandServer,
+    Hub,
+    Request,
+    Telemetry,
+)
 from ionpilot.bus.security import (
     ROLE_METHODS,
     ClientKeys,
@@ -100,7 +108,7 @@ def test_key_files(tmp_path: Path):
 
 
 def test_settings_are_checked_and_off_by_default(lab: Lab):
-    assert BusSettings().security.curve is False
+    assert BusSettings().security.curve is None  # unset: the lab file's own keys, once loaded
     with pytest.raises(ValueError, match="server_public_key"):
         BusSecurity(curve=True, clients=lab.security.clients)
     with pytest.raises(ValueError, match="at least one client"):
@@ -276,7 +284,7 @@ def secured_config(lab: Lab, path: Path, role: str = "operator") -> Path:
 def test_the_lab_config_carries_security(lab: Lab, tmp_path: Path):
     from ionpilot.config import ConfigError, load_config
 
-    assert load_config(SIM_LAB).bus.security.curve is False  # opt-in: `make run` unchanged
+    assert load_config(SIM_LAB).bus.security.curve is not False  # secured unless turned off
     security = load_config(secured_config(lab, tmp_path / "lab.yaml")).bus.security
     assert security.curve and security.clients["viewer"].role == "observer"
     assert (
@@ -380,7 +388,10 @@ def test_secured_hub_listeners_and_publishers(lab: Lab, settings, ctx, settings_
 def test_off_loopback_needs_curve(lab: Lab):
     for host in ("127.0.0.1", "127.0.1.1", "localhost", "::1"):
         assert BusSettings(host=host).host == host
+    off = BusSecurity(curve=False)
     for host in ("0.0.0.0", "192.168.1.20", "labpc-01", "*"):
         with pytest.raises(ValueError, match="off loopback"):
-            BusSettings(host=host)
+            BusSettings(host=host, security=off)
+        with pytest.raises(SecurityError, match="off loopback"):
+            Hub(BusSettings(host=host))  # unset security is never served off loopback plain
         assert BusSettings(host=host, security=lab.security).security.curve

@@ -19,9 +19,10 @@ from typing import Any
 
 import pyvisa
 
+from ionpilot.access import create_lab_keys
 from ionpilot.bus.client import CommandClient
 from ionpilot.bus.hub import Hub
-from ionpilot.bus.settings import BusSettings
+from ionpilot.bus.settings import BusSecurity, BusSettings
 from ionpilot.config import LabConfig, load_config
 from ionpilot.drivers.hardware import MODELS
 from ionpilot.drivers.host import DriverHost, InstrumentSpec, open_spec
@@ -84,6 +85,7 @@ def lab_on_free_ports(tmp: Path, name: str, extra: Sequence[str] = ()) -> Path:
         lines.append(f"  {instrument}: {{address: '{address}'}}")
     path = tmp / "lab.yaml"
     path.write_text("\n".join(lines) + "\n")
+    create_lab_keys(load_config(path))  # as `ionpilot up` would: test clients use them too
     return path
 
 
@@ -215,8 +217,13 @@ class UpRun:
 
 
 def lab_config() -> LabConfig:
-    """configs/sim-lab.yaml, loaded anew (each caller may replace parts of it)."""
-    return load_config(SIM_LAB)
+    """configs/sim-lab.yaml, loaded anew (each caller may replace parts of it), with the bus
+    plain: in-process labs run every part under one identity, which the lab's own keys (and
+    their topic owners) would not allow."""
+    config = load_config(SIM_LAB)
+    return dataclasses.replace(
+        config, bus=dataclasses.replace(config.bus, security=BusSecurity(curve=False))
+    )
 
 
 def lab_instruments(

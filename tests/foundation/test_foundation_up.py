@@ -78,6 +78,11 @@ def test_up_locks_survives_daemon_kill_and_leaves_nothing(tmp_path: Path) -> Non
     states = [entry["state"] for entry in summary["state_history"]]
     assert states.count("acquiring") == 1, states  # the restarted daemon did not search again
     assert summary["final_state"] == "locked", summary
+    # no bus.security in the lab file: secured with the lab's own keys (issue 19)
+    assert summary["bus_secured"] is True and summary["hub_refused"] == {}, summary
+    keys = tmp_path / "var" / "keys"
+    assert (keys / "drivers.key_secret").stat().st_mode & 0o077 == 0
+    assert keys.stat().st_mode & 0o077 == 0
     assert len(up.pids["daemon"]) == 2
     for name, numbers in up.pids.items():
         for pid in numbers:

@@ -181,3 +181,23 @@ def test_cli_errors(tmp_path, capsys):
     assert main(["run-qasm", str(QASM_DIR / "bell_v2.qasm"), "--backend", "trap"]) == 1
     err = capsys.readouterr().err
     assert "error: " in err and "trap backend" in err
+
+
+def test_a_huge_loop_range_is_refused_before_it_is_built():
+    """Issue 19, finding 6: 56 bytes of source asked for a 20-million-int list (234 -> 993 MB)."""
+    import tracemalloc
+
+    from ionpilot.sequencer.qasm import QasmError, parse_qasm
+
+    tracemalloc.start()
+    try:
+        for source in (
+            "OPENQASM 3.0;\nqubit[1] q;\nfor int i in [0:19999999] {}\n",
+            'OPENQASM 3.0;\ninclude "stdgates.inc";\nqubit[2] q;\nx q[0:99999999];\n',
+        ):
+            with pytest.raises(QasmError):
+                parse_qasm(source)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 20e6, f"peak {peak / 1e6:.0f} MB"

@@ -181,3 +181,23 @@ def test_a_stale_or_corrupt_state_file_means_a_fresh_acquisition(tmp_path):
     broken = ClockLock(ClockLockSettings(), lab, world_clock(world), None, store)
     assert broken.start() is LockState.ACQUIRING
     assert "corrupt" in str(broken.restore_error)
+
+
+def test_locked_without_corrections_is_reported_as_holdover():
+    """Issue 19, finding 4: the servo thread stuck in an interrogation (its driver host killed
+    or frozen) still holds `locked`; what anyone is told is hold-over once no correction has
+    come within the correction deadline, and `locked` again with the next correction."""
+    world, _, lock, _ = make("ideal")
+    lock.start()
+    step_until(lock, LockState.LOCKED, max_steps=200)
+    run_updates(lock, 3)
+    assert lock.reported_state() is LockState.LOCKED
+    deadline = lock.correction_deadline_s
+    assert deadline >= 2 * lock.update_interval_s
+    world.advance(deadline * 0.9)  # no step: no interrogation, no correction
+    assert lock.reported_state() is LockState.LOCKED
+    world.advance(deadline * 0.2)
+    assert lock.state is LockState.LOCKED  # the servo thread has not noticed
+    assert lock.reported_state() is LockState.HOLDOVER
+    run_updates(lock, 1)
+    assert lock.reported_state() is LockState.LOCKED
