@@ -15,7 +15,7 @@ the qubit count (against the simulator's state vector, or the device's ions).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -1296,7 +1296,7 @@ class ProgramFrontend(_Frontend):
         finally:
             self.condition = outer
 
-    def loop_values(self, decl: Any, scope: Any, node: Any) -> list[int]:
+    def loop_values(self, decl: Any, scope: Any, node: Any) -> Sequence[int]:
         if isinstance(scope, _Env):
             return list(self.iter_values(decl, scope, node))
         return super().loop_values(decl, scope, node)

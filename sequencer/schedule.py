@@ -142,9 +142,7 @@ def _event_json(e: PulseEvent) -> dict[str, Any]:
         "frames": list(e.frames),
         "qubits": list(e.qubits),
         "clbits": list(e.clbits),
-        "condition": None
-        if e.condition is None
-        else [list(e.condition[0]), list(e.condition[1])],
+        "condition": None if e.condition is None else [list(e.condition[0]), list(e.condition[1])],
     }
     if not e.window:
         del out["window"]  # only counting cooling events carry one
