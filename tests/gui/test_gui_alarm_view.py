@@ -102,8 +102,9 @@ def test_gui_alarm_rows_and_strip_read_right(qtbot: Any, console_factory: Any) -
 
     # acknowledge: nothing selected means everything shown; a selection means just that
     sent: list[str] = []
-    console.bus.request = lambda target, method, args, callback, **kw: sent.append(
-        args["signals"][0]
+    # (the plots' own requests, e.g. the recorder's history at open, are not acknowledgements)
+    console.bus.request = lambda target, method, args, callback, **kw: (
+        sent.append(args["signals"][0]) if "signals" in args else None
     )
     assert panel.ack_button.text() == "Acknowledge all (Ctrl+K)"
     panel.table.selectRow(1)

@@ -72,7 +72,7 @@ def test_holdover_steers_on_the_drift_estimate_and_resumes():
     world, _, lock, _ = make("default")
     lock.start()
     step_until(lock, LockState.LOCKED)
-    run_updates(lock, 900)
+    run_updates(lock, 1500)  # 50 min: the drift integrator has converged (as above)
     searched = lock.acquisition_steps
     lock.pause("ion reload")
     assert lock.state is LockState.HOLDOVER
