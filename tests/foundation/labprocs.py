@@ -66,15 +66,19 @@ def free_ports(n: int) -> list[int]:
     return ports
 
 
-def lab_on_free_ports(tmp: Path, name: str, extra: Sequence[str] = ()) -> Path:
+def lab_on_free_ports(
+    tmp: Path, name: str, extra: Sequence[str] = (), *, secured: bool = True
+) -> Path:
     """A lab file including the default one with every port moved to a free one, its data in
-    tmp, plus `extra` top-level YAML lines; returns its path."""
+    tmp, plus `extra` top-level YAML lines; returns its path. `secured=False` turns the bus's
+    CURVE off explicitly (a test of something else that publishes topics no process owns)."""
     config = load_config(SIM_LAB)
     ports = iter(free_ports(2 + len(config.processes) + len(config.instruments)))
     lines = [
         f"include: {SIM_LAB}",
         f"lab: {{name: {name}, data_dir: {tmp / 'var'}}}",
-        f"bus: {{publish_port: {next(ports)}, subscribe_port: {next(ports)}}}",
+        f"bus: {{publish_port: {next(ports)}, subscribe_port: {next(ports)}"
+        + ("}" if secured else ", security: {curve: false}}"),
         *extra,
         "processes:",
     ]
