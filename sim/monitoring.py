@@ -10,22 +10,18 @@ import contextlib
 import time
 
 from .instruments.dlc_pro import DlcPro, Monitor
-from .server import MAX_REQUEST_BYTES
+from .server import PortServer
 from .world import World
 
 PUSH_PERIOD_S = 0.02  # how often subscriptions are looked at (each has its own interval)
 
 
-class MonitoringServer:
+class MonitoringServer(PortServer):
     """Serves the monitoring line of one DLC pro on one TCP port (0 = any free port)."""
 
     def __init__(self, device: DlcPro, world: World, port: int, host: str = "127.0.0.1"):
+        super().__init__(world, port, host)
         self.device = device
-        self.world = world
-        self.host = host
-        self.port = port
-        self._server: asyncio.Server | None = None
-        self._writers: set[asyncio.StreamWriter] = set()
 
     @property
     def name(self) -> str:
@@ -35,31 +31,9 @@ class MonitoringServer:
         """Bind the configured port, or any free one if it is taken (the command line is what
         the lab needs; the monitoring port actually bound is in `port`)."""
         try:
-            self._server = await asyncio.start_server(
-                self._client, self.host, self.port, limit=MAX_REQUEST_BYTES
-            )
+            return await self._bind(self.port)
         except OSError:
-            self._server = await asyncio.start_server(
-                self._client, self.host, 0, limit=MAX_REQUEST_BYTES
-            )
-        self.port = self._server.sockets[0].getsockname()[1]
-        return self.port
-
-    async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            self._server = None
-        for writer in list(self._writers):
-            writer.close()
-        self._writers.clear()
-
-    async def on_fault(self, kind: str, target: str | None) -> None:
-        if target != self.name:
-            return
-        if kind == "instrument_disconnect":
-            await self.stop()
-        elif kind == "restore" and self._server is None:
-            await self.start()
+            return await self._bind(0)
 
     def _silent(self) -> bool:
         return self.world.instrument_fault(self.name) == "hang"

@@ -52,28 +52,32 @@ async def _complete_blocks(reader: asyncio.StreamReader, raw: bytes, sep: bytes)
         raw += await reader.readuntil(sep)
 
 
-class InstrumentServer:
-    """Serves one protocol object on one TCP port (0 = any free port)."""
+class PortServer:
+    """One TCP port of one simulated instrument (0 = any free port): bound by `start`, closed
+    with every connection by `stop`, and both by the instrument's disconnect and restore
+    faults. Subclasses serve a connection (`_client`)."""
 
-    def __init__(self, protocol: Protocol, world: World, port: int, host: str = "127.0.0.1"):
-        self.protocol = protocol
+    def __init__(self, world: World, port: int, host: str = "127.0.0.1"):
         self.world = world
         self.host = host
         self.port = port
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
-        self._busy = asyncio.Lock()  # one request at a time per instrument, in arrival order
 
     @property
     def name(self) -> str:
-        return self.protocol.name
+        """The instrument's name, as faults target it."""
+        raise NotImplementedError
 
-    async def start(self) -> int:
+    async def _bind(self, port: int) -> int:
         self._server = await asyncio.start_server(
-            self._client, self.host, self.port, limit=MAX_REQUEST_BYTES
+            self._client, self.host, port, limit=MAX_REQUEST_BYTES
         )
         self.port = self._server.sockets[0].getsockname()[1]
         return self.port
+
+    async def start(self) -> int:
+        return await self._bind(self.port)
 
     async def stop(self) -> None:
         if self._server is not None:
@@ -90,6 +94,22 @@ class InstrumentServer:
             await self.stop()
         elif kind == "restore" and self._server is None:
             await self.start()
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        raise NotImplementedError
+
+
+class InstrumentServer(PortServer):
+    """Serves one protocol object on one TCP port (0 = any free port)."""
+
+    def __init__(self, protocol: Protocol, world: World, port: int, host: str = "127.0.0.1"):
+        super().__init__(world, port, host)
+        self.protocol = protocol
+        self._busy = asyncio.Lock()  # one request at a time per instrument, in arrival order
+
+    @property
+    def name(self) -> str:
+        return self.protocol.name
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         limit = self.protocol.max_clients

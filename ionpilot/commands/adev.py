@@ -18,7 +18,12 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from ionpilot.commands.history import CLOCK_FREQUENCIES, add_range_arguments, request_range
+from ionpilot.commands.history import (
+    CLOCK_FREQUENCIES,
+    add_range_arguments,
+    request_range,
+    save_figure,
+)
 
 MIN_POINTS = 8
 
@@ -148,13 +153,4 @@ def _plot(rows: list[dict[str, float]], series: str, path: str) -> int:
     ax.set_ylabel("σ_y(τ)")
     ax.set_title(f"Allan deviation of {series} (68 % intervals)")
     ax.grid(True, which="both", alpha=0.3)
-    fig.tight_layout()
-    try:
-        fig.savefig(path)
-    except OSError as exc:
-        print(f"error: cannot write {path}: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        plt.close(fig)
-    print(f"{path}: {len(rows)} taus")
-    return 0
+    return save_figure(fig, path, f"{len(rows)} taus")

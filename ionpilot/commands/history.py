@@ -239,6 +239,13 @@ def plot(result: dict[str, Any], path: str) -> int:
     ax.set_title(f"{result['series']}: {len(times)} points from {result['tier']}")
     ax.legend(loc="best")
     fig.autofmt_xdate()
+    return save_figure(fig, path, f"{len(times)} points of {result['series']}")
+
+
+def save_figure(fig: Any, path: str, what: str) -> int:
+    """Write a finished figure to `path` (exit code: 1 when it cannot be written) and say so."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     try:
         fig.savefig(path)
@@ -247,5 +254,5 @@ def plot(result: dict[str, Any], path: str) -> int:
         return 1
     finally:
         plt.close(fig)
-    print(f"{path}: {len(times)} points of {result['series']}")
+    print(f"{path}: {what}")
     return 0
