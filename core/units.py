@@ -128,3 +128,22 @@ def format_quantity(value: float, unit: str) -> str:
     exponent = max(-12, min(12, exponent))
     prefix = {-12: "p", -9: "n", -6: "µ", -3: "m", 0: "", 3: "k", 6: "M", 9: "G", 12: "T"}[exponent]
     return f"{value / 10**exponent:g} {prefix}{unit}"
+
+
+_SUFFIX_UNITS = (  # the servo's record fields name their unit last: `error_hz`, `drift_hz_per_s`
+    ("_hz_per_s", "Hz/s"),
+    ("_hz", "Hz"),
+    ("_s", "s"),
+    ("_v", "V"),
+    ("_a", "A"),
+    ("_dbm", "dBm"),
+    ("_rad", "rad"),
+)
+
+
+def unit_of_field(name: str) -> str:
+    """The unit a record field's name ends in (`error_hz` is in Hz); "" if none."""
+    for suffix, unit in _SUFFIX_UNITS:
+        if name.endswith(suffix):
+            return unit
+    return ""

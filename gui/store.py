@@ -22,6 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ionpilot.bus.codec import STATUSES, Event, Heartbeat, Message, Telemetry
+from ionpilot.core.units import unit_of_field
 
 FloatArray = npt.NDArray[np.float64]
 SEVERITY_RANK = {name: i for i, name in enumerate(STATUSES)}  # OK < MINOR < MAJOR < INVALID
@@ -322,24 +323,10 @@ class LabStore:
         return sorted(self.history)
 
 
-_SUFFIX_UNITS = (
-    ("_hz_per_s", "Hz/s"),
-    ("_hz", "Hz"),
-    ("_s", "s"),
-    ("_v", "V"),
-    ("_a", "A"),
-    ("_dbm", "dBm"),
-    ("_rad", "rad"),
-)
-
-
 def series_unit(store: LabStore, series: str) -> str:
     """The unit of a plotted series: the topic's own, or read off a record field's suffix."""
     topic, _, key = series.partition(":")
     if not key:
         latest = store.latest.get(topic)
         return latest.unit if latest is not None else ""
-    for suffix, unit in _SUFFIX_UNITS:
-        if key.endswith(suffix):
-            return unit
-    return ""
+    return unit_of_field(key)

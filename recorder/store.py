@@ -26,6 +26,7 @@ from typing import Any
 
 from ionpilot.bus.codec import STATUSES, Event, Heartbeat, Message, Telemetry
 from ionpilot.core.clock import Clock, SystemClock
+from ionpilot.core.units import unit_of_field
 from ionpilot.recorder.settings import RecorderSettings
 
 NS = 1_000_000_000
@@ -277,7 +278,7 @@ class Store:
         if kind is dict:
             for name, item in value.items():
                 if type(item) in (float, int) and isinstance(name, str):
-                    fid = self.series_id(msg.topic, name, "number", _field_unit(name), msg.src)
+                    fid = self.series_id(msg.topic, name, "number", unit_of_field(name), msg.src)
                     if fid is not None:
                         number = float(item)
                         rows.append(
@@ -443,22 +444,3 @@ class Store:
         if self._rows or self._gaps:
             self.commit()
         self.db.close()
-
-
-_SUFFIX_UNITS = (
-    ("_hz_per_s", "Hz/s"),
-    ("_hz", "Hz"),
-    ("_s", "s"),
-    ("_v", "V"),
-    ("_a", "A"),
-    ("_dbm", "dBm"),
-    ("_rad", "rad"),
-)
-
-
-def _field_unit(name: str) -> str:
-    """The unit of a record's field, read off its suffix (`error_hz` is in Hz)."""
-    for suffix, unit in _SUFFIX_UNITS:
-        if name.endswith(suffix):
-            return unit
-    return ""
