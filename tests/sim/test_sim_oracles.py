@@ -87,15 +87,22 @@ def test_smb100a_through_qcodes_contrib_driver(lab: Lab, resources: dict[str, st
         smb.close()
 
 
-def test_smb100a_through_rsinstrument(lab: Lab, resources: dict[str, str]) -> None:
+def rsinstrument_session(resource: str) -> tuple[Any, Any]:
+    """R&S's own client on a simulated instrument's socket, as it opens a session: *IDN?
+    checked, *RST sent (the module and the open session)."""
     rs = pytest.importorskip("RsInstrument")
-    port = resources["rf_drive"].split("::")[2]
+    port = resource.split("::")[2]
     inst = rs.RsInstrument(
         f"TCPIP::127.0.0.1::{port}::SOCKET",
         id_query=True,
         reset=True,
         options="SelectVisa='socket', TerminationCharacter='\\n'",
     )
+    return rs, inst
+
+
+def test_smb100a_through_rsinstrument(lab: Lab, resources: dict[str, str]) -> None:
+    rs, inst = rsinstrument_session(resources["rf_drive"])
     try:
         assert inst.idn_string.startswith("Rohde&Schwarz,SMB100A")
         assert inst.query_bool("OUTP?") is False  # the session's *RST: RF off
@@ -142,14 +149,7 @@ def test_hmc8043_through_qcodes_contrib_driver(lab: Lab, resources: dict[str, st
 
 
 def test_hmc8043_through_rsinstrument(lab: Lab, resources: dict[str, str]) -> None:
-    rs = pytest.importorskip("RsInstrument")
-    port = resources["oven"].split("::")[2]
-    inst = rs.RsInstrument(
-        f"TCPIP::127.0.0.1::{port}::SOCKET",
-        id_query=True,
-        reset=True,
-        options="SelectVisa='socket', TerminationCharacter='\\n'",
-    )
+    rs, inst = rsinstrument_session(resources["oven"])
     try:
         assert "HMC8043" in inst.idn_string
         inst.write_str_with_opc("INST:NSEL 1")
