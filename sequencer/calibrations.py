@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -41,6 +42,21 @@ class CalibrationError(ValueError):
     """A calibration that cannot be recorded (unknown quantity, wrong unit, impossible value)."""
 
 
+def validity_table(overrides: Mapping[str, float] | None = None) -> dict[str, float]:
+    """Each quantity's validity in seconds: the defaults of `QUANTITIES`, with `overrides` (the
+    lab file's `device.calibration_validity`) checked: known quantities, finite, > 0."""
+    table = {name: v for name, (_, v) in QUANTITIES.items()}
+    for name, seconds in (overrides or {}).items():
+        if name not in QUANTITIES:
+            raise CalibrationError(
+                f"calibration validity for unknown quantity {name!r}; known: {', '.join(QUANTITIES)}"
+            )
+        if not (math.isfinite(seconds) and seconds > 0):
+            raise CalibrationError(f"calibration validity of {name} must be > 0 s, got {seconds}")
+        table[name] = float(seconds)
+    return table
+
+
 @dataclass(frozen=True)
 class Calibration:
     """One measured quantity: value ± uncertainty [unit], when and by what."""
@@ -63,20 +79,9 @@ class Calibration:
 class CalibrationStore:
     """The calibrations of one lab (`<data_dir>/calibrations.json`)."""
 
-    def __init__(self, data_dir: str | Path, validity_s: dict[str, float] | None = None) -> None:
+    def __init__(self, data_dir: str | Path, validity_s: Mapping[str, float] | None = None) -> None:
         self.path = Path(data_dir) / FILE_NAME
-        self._validity = {name: v for name, (_, v) in QUANTITIES.items()}
-        for name, seconds in (validity_s or {}).items():
-            if name not in QUANTITIES:
-                raise CalibrationError(
-                    f"calibration validity for unknown quantity {name!r}; "
-                    f"known: {', '.join(QUANTITIES)}"
-                )
-            if not (math.isfinite(seconds) and seconds > 0):
-                raise CalibrationError(
-                    f"calibration validity of {name} must be > 0 s, got {seconds}"
-                )
-            self._validity[name] = float(seconds)
+        self._validity = validity_table(validity_s)
 
     def record(
         self,
@@ -101,6 +106,11 @@ class CalibrationStore:
                 raise CalibrationError(f"{quantity}: {what} must be finite, got {number}")
         if uncertainty < 0:
             raise CalibrationError(f"{quantity}: uncertainty must be >= 0, got {uncertainty}")
+        if quantity.endswith("_fidelity") and not (0 <= value <= 1 and uncertainty <= 1):
+            raise CalibrationError(
+                f"{quantity}: a fidelity is a fraction in [0, 1] with an uncertainty <= 1, got "
+                f"{value} +- {uncertainty}"
+            )
         cal = Calibration(
             quantity,
             float(value),

@@ -4,7 +4,8 @@ calibrated figures, the pulse controller's channels and timeline, and the simula
 Defaults describe a five-ion 171Yb+ hyperfine-qubit processor driven by 355 nm Raman beams (one
 global, one addressed beam per ion), with the 435.5 nm E2 clock beam on the same controller.
 Figures follow typical published values (single-qubit 10-135 us, two-qubit 100-600 us, fidelities
-99.9-99.99 % / 99-99.9 %, SPAM 99.6 %, T2 ~ 1 s). Imports nothing of ours.
+99.9-99.99 % / 99-99.9 %, SPAM 99.6 %, T2 ~ 1 s). Imports nothing of ours (the calibration
+validities are checked against the calibration record's table, imported when there are some).
 """
 
 from __future__ import annotations
@@ -116,3 +117,12 @@ class DeviceSettings:
     pulse_controller: str = "pulser"  # the lab instrument the trap backend plays schedules on
     channels: dict[str, ChannelSettings] = field(default_factory=_default_channels)
     error_model: ErrorModelSettings = field(default_factory=ErrorModelSettings)
+    # how long a recorded calibration stays valid, per quantity (`ms_fidelity: 12 h`); older, the
+    # device reports NEEDSCALIBRATION. Absent quantities keep sequencer/calibrations.py's defaults
+    calibration_validity: dict[str, Annotated[float, "s"]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.calibration_validity:  # checked against the calibration record's own table
+            from ionpilot.sequencer.calibrations import validity_table
+
+            validity_table(self.calibration_validity)

@@ -12,14 +12,12 @@ def test_braket_shape():
     assert doc["paradigm"]["qubitCount"] == 5
     assert doc["paradigm"]["connectivity"]["fullyConnected"] is True
     assert set(doc["paradigm"]["nativeGateSet"]) >= {"r", "rz", "ms"}
-    one = doc["standardized"]["oneQubitProperties"]["0"]
-    assert one["T2"]["value"] == 1.0 and one["T2"]["standardError"] > 0
-    assert (
-        doc["standardized"]["twoQubitProperties"]["0-4"]["twoQubitGateFidelity"][0]["gateName"]
-        == "MS"
-    )
+    std = doc["standardized"]
+    assert std["T2"]["value"] == 1.0 and std["T2"]["standardError"] > 0
+    assert std["oneQubitProperties"]["4"]["oneQubitFidelity"][0]["fidelity"] == 0.9995
+    assert std["twoQubitGateFidelity"][0]["fidelityType"]["description"].startswith("MS gate")
     assert "raman_addr_3" in doc["pulse"]["ports"] and "q3" in doc["pulse"]["frames"]
-    assert doc["provider"]["gateDurations"]["ms"] == 200e-6
+    assert doc["ionpilot"]["gateDurations"]["ms"] == 200e-6
     assert doc["qdmi"]["device"]["QDMI_DEVICE_PROPERTY_QUBITSNUM"] == 5
     assert doc["qdmi"]["operations"]["ms"]["QDMI_OPERATION_PROPERTY_QUBITSNUM"] == 2
 
@@ -27,4 +25,6 @@ def test_braket_shape():
 def test_cli_device_json(capsys):
     assert main(["device", "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
-    assert doc["braketSchemaHeader"]["name"] == "braket.device_schema.device_capabilities"
+    assert doc["braketSchemaHeader"]["name"] == "braket.device_schema.aqt.aqt_device_capabilities"
+    assert doc["status"]["state"] == "unknown"  # no lab file: no lab was asked
+    assert doc["qdmi"]["device"]["QDMI_DEVICE_PROPERTY_STATUS"] is None

@@ -280,4 +280,4 @@ def test_device_description_states_externs_feedback_and_pulse_instructions():
     action = doc["action"]["braket.ir.openqasm.program"]
     assert set(action["supportedExterns"]) == {"vote", "parity"}
     assert action["feedbackLatency"] == DEVICE.feedback_latency
-    assert any("capture" in i for i in doc["pulse"]["supportedOpenPulseInstructions"])
+    assert "capture" in doc["pulse"]["supportedFunctions"]
