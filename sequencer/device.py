@@ -44,7 +44,6 @@ EXTENSIONS: dict[str, tuple[str, ...]] = {
         "supportedExterns",
     ),
 }
-_RB = "RANDOMIZED_BENCHMARKING"
 
 
 def _header(name: str, version: str = "1") -> dict[str, str]:
@@ -291,16 +290,12 @@ def _provider(device: DeviceSettings, f: Figures, updated: float) -> dict[str, A
     }
 
 
-def _fidelity(figure: Figure, what: str | None) -> dict[str, Any]:
-    cal = figure.calibration
-    how = (
-        f"measured {_utc(cal.measured_s)} by {cal.source}"
-        + (" (older than its validity)" if figure.due else "")
-        if cal is not None
-        else "as configured in the lab file, not measured"
-    )
+def _fidelity(figure: Figure) -> dict[str, Any]:
+    """A v3 fidelity. Its type is left out: v3 names only randomized benchmarking, and neither
+    a lab-file figure nor a parity-oscillation fit is one; `calibrations` says where each came
+    from."""
     return {
-        "fidelityType": None if what is None else {"name": _RB, "description": f"{what}; {how}"},
+        "fidelityType": None,
         "fidelity": figure.value,
         "standardError": figure.uncertainty,
         "unit": "fraction",
@@ -309,14 +304,13 @@ def _fidelity(figure: Figure, what: str | None) -> dict[str, Any]:
 
 def _standardized(device: DeviceSettings, f: Figures, updated: float | None) -> dict[str, Any]:
     """Braket's standardized gate-model properties, version 3 (the one AQT's model carries)."""
-    r = _fidelity(f.r_fidelity, "R gate, randomized benchmarking")
+    r = _fidelity(f.r_fidelity)
     return {
         "braketSchemaHeader": _header("standardized_gate_model_qpu_device_properties", "3"),
         "oneQubitProperties": {str(q): {"oneQubitFidelity": [r]} for q in range(device.ions)},
         "T1": {"value": f.t1.value, "standardError": f.t1.uncertainty, "unit": "s"},
         "T2": {"value": f.t2.value, "standardError": f.t2.uncertainty, "unit": "s"},
-        # readout is no benchmarking figure: Braket's v3 names no other type, so none is given
-        "readoutFidelity": [_fidelity(f.readout, None)],
+        "readoutFidelity": [_fidelity(f.readout)],
         "readoutDuration": {"value": device.detection_duration, "standardError": None, "unit": "s"},
         "singleQubitGateDuration": {
             "value": device.r_gate.duration,
@@ -324,7 +318,7 @@ def _standardized(device: DeviceSettings, f: Figures, updated: float | None) -> 
             "unit": "s",
         },
         "singleQubitFidelity": [r],
-        "twoQubitGateFidelity": [_fidelity(f.ms_fidelity, "MS gate, randomized benchmarking")],
+        "twoQubitGateFidelity": [_fidelity(f.ms_fidelity)],
         "twoQubitGateDuration": {
             "value": device.ms_gate.duration,
             "standardError": None,

@@ -7,7 +7,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import socket
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +17,9 @@ from ionpilot.bus.codec import BusError
 from ionpilot.commands.jobs import JobsError, duration, queue_link, result_lines, submit_and_wait
 from ionpilot.config import DEFAULT_CONFIG, LabConfig
 from ionpilot.sequencer.backends import BACKEND_NAMES, get_backend
+from ionpilot.sequencer.calibrations import Calibration, CalibrationError, CalibrationStore
 from ionpilot.sequencer.device import describe_device
+from ionpilot.sequencer.device_status import not_asked, read_device_status
 from ionpilot.sequencer.errors import BackendUnavailable, QasmError, ScheduleError, SequencerError
 from ionpilot.sequencer.qasm import parse_qasm
 from ionpilot.sequencer.qasm_program import NeedsShotByShot
@@ -35,8 +39,17 @@ def register(subparsers: Any) -> None:
         help="describe the trapped-ion processor",
         description="Describe the trapped-ion processor of a lab file (or the built-in one).",
     )
-    device.add_argument("--config", help="lab file (default: built-in 5-ion Yb+ device)")
-    device.add_argument("--json", action="store_true", help="Braket-shaped JSON capabilities")
+    device.add_argument(
+        "--config",
+        help="lab file: its device, its calibration record and the running lab's status "
+        "(default: the built-in 5-ion Yb+ device, no lab asked)",
+    )
+    device.add_argument(
+        "--json", action="store_true", help="capabilities that load in amazon-braket-schemas"
+    )
+    device.add_argument(
+        "--offline", action="store_true", help="do not ask the lab for its status (state unknown)"
+    )
     device.set_defaults(handler=run_device)
     run = subparsers.add_parser(
         "run-qasm",
@@ -108,24 +121,96 @@ def _device(path: str | None) -> DeviceSettings:
 
 
 def run_device(args: argparse.Namespace) -> int:
-    try:
-        device = _device(args.config)
-    except Exception as exc:  # ConfigError and friends: a bad file is bad input
-        return _error(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, 2)
-    doc = describe_device(device)
+    """The device of the lab file with its calibration record laid over, and the lab's status
+    asked on the bus (`offline` when it does not answer)."""
+    calibrations: dict[str, Calibration] = {}
+    now = time.time()
+    if args.config is None:
+        device = DeviceSettings()
+        status = not_asked("no lab file given: the built-in device, no lab asked")
+    else:
+        from ionpilot.config import load_config
+
+        try:
+            config = load_config(args.config)
+        except Exception as exc:  # ConfigError and friends: a bad file is bad input
+            return _error(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, 2)
+        device = config.device
+        try:
+            store = CalibrationStore(config.lab.data_dir, device.calibration_validity)
+            calibrations = store.latest()
+        except CalibrationError as exc:  # the record is there but unreadable
+            return _error(str(exc), 1)
+        due = sorted(q for q, c in calibrations.items() if c.stale(now))
+        if args.offline:
+            status = not_asked("not asked (--offline)")
+        else:
+            with LabAsker(config) as ask:
+                status = read_device_status(ask, due)
+    doc = describe_device(device, calibrations=calibrations, now_s=now, status=status)
     if args.json:
         print(json.dumps(doc, indent=2))
         return 0
     print(
         f"{device.name}: {device.ions} x {device.species}, native {', '.join(device.native_gates)}"
     )
+    print(f"  status: {status.state} ({status.reason})")
+    figures = doc["calibrations"]
+    shown = {k: v for k, v in figures.items() if isinstance(v, dict) and "origin" in v}
+    for name, figure in [*shown.items(), *figures["recorded"].items()]:
+        when = f" {figure['measuredAt']} by {figure['source']}" if "measuredAt" in figure else ""
+        unit = f" {figure['unit']}" if figure.get("unit") else ""
+        print(
+            f"  {name}: {figure['value']:g} +- {figure['uncertainty']:g}{unit} "
+            f"({figure['origin']}{when})"
+        )
+    due = doc["calibrations"]["needsCalibration"]
+    if due:
+        print(f"  needs calibration: {', '.join(due)}")
     print(
-        f"  R {device.r_gate.duration * 1e6:.0f} us F={device.r_gate.fidelity}, "
-        f"MS {device.ms_gate.duration * 1e6:.0f} us F={device.ms_gate.fidelity}, "
-        f"T2 {device.t2} s, SPAM {device.spam_fidelity}"
+        f"  R {device.r_gate.duration * 1e6:.0f} us, MS {device.ms_gate.duration * 1e6:.0f} us; "
+        f"channels: {', '.join(device.channels)}"
     )
-    print(f"  channels: {', '.join(device.channels)}")
     return 0
+
+
+class LabAsker:
+    """Requests to the lab's processes (daemon, sequencer) for the device status: each fails at
+    once when nothing listens at its port, else within `timeout_s`."""
+
+    def __init__(self, config: LabConfig, timeout_s: float = 2.0) -> None:
+        self.config = config
+        self.timeout_s = timeout_s
+        self._clients: dict[str, Any] = {}
+
+    def __call__(self, process: str, method: str, args: dict[str, Any]) -> Any:
+        from ionpilot.bus.client import CommandClient
+
+        client = self._clients.get(process)
+        if client is None:
+            if process not in self.config.processes:
+                raise OSError(f"the lab file has no process '{process}'")
+            host = self.config.bus.host
+            port = self.config.processes[process].command_port
+            try:
+                with socket.create_connection((host, port), timeout=1.0):
+                    pass  # something listens: ask it
+            except OSError as exc:
+                raise OSError(
+                    f"nothing answers at {host}:{port} ({exc.strerror or exc}); is the lab "
+                    "running (`ionpilot up`)?"
+                ) from None
+            client = CommandClient(self.config.bus, f"tcp://{host}:{port}", name="ionpilot-device")
+            self._clients[process] = client
+        return client.call(process, method, args, timeout=self.timeout_s, retries=0)
+
+    def __enter__(self) -> LabAsker:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for client in self._clients.values():
+            client.close()
+        self._clients.clear()
 
 
 def pulser_link(config: LabConfig) -> BusPulserLink:

@@ -27,6 +27,7 @@ def test_a_recorded_calibration_is_read_back_and_ages(tmp_path: Path) -> None:
         ("pi_tme", 1e-5, "s", "unknown calibration quantity"),
         ("pi_time", 12.5, "us", "recorded in 's'"),
         ("pi_time", float("nan"), "s", "must be finite"),
+        ("ms_fidelity", 1.02, "", "a fidelity is a fraction in"),
     ],
 )
 def test_a_bad_calibration_is_refused_and_nothing_is_written(

@@ -15,7 +15,7 @@ def test_braket_shape():
     std = doc["standardized"]
     assert std["T2"]["value"] == 1.0 and std["T2"]["standardError"] > 0
     assert std["oneQubitProperties"]["4"]["oneQubitFidelity"][0]["fidelity"] == 0.9995
-    assert std["twoQubitGateFidelity"][0]["fidelityType"]["description"].startswith("MS gate")
+    assert std["twoQubitGateFidelity"][0]["fidelity"] == 0.995
     assert "raman_addr_3" in doc["pulse"]["ports"] and "q3" in doc["pulse"]["frames"]
     assert doc["ionpilot"]["gateDurations"]["ms"] == 200e-6
     assert doc["qdmi"]["device"]["QDMI_DEVICE_PROPERTY_QUBITSNUM"] == 5

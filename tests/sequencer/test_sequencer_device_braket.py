@@ -59,7 +59,7 @@ def test_the_cli_document_loads_in_the_braket_models_section_by_section(capsys) 
         model, model_json = _load(doc[section])
         assert type(model).__name__ == name, section
         assert _dropped(doc[section], model_json, section) == [], section
-    from braket.device_schema import OpenQASMDeviceActionProperties
+    from braket.device_schema import OpenQASMDeviceActionProperties  # type: ignore[import-untyped]
 
     action = doc["action"]["braket.ir.openqasm.program"]
     loaded = OpenQASMDeviceActionProperties.parse_obj(action)
@@ -83,7 +83,7 @@ def test_a_wrong_header_or_field_is_refused_by_the_oracle() -> None:
         Base.parse_raw_schema(json.dumps(bad))
     action = json.loads(json.dumps(doc["action"]["braket.ir.openqasm.program"]))
     action["supportedModifiers"] = [{"name": "pow"}]  # no exponent_types
-    from braket.device_schema import OpenQASMDeviceActionProperties
+    from braket.device_schema import OpenQASMDeviceActionProperties  # type: ignore[import-untyped]
     from pydantic.v1 import ValidationError
 
     with pytest.raises(ValidationError):
