@@ -5,6 +5,7 @@ the sequencer service's replies on the bus (stand-in responders here, in this pr
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -194,3 +195,18 @@ def test_the_device_status_is_read_from_the_bus(
     assert "daemon did not answer" in doc["status"]["reason"]
     assert doc["status"]["braket"]["deviceStatus"] == "OFFLINE"
     assert _device_json(lab, capsys, "--offline")["status"]["state"] == "unknown"
+
+
+def test_the_text_form_says_what_is_measured_and_what_is_configured(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lab = lab_on_free_ports(tmp_path, "device-text", secured=False)
+    store = CalibrationStore(load_config(lab).lab.data_dir)
+    two_days_ago = time.time() - 2 * 86_400.0  # the CLI judges age on the wall clock
+    store.record("readout_fidelity", 0.991, 0.002, unit="", measured_s=two_days_ago, source="run 2")
+    assert main(["device", "--config", str(lab), "--offline"]) == 0
+    out = capsys.readouterr().out
+    assert "status: unknown (not asked (--offline))" in out
+    assert "readoutFidelity: 0.991 +- 0.002 (measured 20" in out and "by run 2)" in out
+    assert "msGateFidelity: 0.995 +- 0.001 (configured)" in out
+    assert "needs calibration: readout_fidelity" in out  # valid 1 d by default
