@@ -108,9 +108,8 @@ class Figures:
         if cal is None:
             return Figure(value, uncertainty)
         fraction = quantity.endswith("_fidelity")
-        if not (math.isfinite(cal.value) and math.isfinite(cal.uncertainty)) or (
-            fraction and not (0 <= cal.value <= 1 and 0 <= cal.uncertainty <= 1)
-        ):
+        possible = (0 <= cal.value <= 1 and cal.uncertainty <= 1) if fraction else cal.value > 0
+        if not (math.isfinite(cal.value) and math.isfinite(cal.uncertainty)) or not possible:
             self.ignored[quantity] = (
                 f"recorded {cal.value} +- {cal.uncertainty} is not a possible value; the "
                 "configured figure is reported"

@@ -88,3 +88,16 @@ def test_a_wrong_header_or_field_is_refused_by_the_oracle() -> None:
 
     with pytest.raises(ValidationError):
         OpenQASMDeviceActionProperties.parse_obj(action)
+
+
+def test_an_impossible_recorded_figure_is_set_aside_and_the_document_still_loads() -> None:
+    from ionpilot.sequencer.calibrations import Calibration
+
+    cals = {  # a hand-edited record: a fidelity above 1, a zero T2*
+        "ms_fidelity": Calibration("ms_fidelity", 1.3, 0.1, "", 1.7e9, "by hand", 86_400.0),
+        "t2_star": Calibration("t2_star", 0.0, 0.1, "s", 1.7e9, "by hand", 86_400.0),
+    }
+    doc = describe_device(DeviceSettings(), calibrations=cals, now_s=1.7e9 + 10)
+    Base.parse_raw_schema(json.dumps(doc))
+    assert set(doc["calibrations"]["ignored"]) == {"ms_fidelity", "t2_star"}
+    assert doc["standardized"]["twoQubitGateFidelity"][0]["fidelity"] == 0.995  # configured
