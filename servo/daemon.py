@@ -60,7 +60,7 @@ AUDIT_REPLY_MAX = 500  # and at most (one reply stays well under the bus message
 
 
 LockHoldHook = Callable[[bool, str], bool]  # (hold, reason) -> whether the sequencer took it
-LOCK_HOLD_RETRY_S = 10.0  # a hold the sequencer did not take is sent again after this
+LOCK_HOLD_RETRY_S = 2.0  # a hold the sequencer did not take is sent again after this
 
 
 class BusLab:
