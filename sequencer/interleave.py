@@ -30,7 +30,7 @@ class ClockShare:
 
     min_duty: float = 0.5  # the clock's share of the controller while user jobs wait
     max_user_slice_s: float = 2.0  # the longest controller call of a user job between looks
-    grace_s: float = 0.25  # how long an owed clock may take to queue its next interrogation
+    grace_s: float = 1.0  # how long an owed clock may take to queue its next interrogation
     credit_s: float = 0.0  # controller time the clock is owed (negative: the users are)
 
     def __post_init__(self) -> None:

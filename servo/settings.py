@@ -63,9 +63,7 @@ class ClockLockSettings:
     beat_sign: int = 1
     # The servo time constant allowed while user jobs share the pulse controller: it sets the
     # clock's minimum interrogation rate in the sequencer's queue (interrogation.clock_duty).
-    # 0: three times the lock's own (alone on the controller); else more than that, at most
-    # holdover_limit.
-    shared_time_constant: Annotated[float, "s"] = 0.0
+    shared_time_constant: Annotated[float, "s"] = 0.0  # with user jobs; 0: 3 x the lock's own
 
     def alone_time_constant_s(self) -> float:
         """The servo time constant with the controller to itself: T_update / gain, T_update =
