@@ -273,11 +273,19 @@ class SequencerService:
         """Cancel queued clock jobs whose caller stopped waiting (the server cancelled its
         reply at the request's deadline): nobody would read what they measure."""
         for job_id, waiter in list(self._waiters.items()):
+            try:
+                state = self.queue.get(job_id).state
+            except JobError:  # forgotten already
+                state = "cancelled"
             if waiter.cancelled():
                 del self._waiters[job_id]
-                job = self.queue.get(job_id)
-                if job.state == "queued":
+                if state == "queued":
                     self.queue.cancel(job_id, self.PROCESS)
+            elif state == "cancelled":  # by someone else (`jobs cancel`): its caller is told
+                del self._waiters[job_id]
+                _settle(
+                    waiter, error=BusError(ErrorCode.BAD_REQUEST, f"clock job {job_id} cancelled")
+                )
 
     def _run_clock(self, job: Job) -> None:
         with self._cond:

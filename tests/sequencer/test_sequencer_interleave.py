@@ -180,3 +180,29 @@ def test_the_share_is_validated():
         ClockShare(min_duty=1.0)
     with pytest.raises(ValueError, match="max_user_slice_s"):
         ClockShare(max_user_slice_s=0.0)
+
+
+def test_a_clock_job_whose_caller_gave_up_is_not_played_and_a_cancelled_one_says_so():
+    import concurrent.futures
+
+    lab = Lab(None, ClockShare(), servo=False)
+    gave_up: concurrent.futures.Future[Any] = concurrent.futures.Future()
+    told: concurrent.futures.Future[Any] = concurrent.futures.Future()
+    job = {"kind": "clock", "schedule": SCHEDULE, "shots": 5}
+    first = lab.service._submit(job, "daemon", waiter=gave_up)["id"]
+    second = lab.service._submit(job, "daemon", waiter=told)["id"]
+    gave_up.cancel()  # the command server, at the request's deadline
+    lab.queue.cancel(second, "operator")  # `jobs cancel`
+    lab.service.step()
+    assert lab.clock_jobs == 0  # nothing played
+    assert lab.queue.get(first).state == "cancelled"
+    with pytest.raises(Exception, match=f"clock job {second} cancelled"):
+        told.result(timeout=0)
+    played: concurrent.futures.Future[Any] = concurrent.futures.Future()
+    third = lab.service._submit(job, "daemon", waiter=played)["id"]
+    lab.service.step()
+    assert played.result(timeout=0) == {
+        "windows": ["cool", "detect"],
+        "counts": [[9, 0]],
+        "id": third,
+    }
