@@ -290,6 +290,7 @@ class SequencerService:
     def _run_clock(self, job: Job) -> None:
         with self._cond:
             waiter = self._waiters.pop(job.job_id, None)
+            around = self.running_job  # a user job between two of its slices, or None
             self.running_job = job.job_id
         result: dict[str, Any] | None = None
         error: str | None = "the caller stopped waiting before it started; not played"
@@ -299,7 +300,7 @@ class SequencerService:
             started = job.started_s if job.started_s is not None else self.queue.clock()
             ran_s = self.queue.clock() - started
             self.queue.finish(job.job_id, result=result, error=error, who=self.PROCESS)
-            self.running_job = None
+            self.running_job = around
             self.share.ran("clock", ran_s, users_waiting=bool(self.queue.ready("user")))
             self._last_clock_end = self._clock.now()
             self._clock_ends.append(self._last_clock_end)
