@@ -317,7 +317,9 @@ class SequencerPanel(QWidget):
         if not self.ctx.bus.serves(target):
             self.service_state = "absent"
             return
-        self.ctx.bus.request(target, "list", {"limit": 50}, self._on_queue, timeout=1.0)
+        self.ctx.bus.request(  # user jobs: the clock's, several a second, would crowd them out
+            target, "list", {"limit": 50, "kind": "user"}, self._on_queue, timeout=1.0
+        )
 
     def _set_service(self, reply: Reply) -> None:
         self.service_state = "absent"

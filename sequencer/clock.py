@@ -15,7 +15,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from ionpilot.sequencer.errors import ScheduleError
-from ionpilot.sequencer.schedule import Schedule, clock_interrogation, validate_schedule
+from ionpilot.sequencer.schedule import (
+    PulseEvent,
+    Schedule,
+    clock_interrogation,
+    validate_schedule,
+)
 from ionpilot.sequencer.settings import DeviceSettings
 from ionpilot.sequencer.trap import DEFAULT_DDS_RANGE_HZ, translate_schedule
 
@@ -25,7 +30,8 @@ DETECT_WINDOW = "detect"  # the detection event's window (its event name)
 
 @dataclass(frozen=True)
 class ClockProgram:
-    """A validated, translated clock interrogation; `pulses_at(f)` re-tunes its clock pulses."""
+    """A validated, translated clock interrogation; `pulses_at(f)` re-tunes its clock pulses,
+    `schedule_at(f)` its schedule (the clock job the daemon hands the sequencer's queue)."""
 
     schedule: Schedule
     pulses: tuple[dict[str, Any], ...]
@@ -38,6 +44,23 @@ class ClockProgram:
     def pulses_at(self, aom_frequency_hz: float) -> list[dict[str, Any]]:
         """The controller's pulses with the clock beam at `aom_frequency_hz` (ScheduleError,
         nothing built, if the frequency is outside what the channel and controller allow)."""
+        self._check_band(aom_frequency_hz)
+        out = list(self.pulses)
+        for i in self.clock_pulses:
+            out[i] = {**out[i], "frequency_hz": aom_frequency_hz}
+        return out
+
+    def schedule_at(self, aom_frequency_hz: float) -> Schedule:
+        """The schedule itself with the clock beam at `aom_frequency_hz` (what a clock job in the
+        sequencer's queue carries; ScheduleError if the frequency is outside the band)."""
+        self._check_band(aom_frequency_hz)
+        events = [
+            dataclasses.replace(e, frequency_hz=aom_frequency_hz) if "clock" in e.frames else e
+            for e in self.schedule.events
+        ]
+        return dataclasses.replace(self.schedule, events=events)
+
+    def _check_band(self, aom_frequency_hz: float) -> None:
         lo, hi = self.band_hz
         if not lo <= aom_frequency_hz <= hi:
             raise ScheduleError(
@@ -49,10 +72,6 @@ class ClockProgram:
                     )
                 ]
             )
-        out = list(self.pulses)
-        for i in self.clock_pulses:
-            out[i] = {**out[i], "frequency_hz": aom_frequency_hz}
-        return out
 
 
 def clock_device(
@@ -110,3 +129,21 @@ def clock_program(
         cooling_window=window,
         detect_window=detect[0] if detect else DETECT_WINDOW,
     )
+
+
+PRESENCE_WINDOW = "presence"  # the counting window of the presence check
+
+
+def presence_schedule(device: DeviceSettings, count_s: float) -> Schedule:
+    """One cooling pulse of `count_s` that counts photons (is an ion there, and bright?): what
+    the daemon's fluorescence check plays through the sequencer instead of gating the counter."""
+    steps = max(1, round(count_s / device.time_unit / device.grid_mu))
+    cool = PulseEvent(
+        "presence",
+        device.cooling_channel,
+        0,
+        steps * device.grid_mu,
+        kind="ttl",
+        window=PRESENCE_WINDOW,
+    )
+    return Schedule(num_qubits=1, num_clbits=0, events=[cool], time_unit_s=device.time_unit)

@@ -16,6 +16,13 @@ jobs are held (each holder's hold on its own: the daemon's recovery and an opera
 do not release each other's); among ready jobs the highest priority goes first, then the earliest
 due time, then submission order. A job that was running when the process stopped is queued again
 on restart (and the audit says so).
+
+Clock jobs are the servo's, several a second, and their caller waits for each: they live in memory
+only (never journalled: a restart loses the ones in flight, and their callers, which time out and
+ask again), the last `max_finished_clock` finished ones are kept for `list kind=clock`, and the
+audit gets one `clock_jobs` record per `clock_audit_every` finished clock jobs or
+`clock_audit_period_s` (counts done/failed/cancelled, controller seconds, the last error), so a
+day of interrogations costs a few hundred audit records and journal lines, not millions.
 """
 
 from __future__ import annotations
@@ -83,6 +90,22 @@ class Hold:
 
 
 @dataclass
+class ClockTally:
+    """Finished clock jobs since the last `clock_jobs` audit record."""
+
+    done: int = 0
+    failed: int = 0
+    cancelled: int = 0
+    busy_s: float = 0.0
+    since_s: float | None = None
+    last_error: str = ""
+
+    @property
+    def count(self) -> int:
+        return self.done + self.failed + self.cancelled
+
+
+@dataclass
 class _State:
     jobs: dict[str, Job] = field(default_factory=dict)
     audit: list[AuditRecord] = field(default_factory=list)
@@ -112,6 +135,9 @@ class JobQueue:
         max_audit: int = 100_000,
         *,
         compact_every: int = 1000,
+        max_finished_clock: int = 100,
+        clock_audit_every: int = 1000,
+        clock_audit_period_s: float = 600.0,
     ) -> None:
         self.path = Path(path) if path is not None else None
         self.journal_path = (
@@ -122,6 +148,10 @@ class JobQueue:
         self.max_finished = max_finished
         self.max_audit = max_audit
         self.compact_every = max(1, compact_every)
+        self.max_finished_clock = max(1, max_finished_clock)
+        self.clock_audit_every = max(1, clock_audit_every)
+        self.clock_audit_period_s = clock_audit_period_s
+        self.clock_tally = ClockTally()  # finished clock jobs not yet in the audit
         self._state = _State()
         self._changed: dict[str, Job] = {}  # jobs changed since the last journal line
         self._dropped: list[str] = []
@@ -177,6 +207,8 @@ class JobQueue:
             seq=self._state.seq,
         )
         self._state.jobs[job.job_id] = job
+        if kind == "clock":  # in memory only, audited in aggregate when finished
+            return job.job_id
         self._changed[job.job_id] = job
         self._audit(job.job_id, "submit", submitter, detail=f"{kind} priority={priority}")
         self._save()
@@ -189,6 +221,10 @@ class JobQueue:
             raise JobError(f"job {job_id} is {job.state}; only queued jobs can be cancelled")
         job.state = "cancelled"
         job.finished_s = self.clock()
+        if job.kind == "clock":
+            self._clock_finished(job, 0.0, "")
+            self._prune()
+            return
         self._changed[job_id] = job
         self._audit(job_id, "cancel", who)
         self._prune()
@@ -272,21 +308,28 @@ class JobQueue:
 
     # --- serving ----------------------------------------------------------------------------
 
-    def next_job(self, who: str = "sequencer") -> Job | None:
-        """Start the next ready job (due, not held), or None if nothing is ready."""
+    def ready(self, kind: str | None = None) -> list[Job]:
+        """Queued jobs (of `kind`) that could start now: due, and not held (user jobs)."""
         now = self.clock()
-        ready = [
+        return [
             j
             for j in self._state.jobs.values()
             if j.state == "queued"
             and j.due_s <= now
             and (j.kind == "clock" or not self._state.held)
+            and (kind is None or j.kind == kind)
         ]
+
+    def next_job(self, who: str = "sequencer", kind: str | None = None) -> Job | None:
+        """Start the next ready job (of `kind`, if given), or None if nothing is ready."""
+        ready = self.ready(kind)
         if not ready:
             return None
         job = min(ready, key=lambda j: (-j.priority, j.due_s, j.seq))
         job.state = "running"
-        job.started_s = now
+        job.started_s = self.clock()
+        if job.kind == "clock":
+            return job
         self._changed[job.job_id] = job
         self._audit(job.job_id, "start", who)
         self._save()
@@ -308,8 +351,12 @@ class JobQueue:
         job.finished_s = now
         job.result = result
         job.error = error
-        self._changed[job_id] = job
         duration = now - job.started_s if job.started_s is not None else None
+        if job.kind == "clock":
+            self._clock_finished(job, duration or 0.0, who)
+            self._prune()
+            return
+        self._changed[job_id] = job
         self._audit(job_id, job.state, who, duration_s=duration, detail=error or "")
         self._prune()
         self._save()
@@ -351,11 +398,48 @@ class JobQueue:
         old: list[Job] = []
         for kind in JOB_KINDS:
             mine = [j for j in finished if j.kind == kind]
-            old += mine[: max(0, len(mine) - self.max_finished)]
+            keep = self.max_finished_clock if kind == "clock" else self.max_finished
+            old += mine[: max(0, len(mine) - keep)]
         for job in old:
             del self._state.jobs[job.job_id]
-            self._changed.pop(job.job_id, None)
-            self._dropped.append(job.job_id)
+            if job.kind != "clock":  # clock jobs were never journalled
+                self._changed.pop(job.job_id, None)
+                self._dropped.append(job.job_id)
+
+    def _clock_finished(self, job: Job, duration_s: float, who: str) -> None:
+        """Count a finished clock job; audit the tally when it is full or old enough."""
+        tally = self.clock_tally
+        now = self.clock()
+        if tally.since_s is None:
+            tally.since_s = job.submitted_s
+        if job.state == "done":
+            tally.done += 1
+        elif job.state == "failed":
+            tally.failed += 1
+            tally.last_error = (job.error or "")[:300]
+        else:
+            tally.cancelled += 1
+        tally.busy_s += duration_s
+        if (
+            tally.count >= self.clock_audit_every
+            or now - tally.since_s >= self.clock_audit_period_s
+        ):
+            self.flush_clock_tally(who or "sequencer")
+
+    def flush_clock_tally(self, who: str = "sequencer") -> None:
+        """Write the finished clock jobs not yet audited as one `clock_jobs` record."""
+        tally = self.clock_tally
+        if tally.count == 0:
+            return
+        since = tally.since_s if tally.since_s is not None else self.clock()
+        detail = (
+            f"{tally.done} done, {tally.failed} failed, {tally.cancelled} cancelled since "
+            f"{since:.3f}; {tally.busy_s:.3f} s on the controller"
+            + (f"; last error: {tally.last_error}" if tally.last_error else "")
+        )
+        self.clock_tally = ClockTally()
+        self._audit("", "clock_jobs", who, duration_s=tally.busy_s, detail=detail)
+        self._save()
 
     # --- persistence ------------------------------------------------------------------------
 
@@ -397,6 +481,7 @@ class JobQueue:
 
     def checkpoint(self) -> None:
         """Write the snapshot now and empty the journal (a clean stop leaves one plain file)."""
+        self.flush_clock_tally()
         if self.path is not None:
             self._compact()
 
@@ -409,7 +494,7 @@ class JobQueue:
             "held": self._state.held,
             "holds": self._state.holds_json(),
             "seq": self._state.seq,
-            "jobs": [asdict(j) for j in self.jobs()],
+            "jobs": [asdict(j) for j in self.jobs() if j.kind != "clock"],
             "audit": [asdict(a) for a in self._state.audit],
         }
         self._snapshot_bytes = write_atomically(self.path, json.dumps(data).encode("utf-8"))
@@ -444,6 +529,9 @@ class JobQueue:
         self._replay(applied)
         if self.load_error is not None:
             self._audit("", "restore_failed", "sequencer", detail=self.load_error)
+        for job in self.jobs():
+            if job.kind == "clock":  # from an older file: their callers are gone
+                del self._state.jobs[job.job_id]
         for job in self.jobs("running"):
             job.state = "queued"
             job.started_s = None

@@ -1,17 +1,40 @@
 """The sequencer service: the job queue on the bus, so scripts and the daemon can submit.
 
-Serves target `sequencer` (see `SequencerService` for the methods). A worker thread takes the next
-ready job (priority, then due time, then submission order; user jobs wait while the queue is held
-for a recovery, clock interrogations do not) and runs it on the configured backend; the queue is
-persisted after every change, so a restart loses nothing (a job cut off mid-run is queued again).
-Programs are compiled when they are submitted, so a bad program is refused at once with its error
-and never enters the queue. Job events are published on `evt.sequencer.<kind>`.
+Serves target `sequencer` (see `SequencerService` for the methods). A worker thread runs the jobs
+on the configured backend, one at a time: every pulse on the trap, the servo's clock
+interrogations as much as users' circuits, goes through here. Programs are compiled (schedules
+validated) when they are submitted, so a bad one is refused at once and never enters the queue.
+
+Who runs next (`ionpilot.sequencer.interleave.ClockShare`): clock jobs at their own priority,
+keeping at least `min_duty` of the controller whenever user jobs wait (the servo's minimum
+interrogation rate), user jobs filling the rest; a long user job is played in calls of at most
+`max_user_slice_s`, with the clock's jobs run between them. User jobs wait while the queue is held
+(the daemon holds it while the clock lock is not `locked` and during recoveries); clock jobs
+never do. Within a kind: priority, then due time, then submission order.
+
+The daemon's interrogations use `call name=run_clock`, answered when the job has run: the
+command server defers the reply (a future the worker completes), so other callers are served
+meanwhile and no thread waits on a poll. A clock job that has not started by the caller's
+deadline (its request's `ttl_s`) is dropped unplayed.
+
+Retention: user jobs are persisted after every change (a restart loses nothing; a job cut off
+mid-run is queued again), their audit records kept up to the queue's cap (100k). Clock jobs,
+several a second, are kept in memory only (the last `max_finished_clock`, 100, for `list
+kind=clock`; a restart drops the ones in flight, whose callers time out and ask again), publish no
+per-job events, and are audited in aggregate: one `clock_jobs` record per 1000 finished or per
+10 minutes (counts, controller time, the last error). User job events are published on
+`evt.sequencer.<kind>`. Each user job's result carries the clock lock's state (at its start and
+its end), the laser's fractional offset (as the daemon's clock jobs last reported them) and the
+lab's calibration record (`CalibrationStore.latest()`).
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
+import math
 import threading
+from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
@@ -25,6 +48,7 @@ from ionpilot.bus.settings import BusSettings
 from ionpilot.core.clock import Clock, SystemClock
 from ionpilot.sequencer.backends import get_backend
 from ionpilot.sequencer.errors import JobError, SequencerError
+from ionpilot.sequencer.interleave import ClockShare
 from ionpilot.sequencer.jobs import JOB_KINDS, JOB_STATES, Job, JobQueue
 from ionpilot.sequencer.qasm import parse_qasm
 from ionpilot.sequencer.runner import compile_program, run_qasm
@@ -34,10 +58,14 @@ from ionpilot.sequencer.settings import DeviceSettings
 log = logging.getLogger(__name__)
 
 Execute = Callable[[Job], dict[str, Any]]
+Calibrations = Callable[[], dict[str, Any]]  # the lab's calibration record, as JSON
 MAX_PROGRAM_CHARS = 200_000
 MAX_SHOTS = 100_000
 MAX_LIST = 1000
 IDLE_WAIT_S = 1.0  # longest the worker sleeps without looking at due times
+LOCK_REPORT_STALE_S = 30.0  # no clock job for this long: the lock state is unknown here
+RATE_WINDOW_S = 60.0  # the clock-job rate in `status` is over this window
+LOCK_STATES = ("unlocked", "acquiring", "locked", "holdover", "unknown")
 
 
 def _summary(job: Job) -> dict[str, Any]:
@@ -66,6 +94,9 @@ class SequencerService:
       service runs; `if_held=refuse` refuses (`busy`, nothing queued) while user jobs are held;
       clock interrogations as `call name=submit kind=clock schedule=JSON-TEXT` (they run even
       while held);
+    * `call name=run_clock schedule=JSON-TEXT shots=N [lock_state fractional_offset]` -> the
+      clock job's raw controller reply (`windows`, per-shot `counts`) and its `id`, once it has
+      run (the daemon's interrogations; the reply is deferred, nobody else waits for it);
     * `call name=cancel id=ID`; `call name=hold [reason]` holds user jobs until the same sender
       (`client`) calls `resume`; `call name=resume all=true` releases every hold;
     * `call name=compile qasm=TEXT` -> schedule and compile report (nothing runs);
@@ -74,7 +105,8 @@ class SequencerService:
       `audit=true` its audit records);
     * `list [limit kind state]` -> jobs (summaries; of one kind, in one state) and the latest
       audit records (of those kinds' jobs and of the queue itself);
-    * `status` -> held or not (each hold: by whom, why, since when), queue counts, backend.
+    * `status` -> held or not (each hold: by whom, why, since when), queue counts, backend,
+      and `clock`: the share policy, the lock as last reported, clock jobs per second.
     """
 
     PROCESS = "sequencer"
@@ -90,6 +122,8 @@ class SequencerService:
         backend: str = "trap",
         clock: Clock | None = None,
         context: zmq.Context[zmq.Socket[bytes]] | None = None,
+        share: ClockShare | None = None,
+        calibrations: Calibrations | None = None,
     ) -> None:
         self.queue = queue
         self.device = device
@@ -103,11 +137,24 @@ class SequencerService:
         self._stop = threading.Event()
         self._worker: threading.Thread | None = None
         self.running_job: str | None = None
+        self.share = share or ClockShare()
+        self._calibrations = calibrations
+        self._waiters: dict[str, concurrent.futures.Future[Any]] = {}  # clock job -> its reply
+        self._generation = 0  # bumped on every change a waiting worker must look at
+        self._last_clock_end = -math.inf
+        self._slice_start = 0.0
+        self._clock_ends: deque[float] = deque(maxlen=4096)  # for the clock-job rate
+        self._lock_report: dict[str, Any] = {}  # the daemon's last word on the lock
+        self._lock_report_at = -math.inf
+        self._publisher: Publisher | None = None
+        self._pool = concurrent.futures.ThreadPoolExecutor(
+            max_workers=max(1, bus.handler_threads), thread_name_prefix="sequencer-calls"
+        )
         self.server = CommandServer(self.PROCESS, bus, context=self._context, clock=self._clock)
         self.heartbeat = HeartbeatPublisher(
             bus, self.PROCESS, clock=self._clock, context=self._context
         )
-        self.server.register(self.PROCESS, "call", self._call)
+        self.server.register(self.PROCESS, "call", self._call_deferred, deferred=True)
         self.server.register(self.PROCESS, "get", self._get)
         self.server.register(self.PROCESS, "list", self._list)
         self.server.register(self.PROCESS, "status", self._status)
@@ -131,6 +178,7 @@ class SequencerService:
         """Stop taking jobs; a job in progress finishes first (a pulse program is not cut)."""
         self._stop.set()
         with self._cond:
+            self._generation += 1
             self._cond.notify_all()
         if self._worker is not None:
             self._worker.join(timeout)
@@ -138,7 +186,11 @@ class SequencerService:
         self.heartbeat.stop()
         self.server.close()
         with self._cond:
+            waiters, self._waiters = list(self._waiters.values()), {}
             self.queue.checkpoint()
+        for waiter in waiters:
+            _settle(waiter, error=BusError(ErrorCode.TIMEOUT, "the sequencer service stopped"))
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
     def __enter__(self) -> SequencerService:
         return self.start()
@@ -150,38 +202,174 @@ class SequencerService:
 
     def _work(self) -> None:
         publisher = Publisher(self._bus, self.PROCESS, clock=self._clock, context=self._context)
+        self._publisher = publisher
         if self.queue.load_error is not None:  # the saved queue was unreadable and set aside
             log.warning("%s", self.queue.load_error)
             publisher.publish_event("queue_restore_failed", self.queue.load_error[:1000], "MAJOR")
         try:
             while not self._stop.is_set():
-                with self._cond:
-                    job = self.queue.next_job(self.PROCESS)
-                    if job is None:
-                        self._cond.wait(self._idle_wait())
-                        continue
-                    self.running_job = job.job_id
-                publisher.publish_event("job_started", f"{job.kind} job {job.job_id}")
-                result: dict[str, Any] | None = None
-                error: str | None = None
-                try:
-                    result = self._execute(job)
-                except SequencerError as exc:
-                    error = str(exc)
-                except Exception as exc:  # the job fails, the service goes on
-                    log.exception("job %s failed", job.job_id)
-                    error = f"{type(exc).__name__}: {exc}"
-                with self._cond:
-                    self.queue.finish(job.job_id, result=result, error=error, who=self.PROCESS)
-                    self.running_job = None
-                if error is None:
-                    publisher.publish_event("job_done", f"{job.kind} job {job.job_id} done")
-                else:
-                    publisher.publish_event(
-                        "job_failed", f"{job.kind} job {job.job_id}: {error}"[:1000], "MINOR"
-                    )
+                generation = self._generation
+                wait = self.step()
+                if wait > 0:
+                    self._nap(wait, generation)
         finally:
+            self._publisher = None
             publisher.close()
+
+    def step(self) -> float:
+        """Run the job the policy picks (0 then), or return how long to wait for one."""
+        with self._cond:
+            job, wait = self._pick(user_running=False)
+        if job is None:
+            return wait
+        if job.kind == "clock":
+            self._run_clock(job)
+        else:
+            self._run_user(job)
+        return 0.0
+
+    def between_slices(self) -> None:
+        """Called by the backend between two controller calls of a user job: the clock's jobs
+        run here when the policy says the clock is owed time (waiting up to its grace for the
+        servo's next one)."""
+        now = self._clock.now()
+        self.share.ran("user", now - self._slice_start, users_waiting=True)
+        while not self._stop.is_set():
+            generation = self._generation
+            with self._cond:
+                job, wait = self._pick(user_running=True)
+            if job is not None:
+                self._run_clock(job)
+            elif wait > 0:
+                self._nap(wait, generation)
+            else:
+                break
+        self._slice_start = self._clock.now()
+
+    def _nap(self, seconds: float, generation: int) -> None:
+        """Wait up to `seconds` for a change (a submission, a resume), unless one came since
+        `generation` was read (so a notification between the look and the wait is not lost)."""
+        with self._cond:
+            if generation == self._generation and not self._stop.is_set():
+                self._cond.wait(seconds)
+
+    def _pick(self, *, user_running: bool) -> tuple[Job | None, float]:
+        """(the job to start, 0) or (None, seconds to wait); called with the lock held. With a
+        user job running (between its slices) only a clock job can start."""
+        self._drop_abandoned()
+        clock_ready = bool(self.queue.ready("clock"))
+        user_ready = user_running or bool(self.queue.ready("user"))
+        since = self._clock.now() - self._last_clock_end
+        choice, wait = self.share.choose(clock_ready, user_ready, since)
+        if choice == "clock":
+            return self.queue.next_job(self.PROCESS, kind="clock"), 0.0
+        if choice == "user" and not user_running:
+            return self.queue.next_job(self.PROCESS, kind="user"), 0.0
+        if choice == "wait":
+            return None, wait
+        return None, 0.0 if user_running else self._idle_wait()
+
+    def _drop_abandoned(self) -> None:
+        """Cancel queued clock jobs whose caller stopped waiting (the server cancelled its
+        reply at the request's deadline): nobody would read what they measure."""
+        for job_id, waiter in list(self._waiters.items()):
+            try:
+                state = self.queue.get(job_id).state
+            except JobError:  # forgotten already
+                state = "cancelled"
+            if waiter.cancelled():
+                del self._waiters[job_id]
+                if state == "queued":
+                    self.queue.cancel(job_id, self.PROCESS)
+            elif state == "cancelled":  # by someone else (`jobs cancel`): its caller is told
+                del self._waiters[job_id]
+                _settle(
+                    waiter, error=BusError(ErrorCode.BAD_REQUEST, f"clock job {job_id} cancelled")
+                )
+
+    def _run_clock(self, job: Job) -> None:
+        with self._cond:
+            waiter = self._waiters.pop(job.job_id, None)
+            around = self.running_job  # a user job between two of its slices, or None
+            self.running_job = job.job_id
+        result: dict[str, Any] | None = None
+        error: str | None = "the caller stopped waiting before it started; not played"
+        if waiter is None or waiter.set_running_or_notify_cancel():
+            result, error = self._execute_guarded(job)
+        with self._cond:
+            started = job.started_s if job.started_s is not None else self.queue.clock()
+            ran_s = self.queue.clock() - started
+            self.queue.finish(job.job_id, result=result, error=error, who=self.PROCESS)
+            self.running_job = around
+            self.share.ran("clock", ran_s, users_waiting=bool(self.queue.ready("user")))
+            self._last_clock_end = self._clock.now()
+            self._clock_ends.append(self._last_clock_end)
+        if waiter is not None:
+            if error is None and result is not None:
+                _settle(waiter, value={**result, "id": job.job_id})
+            else:
+                _settle(waiter, error=BusError(ErrorCode.INSTRUMENT_ERROR, error or "no result"))
+
+    def _run_user(self, job: Job) -> None:
+        with self._cond:
+            self.running_job = job.job_id
+        lock_at_start = self.lock_report()["state"]
+        self._publish("job_started", f"{job.kind} job {job.job_id}")
+        self._slice_start = self._clock.now()
+        result, error = self._execute_guarded(job)
+        self.share.ran("user", self._clock.now() - self._slice_start, users_waiting=True)
+        if result is not None:
+            result["lock"] = {"state_at_start": lock_at_start, **self.lock_report()}
+            result["calibration"] = self._calibration()
+        with self._cond:
+            self.queue.finish(job.job_id, result=result, error=error, who=self.PROCESS)
+            self.running_job = None
+        if error is None:
+            self._publish("job_done", f"{job.kind} job {job.job_id} done")
+        else:
+            self._publish("job_failed", f"{job.kind} job {job.job_id}: {error}"[:1000], "MINOR")
+
+    def _execute_guarded(self, job: Job) -> tuple[dict[str, Any] | None, str | None]:
+        try:
+            return self._execute(job), None
+        except SequencerError as exc:
+            return None, str(exc)
+        except Exception as exc:  # the job fails, the service goes on
+            log.exception("job %s failed", job.job_id)
+            return None, f"{type(exc).__name__}: {exc}"
+
+    def _publish(self, kind: str, message: str, severity: str = "INFO") -> None:
+        if self._publisher is not None:
+            self._publisher.publish_event(kind, message, severity)
+
+    def _calibration(self) -> dict[str, Any]:
+        """The lab's calibration record as it stands ({} without one, or if unreadable)."""
+        if self._calibrations is None:
+            return {}
+        try:
+            return self._calibrations()
+        except (OSError, ValueError) as exc:
+            log.warning("calibration record unreadable: %s", exc)
+            return {}
+
+    def lock_report(self) -> dict[str, Any]:
+        """The clock lock as the daemon's clock jobs last reported it; `unknown` if none came
+        for `LOCK_REPORT_STALE_S` (no daemon, or not interrogating)."""
+        age = self._clock.now() - self._lock_report_at
+        report = dict(self._lock_report)
+        if not math.isfinite(age) or age > LOCK_REPORT_STALE_S:
+            report["state"] = "unknown"
+        report.setdefault("state", "unknown")
+        report.setdefault("fractional_offset", None)
+        report["age_s"] = age if math.isfinite(age) else None
+        return report
+
+    def clock_rate_hz(self) -> float:
+        """Clock jobs finished per second over the last `RATE_WINDOW_S`."""
+        now = self._clock.now()
+        with self._cond:
+            recent = sum(1 for t in self._clock_ends if now - t <= RATE_WINDOW_S)
+        return recent / RATE_WINDOW_S
 
     def _idle_wait(self) -> float:
         """Seconds until the earliest queued job is due (capped), called with the lock held."""
@@ -191,6 +379,48 @@ class SequencerService:
         return max(0.01, min([IDLE_WAIT_S, *future]))
 
     # ---------------------------------------------------------------------------- handlers
+
+    def _call_deferred(self, request: Request) -> concurrent.futures.Future[Any]:
+        """In the command server's socket thread: hand everything to a pool thread. A
+        `run_clock` request's reply is a future the worker completes once the job has run."""
+        if request.args.get("name") == "run_clock":
+            waiter: concurrent.futures.Future[Any] = concurrent.futures.Future()
+            self._pool.submit(self._run_clock_request, request, waiter)
+            return waiter
+        return self._pool.submit(self._call, request)
+
+    def _run_clock_request(self, request: Request, waiter: concurrent.futures.Future[Any]) -> None:
+        try:
+            self._note_lock(request.args)
+            args = {k: v for k, v in request.args.items() if k != "name"}
+            self._submit({**args, "kind": "clock"}, _who(request), waiter=waiter)
+        except BusError as exc:
+            _settle(waiter, error=exc)
+        except Exception as exc:  # a bug here must still answer the caller
+            log.exception("run_clock failed")
+            _settle(waiter, error=BusError(ErrorCode.INTERNAL, f"{type(exc).__name__}: {exc}"))
+
+    def _note_lock(self, args: dict[str, Any]) -> None:
+        """Keep what a clock job says about the lock (state, fractional offset) for results."""
+        state = args.get("lock_state")
+        if state is None:
+            return
+        if state not in LOCK_STATES:
+            raise BusError(ErrorCode.BAD_REQUEST, f"lock_state must be one of {LOCK_STATES}")
+        offset = args.get("fractional_offset")
+        if offset is not None and (
+            isinstance(offset, bool)
+            or not isinstance(offset, int | float)
+            or not math.isfinite(offset)
+        ):
+            raise BusError(ErrorCode.BAD_REQUEST, "fractional_offset must be a finite number")
+        with self._cond:
+            self._lock_report = {
+                "state": state,
+                "fractional_offset": None if offset is None else float(offset),
+                "reported_wall_ns": self._clock.wall_ns(),
+            }
+            self._lock_report_at = self._clock.now()
 
     def _call(self, request: Request) -> Any:
         name = request.args.get("name")
@@ -211,6 +441,7 @@ class SequencerService:
             if name == "resume":
                 with self._cond:
                     self.queue.resume(who, everyone=request.args.get("all") is True)
+                    self._generation += 1
                     self._cond.notify_all()
                     return self.queue.hold_state()
             if name == "compile":
@@ -221,8 +452,8 @@ class SequencerService:
             raise BusError(ErrorCode.BAD_REQUEST, str(exc)) from None
         raise BusError(
             ErrorCode.UNKNOWN_METHOD,
-            f"sequencer does not serve call {name!r}; calls: submit, cancel, hold, resume, "
-            "compile, simulate",
+            f"sequencer does not serve call {name!r}; calls: submit, run_clock, cancel, hold, "
+            "resume, compile, simulate",
         )
 
     def _compile(self, qasm: str) -> dict[str, Any]:
@@ -246,7 +477,12 @@ class SequencerService:
         except SequencerError as exc:
             raise BusError(ErrorCode.BAD_REQUEST, str(exc)) from None
 
-    def _submit(self, args: dict[str, Any], who: str) -> dict[str, Any]:
+    def _submit(
+        self,
+        args: dict[str, Any],
+        who: str,
+        waiter: concurrent.futures.Future[Any] | None = None,
+    ) -> dict[str, Any]:
         kind = args.get("kind", "user")
         shots = _int(args, "shots", 100)
         priority = _int(args, "priority", 0)
@@ -289,15 +525,21 @@ class SequencerService:
                     f"user jobs are held (by {hold['held_by'] or 'unknown'}{held_for}): "
                     f"{hold['hold_reason']}; nothing submitted",
                 )
-            job_id = self.queue.submit(
-                program,
-                submitter=who,
-                shots=shots,
-                priority=priority,
-                due_s=None if due is None else float(due),
-                kind=kind,
-                backend=self.backend,
-            )
+            try:
+                job_id = self.queue.submit(
+                    program,
+                    submitter=who,
+                    shots=shots,
+                    priority=priority,
+                    due_s=None if due is None else float(due),
+                    kind=kind,
+                    backend=self.backend,
+                )
+            except JobError as exc:
+                raise BusError(ErrorCode.BAD_REQUEST, str(exc)) from None
+            if waiter is not None:
+                self._waiters[job_id] = waiter
+            self._generation += 1
             self._cond.notify_all()
             return {"id": job_id, "ahead": self.queue.ahead_of(job_id), **hold}
 
@@ -340,13 +582,40 @@ class SequencerService:
             counts: dict[str, int] = {}
             for job in self.queue.jobs():
                 counts[job.state] = counts.get(job.state, 0) + 1
-            return {
-                "process": self.PROCESS,
-                "backend": self.backend,
-                **self.queue.hold_state(),
-                "running": self.running_job,
-                "jobs": counts,
+            share = self.share
+            clock = {
+                "min_duty": share.min_duty,
+                "max_user_slice_s": share.max_user_slice_s,
+                "grace_s": share.grace_s,
+                "credit_s": share.credit_s,
+                "lock": self.lock_report(),
             }
+        clock["jobs_per_s"] = self.clock_rate_hz()
+        return {
+            "process": self.PROCESS,
+            "backend": self.backend,
+            **self.queue.hold_state(),
+            "running": self.running_job,
+            "jobs": counts,
+            "clock": clock,
+        }
+
+
+def _settle(
+    future: concurrent.futures.Future[Any],
+    value: Any = None,
+    error: BaseException | None = None,
+) -> None:
+    """Complete a caller's reply unless it is done already (cancelled at its deadline)."""
+    if future.done():
+        return
+    try:
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(value)
+    except concurrent.futures.InvalidStateError:
+        pass  # cancelled meanwhile: the server has answered `timeout`
 
 
 def _who(request: Request) -> str:

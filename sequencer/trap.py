@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 import socket
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import urlsplit
@@ -439,6 +440,33 @@ class TrapBackend:
         self.device = device
         self.link = link
         self.max_call_s = max_call_s
+        # called between two calls of one long run: the sequencer service runs the clock's
+        # interrogations there, so a user job never keeps the servo waiting beyond one call
+        self.between_calls: Callable[[], None] | None = None
+        self._dds_range: tuple[float, float] | None = None  # the controller's, once asked
+
+    def play(self, schedule: Schedule, shots: int) -> dict[str, Any]:
+        """Validate, translate and play `schedule` in one controller call; the controller's raw
+        reply (`windows`, per-shot `counts`): a clock job, whose caller (the servo) reads its own
+        windows. The controller's DDS range is asked once (and again after a failed call)."""
+        validate_schedule(schedule, self.device)
+        if self.link is None:
+            raise BackendUnavailable("the trap backend needs the lab's bus; it is not configured")
+        if not 1 <= shots <= DEFAULT_MAX_SHOTS:
+            raise SequencerError(f"shots must be 1..{DEFAULT_MAX_SHOTS} for one clock job")
+        try:
+            if self._dds_range is None:
+                limits = self.link.describe().get("limits")
+                dds = (limits if isinstance(limits, dict) else {}).get(
+                    "dds_frequency_hz", DEFAULT_DDS_RANGE_HZ
+                )
+                self._dds_range = (float(dds[0]), float(dds[1]))
+            program = translate_schedule(schedule, self.device, self._dds_range)
+            timeout = shots * program.shot_s + 10.0
+            return self.link.run(shots, program.pulses, timeout)
+        except SequencerError:
+            self._dds_range = None
+            raise
 
     def run(self, schedule: Schedule, shots: int, seed: int | None = None) -> SimulationResult:
         """Validate, translate and play `schedule`; `seed` is meaningless on a real trap."""
@@ -482,6 +510,8 @@ class TrapBackend:
             reply = self.link.run(batch, program.pulses, timeout)
             counts += decode_counts(program, reply, batch, self.device.detection_threshold)
             done += batch
+            if done < shots and self.between_calls is not None:
+                self.between_calls()
         return SimulationResult(
             counts=dict(counts),
             probabilities={k: v / shots for k, v in counts.items()},

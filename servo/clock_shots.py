@@ -3,8 +3,10 @@
 pulser runs of at most `ion_check_interval`, each run's cooling windows feed the ion watch, and
 the detection windows say how many shots found the ion excited (dark).
 
-`run(shots, pulses, timeout_s)` is the pulse controller's `run` reply (`windows`, `counts`): over
-the bus live, the simulated pulser's own execution in process on virtual time (ionpilot.harness).
+`run(shots, pulses, timeout_s)` is the pulse controller's `run` reply (`windows`, `counts`): the
+simulated pulser's own execution in process on virtual time (ionpilot.harness). Live, every run is
+a clock job in the sequencer service's queue instead (`servo/clock_jobs.py QueuedClockShots`, which
+overrides `play`).
 """
 
 from __future__ import annotations
@@ -86,7 +88,7 @@ class ClockShots:
             watch.before_run()
         for shots in runs:
             budget = 5.0 + 3.0 * shots * shot_s
-            result = self._run(shots, pulses, budget)
+            result = self.play(program, aom_frequency_hz, pulses, shots, budget)
             cooling, detection = self.shot_counts(program, result, shots)
             if watch is not None and cooling is not None:
                 watch.check(cooling, shot_s)
@@ -94,6 +96,18 @@ class ClockShots:
                 if c <= threshold:
                     dark += 1
         return dark
+
+    def play(
+        self,
+        program: ClockProgram,
+        aom_frequency_hz: float,
+        pulses: list[dict[str, Any]],
+        shots: int,
+        timeout_s: float,
+    ) -> Any:
+        """One run of `shots` shots of `program` with the clock beam at `aom_frequency_hz`
+        (`pulses`, already re-tuned): the controller's reply (`windows`, per-shot `counts`)."""
+        return self._run(shots, pulses, timeout_s)
 
     def shot_counts(
         self, program: ClockProgram, result: object, shots: int

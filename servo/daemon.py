@@ -1,8 +1,11 @@
 """The live servo daemon: the same ClockLock as the accelerated simulation, now against the lab
 over the bus (the driver host's instruments), publishing its records as telemetry.
 
-`BusLab` is the live implementation of the lab seam: a probe becomes a pulse schedule on the pulse
-controller, a reading is a bus `get`, a set-point a bus `set` (refused out of limits by the host).
+`BusLab` is the live implementation of the lab seam: a probe becomes the sequencer's clock program,
+run as clock jobs in the sequencer service's queue (servo/clock_jobs.py), a reading is a bus
+`get`, a set-point a bus `set` (refused out of limits by the host). Nothing is written to the
+pulse controller directly: the clock program carries the frequency, the fluorescence check is a
+clock job too. User jobs are held (holder `daemon.lock`) while the lock is not `locked`.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from ionpilot.bus.settings import BusSettings
 from ionpilot.core.clock import Clock, SystemClock
 from ionpilot.sequencer.settings import DeviceSettings
 from ionpilot.servo.assembly import assemble_servo
+from ionpilot.servo.clock_jobs import QueuedClockShots
 from ionpilot.servo.clock_shots import ClockShots
 from ionpilot.servo.host_watch import HostWatch
 from ionpilot.servo.interrogation import ProbeSpec
@@ -55,9 +59,13 @@ AUDIT_REPLY_DEFAULT = 200  # audit entries a `get name=audit` returns unless tol
 AUDIT_REPLY_MAX = 500  # and at most (one reply stays well under the bus message limit)
 
 
+LockHoldHook = Callable[[bool, str], bool]  # (hold, reason) -> whether the sequencer took it
+LOCK_HOLD_RETRY_S = 2.0  # a hold the sequencer did not take is sent again after this
+
+
 class BusLab:
-    """The lab seam over the bus: the sequencer's clock programs on the pulser, instrument gets
-    and sets."""
+    """The lab seam over the bus: the sequencer's clock programs as clock jobs in its queue,
+    instrument gets and sets."""
 
     def __init__(
         self,
@@ -69,7 +77,8 @@ class BusLab:
         self._call = call
         self.lock = lock
         self.pulses = pulses
-        self.shots = ClockShots(self._pulser_run, pulses, device, lock.pulser)
+        self.shots = QueuedClockShots(call, pulses, device, lock.pulser)
+        self.parked_aom_frequency_hz = lock.aom_center  # where the clock light was last steered
 
     @property
     def ion_watch(self) -> IonWatch | None:
@@ -89,25 +98,20 @@ class BusLab:
                 raise LabRefused(text) from exc
             raise LabError(text) from exc
 
-    def _pulser_run(self, shots: int, pulses: list[dict[str, Any]], timeout_s: float) -> Any:
-        return self._bus(
-            self.lock.pulser, "call", {"name": "run", "args": [shots, pulses]}, timeout_s
-        )
-
     def interrogate(self, probe: ProbeSpec, aom_frequency_hz: float, n_probes: int) -> int:
         """The sequencer's clock program on the pulser (servo/clock_shots.py)."""
         return self.shots.interrogate(probe, aom_frequency_hz, n_probes)
 
     def count_rate(self) -> float:
-        """Cooling fluorescence now (1/s): a `presence_count_time` gate on the pulser."""
-        p = self.pulses
-        self._bus(
-            self.lock.pulser, "set", {"name": "count_duration", "value": p.presence_count_time}
-        )
-        return self.read(f"{self.lock.pulser}.counts") / p.presence_count_time
+        """Cooling fluorescence now (1/s): a `presence_count_time` counting pulse, run as a clock
+        job through the sequencer."""
+        duration = self.pulses.presence_count_time
+        return self.shots.count_photons(duration) / duration
 
     def set_clock_aom_frequency(self, frequency_hz: float) -> None:
-        self._bus(self.lock.pulser, "set", {"name": "dds_frequency", "value": frequency_hz})
+        """Remembered, not written: the next clock program carries the frequency (the pulse
+        controller plays only what the sequencer sends it)."""
+        self.parked_aom_frequency_hz = frequency_hz
 
     def read(self, signal: str) -> float:
         instrument, _, parameter = signal.partition(".")
@@ -157,8 +161,14 @@ class BusOutputs:
     def __init__(self, publisher: Publisher) -> None:
         self._pub = publisher
         self._lock = threading.Lock()  # the daemon thread and the command server both publish
+        self.on_lock_state: Callable[[str, str], None] | None = None  # (state, reason)
 
     def publish(self, record: ServoRecord) -> None:
+        self._publish(record)
+        if isinstance(record, LockStateChanged) and self.on_lock_state is not None:
+            self.on_lock_state(record.state, record.reason)  # outside the lock: a bus call
+
+    def _publish(self, record: ServoRecord) -> None:
         with self._lock:
             fields = {k: v for k, v in record.fields().items() if k not in ("t_s", "wall_ns")}
             if isinstance(record, ServoAlarm):
@@ -203,6 +213,37 @@ class BusOutputs:
             self._pub.publish("servo.clock.state", state)
 
 
+class LockHold:
+    """User jobs held while the clock lock is not `locked`: the laser is not on the ions' line
+    then, so nothing a job measures would mean what it says. A hold of its own (the sequencer's
+    holder `daemon.lock`), so a recovery's release does not release it. Sent on every change of
+    state; one the sequencer did not take (down, busy) is sent again, at most every
+    `LOCK_HOLD_RETRY_S`, from the lock's state beat."""
+
+    def __init__(self, hook: LockHoldHook, clock: Clock) -> None:
+        self._hook = hook
+        self._clock = clock
+        self.held: bool | None = None  # what the sequencer last took (None: nothing yet)
+        self._want: tuple[bool, str] | None = None
+        self._tried_at = -math.inf
+
+    def follow(self, state: str, reason: str = "") -> None:
+        hold = state != "locked"
+        if self._want is None or self._want[0] != hold or (hold and reason):
+            why = f"clock lock is {state}" + (f" ({reason})" if reason else "")
+            self._want = (hold, why)
+            self._send()
+        elif self.held != hold and self._clock.now() - self._tried_at >= LOCK_HOLD_RETRY_S:
+            self._send()
+
+    def _send(self) -> None:
+        assert self._want is not None
+        hold, why = self._want
+        self._tried_at = self._clock.now()
+        if self._hook(hold, why):
+            self.held = hold
+
+
 class Daemon:
     """The clock lock running live: a thread stepping the lock, heartbeats, a command target."""
 
@@ -225,9 +266,11 @@ class Daemon:
         device: DeviceSettings | None = None,
         lab: LabInterface | None = None,
         clock_shots: ClockShots | None = None,
+        lock_hold: LockHoldHook | None = None,
     ) -> None:
         """`lab` (with its `clock_shots`) replaces the bus lab: the in-process harness lab on
-        virtual time, so a test runs exactly this assembly without driver hosts."""
+        virtual time, so a test runs exactly this assembly without driver hosts. `lock_hold`
+        holds the sequencer's user jobs while the lock is not `locked` (LockHold)."""
         self._clock = clock or SystemClock()
         self._bus = bus
         self.publisher = Publisher(bus, self.PROCESS, clock=self._clock)
@@ -252,9 +295,13 @@ class Daemon:
             hold_jobs=hold_jobs,
             read_flag=self._read_flag if lab is None else None,
             guarded=self._guarded,
-            beat=self.outputs.state,
+            beat=self._beat,
         )
         self.lock = servo.lock
+        self.lock_hold = None if lock_hold is None else LockHold(lock_hold, self._clock)
+        if self.lock_hold is not None:
+            self.outputs.on_lock_state = self.lock_hold.follow
+        self.bus_lab.shots.context = self._clock_context
         self.aux_locks = servo.auxes
         self.recovery = servo.recovery
         self.cycle = servo.cycle
@@ -307,6 +354,19 @@ class Daemon:
             nap = self.cycle.cycle()
             if nap > 0:
                 self._stop.wait(nap)
+
+    def _beat(self, state: str) -> None:
+        """The lock's state, at least once a second: published, and the jobs' hold kept."""
+        self.outputs.state(state)
+        if self.lock_hold is not None:
+            self.lock_hold.follow(state)
+
+    def _clock_context(self) -> dict[str, Any]:
+        """What each clock job tells the sequencer about the lock, for its user jobs' results:
+        the state, and the laser's fractional offset from the ion's line at the last update."""
+        update = self.lock.last_update
+        offset = None if update is None else update.error_hz / self.lock.settings.clock_frequency
+        return {"lock_state": self.lock.reported_state().value, "fractional_offset": offset}
 
     def _read_flag(self, signal: str) -> bool:
         """An on/off parameter (`rf_drive.output`), which the lab seam's `read` refuses."""

@@ -105,3 +105,23 @@ def update_interval_s(settings: ClockLockSettings) -> float:
 def servo_time_constant_s(settings: ClockLockSettings) -> float:
     """≈ T_update/g (REFERENCE.md §1)."""
     return update_interval_s(settings) / settings.gain
+
+
+def shared_time_constant_s(settings: ClockLockSettings) -> float:
+    """The servo time constant allowed while user jobs share the controller (the setting, or
+    three times the lock's own)."""
+    return settings.shared_time_constant or 3 * servo_time_constant_s(settings)
+
+
+def min_interrogation_rate_hz(settings: ClockLockSettings) -> float:
+    """Interrogations (one side's probes) per second the lock needs to keep its shared time
+    constant τ: an update is two interrogations and the time constant T_update / gain, so
+    r = 2 / (gain · τ)."""
+    return 2 / (settings.gain * shared_time_constant_s(settings))
+
+
+def clock_duty(settings: ClockLockSettings) -> float:
+    """The share of the pulse controller the clock keeps while user jobs wait: its minimum
+    interrogation rate times one interrogation's length (= τ_alone / τ_shared)."""
+    interrogation_s = settings.probes_per_side * lock_probe(settings).cycle_time_s
+    return min_interrogation_rate_hz(settings) * interrogation_s

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from ionpilot.core.clock import Clock
 from ionpilot.servo.audit import AuditEntry, AuditLog
@@ -28,6 +28,13 @@ from ionpilot.servo.uptime import UptimeAccount
 
 Publish = Callable[[str, dict[str, object]], None]
 PublishEvent = Callable[[str, str, str, dict[str, Any]], None]
+
+
+@runtime_checkable
+class CountsFluorescence(Protocol):
+    """A lab that counts the cooled fluorescence itself (the live one, through the sequencer)."""
+
+    def count_rate(self) -> float: ...
 
 
 class LiveLab:
@@ -54,6 +61,8 @@ class LiveLab:
 
     def read(self, signal: str) -> float:
         if signal == COUNT_RATE:
+            if isinstance(self.lab, CountsFluorescence):  # live: a clock job, not a gate write
+                return self.lab.count_rate()
             duration = self.pulses.presence_count_time
             self.lab.set(f"{self.pulser}.count_duration", duration)
             return self.lab.read(f"{self.pulser}.counts") / duration

@@ -61,6 +61,19 @@ class ClockLockSettings:
     comb_period: Annotated[float, "s"] = 10.0  # how often the optical frequency is measured
     ceo_sign: int = 1  # ν = n·f_rep + s₁·f_ceo + s₂·f_beat
     beat_sign: int = 1
+    # The servo time constant allowed while user jobs share the pulse controller: it sets the
+    # clock's minimum interrogation rate in the sequencer's queue (interrogation.clock_duty).
+    shared_time_constant: Annotated[float, "s"] = 0.0  # with user jobs; 0: 3 x the lock's own
+
+    def alone_time_constant_s(self) -> float:
+        """The servo time constant with the controller to itself: T_update / gain, T_update =
+        two sides of `probes_per_side` probe cycles (interrogation.servo_time_constant_s)."""
+        probe = (
+            self.probe_time
+            if self.interrogation == "rabi"
+            else self.ramsey_dark_time + 2 * self.ramsey_pulse_time
+        )
+        return 2 * self.probes_per_side * (probe + self.cycle_overhead) / self.gain
 
     def __post_init__(self) -> None:
         if not 0 < self.gain < 2:
@@ -75,6 +88,15 @@ class ClockLockSettings:
             raise ValueError("probe_time and acquisition_probe_time must be positive")
         if self.ceo_sign not in (-1, 1) or self.beat_sign not in (-1, 1):
             raise ValueError("ceo_sign and beat_sign must be +1 or -1")
+        alone = self.alone_time_constant_s()
+        shared = self.shared_time_constant
+        if shared != 0.0 and not alone < shared <= self.holdover_limit:
+            raise ValueError(
+                f"shared_time_constant must be more than the lock's own time constant "
+                f"({alone:.3g} s: 2 x probes_per_side x probe cycle / gain) and at most "
+                f"holdover_limit ({self.holdover_limit:g} s), or 0 for three times the lock's "
+                f"own; found {shared:g} s"
+            )
 
 
 @dataclass(frozen=True)

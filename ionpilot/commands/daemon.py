@@ -48,6 +48,19 @@ def run(args: argparse.Namespace) -> int:
         except BusError as exc:
             log.warning("sequencer jobs not %s: %s", "held" if hold else "resumed", exc)
 
+    def hold_for_lock(hold: bool, reason: str) -> bool:
+        """Hold user jobs while the clock lock is not `locked` (a hold of its own); whether the
+        sequencer took it (it is sent again if not)."""
+        if "sequencer" not in config.processes:
+            return True
+        args = {"name": "hold", "reason": reason} if hold else {"name": "resume"}
+        try:
+            lab.call("sequencer", "call", {**args, "client": "daemon.lock"}, timeout=1.0)
+        except BusError as exc:
+            log.warning("sequencer jobs not %s: %s", "held" if hold else "resumed", exc)
+            return False
+        return True
+
     state_dir = Path(args.state_dir or Path(config.lab.data_dir) / "servo")
     port = config.processes["daemon"].command_port
     daemon = Daemon(
@@ -62,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
         health=config.health,
         hold_jobs=hold_jobs,
         device=config.device,
+        lock_hold=hold_for_lock,
     )
 
     metrics: list[Any] = []

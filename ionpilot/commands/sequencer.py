@@ -324,9 +324,13 @@ def _say(text: str) -> None:
 
 def run_service_command(args: argparse.Namespace) -> int:
     from ionpilot.runtime import load_or_report, run_service
+    from ionpilot.sequencer.calibrations import CalibrationStore
+    from ionpilot.sequencer.interleave import ClockShare
     from ionpilot.sequencer.jobs import Job, JobQueue
     from ionpilot.sequencer.runner import execute_job
     from ionpilot.sequencer.service import SequencerService
+    from ionpilot.sequencer.trap import TrapBackend
+    from ionpilot.servo.interrogation import clock_duty
 
     config = load_or_report(args.config)
     if config is None:
@@ -351,6 +355,10 @@ def run_service_command(args: argparse.Namespace) -> int:
         level=logging.INFO, format="%(asctime)s sequencer %(levelname)s %(message)s"
     )
     port = config.processes[process].command_port
+    # the clock keeps the share of the controller its shared time constant needs (lab file:
+    # servo.clock_lock.shared_time_constant); user jobs play in calls of at most one slice
+    share = ClockShare(min_duty=clock_duty(config.servo.clock_lock))
+    store = CalibrationStore(config.lab.data_dir)
     service = SequencerService(
         queue,
         device,
@@ -358,7 +366,12 @@ def run_service_command(args: argparse.Namespace) -> int:
         config.bus,
         f"tcp://{config.bus.host}:{port}",
         backend=args.backend,
+        share=share,
+        calibrations=lambda: {q: c.to_json() for q, c in store.latest().items()},
     )
+    if isinstance(backend, TrapBackend):
+        backend.max_call_s = share.max_user_slice_s
+        backend.between_calls = service.between_slices
 
     def stop() -> None:
         service.stop()

@@ -1,6 +1,6 @@
 """`ionpilot up`: the whole lab as supervised child processes, with a live status and a summary.
 
-Children start in dependency order (hub, simulated lab, driver host, daemon), each ready before the
+Children start in dependency order (hub, simulated lab, driver host, sequencer, daemon), each ready before the
 next; they are restarted with back-off when they exit or fall silent; Ctrl-C or `--duration` stops
 them all (process groups, SIGTERM then SIGKILL) so nothing is left behind.
 """
@@ -34,8 +34,8 @@ PROCESS_COMMANDS: dict[str, tuple[str, ...]] = {
     "recorder": ("recorder",),  # first after the hub: it records the others' start
     "sim": ("sim",),
     "drivers": ("drivers",),
+    "sequencer": ("sequencer-service",),  # before the daemon: its interrogations run there
     "daemon": ("daemon",),
-    "sequencer": ("sequencer-service",),
 }
 
 

@@ -49,6 +49,13 @@ def test_up_locks_survives_daemon_kill_and_leaves_nothing(tmp_path: Path) -> Non
             status = client.call("daemon", "status", {}, timeout=5.0)
         assert status["state"] == "locked", status
         assert status["aux_locks"] == {"cooling": "locked", "repump": "locked"}, status
+        with command_client(config, "sequencer") as sequencer:  # every pulse through its queue
+            clock_jobs = sequencer.call("sequencer", "list", {"kind": "clock"}, timeout=5.0)
+            queue = sequencer.call("sequencer", "status", {}, timeout=5.0)
+        assert len(clock_jobs["jobs"]) >= 20, clock_jobs
+        assert {j["submitter"] for j in clock_jobs["jobs"]} == {"daemon"}, clock_jobs
+        assert queue["clock"]["lock"]["state"] == "locked", queue
+        assert "daemon.lock" not in queue["held_by"], queue  # locked: user jobs run
         first_daemon = up.pids["daemon"][0]
         os.kill(first_daemon, signal.SIGKILL)
         with command_client(config, "daemon") as client:

@@ -27,7 +27,7 @@ def test_a_healthy_lab_raises_no_alarm_and_a_second_up_is_refused_at_once(
     lab = lab_on_free_ports(tmp_path, "healthy")
     summary_path = tmp_path / "summary.json"
     with UpRun(lab, 45, tmp_path, "--summary-json", str(summary_path)) as up:
-        assert up.wait_until(lambda: "[sequencer] started" in up.text(), 60, 0.2), up.text()
+        assert up.wait_until(lambda: "[daemon] started" in up.text(), 60, 0.2), up.text()  # last
         started = time.monotonic()
         second = subprocess.run(
             [sys.executable, "-m", "ionpilot.cli", "up", "--config", str(lab), "--duration", "5"],

@@ -192,7 +192,7 @@ def test_a_hold_from_an_older_queue_file_is_kept_and_released(tmp_path):
 
 def test_frequent_clock_jobs_never_push_a_users_result_out(tmp_path):
     clock = Clock()
-    q = JobQueue(None, clock=clock, max_finished=3)
+    q = JobQueue(None, clock=clock, max_finished=3, max_finished_clock=3)
     schedule = clock_interrogation(DeviceSettings()).dumps()
     user = q.submit(BELL, submitter="alice")
     q.run_next(lambda job: {"counts": {"0": 1}})

@@ -490,3 +490,40 @@ def test_feed_forward_on_the_trap_matches_the_simulator(live):
     after_one = sum(v for k, v in trap["counts"].items() if k == "1 1")
     ones = sum(v for k, v in trap["counts"].items() if k.split()[1] == "1")
     assert after_one <= 0.25 * ones
+
+
+def test_the_daemons_interrogations_run_as_clock_jobs_in_the_queue(trap_queue, live):
+    """The live daemon's path (servo/clock_jobs.py): each run of an interrogation is a clock job
+    answered once played, with the controller's raw windows; it runs while user jobs are held,
+    other callers are served meanwhile, and only the aggregate reaches the audit."""
+    from ionpilot.servo.clock_jobs import QueuedClockShots
+    from ionpilot.servo.interrogation import lock_probe
+    from ionpilot.servo.seams import LabError
+    from ionpilot.servo.settings import ClockLockSettings, PulseCalibration
+
+    client = trap_queue.client
+    daemon = CommandClient(live.bus, trap_queue.service.endpoint, name="daemon")
+    shots = QueuedClockShots(daemon.call, PulseCalibration(), live.device)
+    shots.context = lambda: {"lock_state": "acquiring", "fractional_offset": None}
+    probe = lock_probe(ClockLockSettings())
+    trap_queue.call("hold", reason="clock lock is acquiring", client="daemon.lock")
+    results: list[int] = []
+    worker = threading.Thread(target=lambda: results.append(shots.interrogate(probe, 200e6, 20)))
+    worker.start()
+    # while the clock job plays (20 shots of 0.1 s), the service answers others at once
+    seen = wait_for(lambda: client.call("sequencer", "status", timeout=2.0)["running"])
+    assert isinstance(seen, str)
+    worker.join(30)
+    assert len(results) == 1 and 0 <= results[0] <= 20
+    assert shots.jobs_run == 1 and trap_queue.runs == [20]  # no ion watch: one run
+    listing = client.call("sequencer", "list", {"kind": "clock"})
+    (job,) = listing["jobs"]
+    assert job["state"] == "done" and job["shots"] == 20 and job["submitter"] == "daemon"
+    assert listing["held"] is True
+    assert [a for a in listing["audit"] if a["job_id"]] == []  # no per-job clock records
+    status = client.call("sequencer", "status")
+    assert status["clock"]["lock"]["state"] == "acquiring"
+    assert shots.count_photons(0.05) > 100  # the fluorescence check, a clock job too
+    with pytest.raises(LabError, match="schedule refused"):
+        shots.run_job('{"format": "nonsense"}', 1, 1.0)
+    daemon.close()

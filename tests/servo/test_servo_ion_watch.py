@@ -22,6 +22,8 @@ from ionpilot.bus.codec import BusError
 from ionpilot.commands.clock_sim import default_aux_locks, sim_world_settings
 from ionpilot.core.clock import ManualClock
 from ionpilot.harness.lab import WorldLab, world_clock, world_device
+from ionpilot.sequencer.schedule import Schedule
+from ionpilot.sequencer.trap import TrapBackend
 from ionpilot.servo.aux_lock import AuxLock
 from ionpilot.servo.clock_lock import ClockLock, LockState
 from ionpilot.servo.daemon import BusLab
@@ -50,33 +52,30 @@ SHOT_S = 0.1
 
 
 class PulserLab(WorldLab):
-    """The harness lab whose clock shots go through the live `BusLab` to the sim pulser."""
+    """The harness lab whose clock shots go through the live `BusLab` (clock jobs, played as the
+    sequencer service plays them: `TrapBackend.play`) to the sim pulser."""
 
     def __init__(self, world: World, lock: ClockLockSettings, pulses: PulseCalibration) -> None:
         super().__init__(world, pulses, seed=3, record_truth=False)
         self.bus_lab = BusLab(self._call, lock, pulses, world_device())
+        self.backend = TrapBackend(world_device(), self)
         self.runs = 0
 
+    def describe(self) -> dict[str, Any]:  # the PulserLink of the sequencer's trap backend
+        return {}
+
+    def run(self, shots: int, pulses: list[dict[str, Any]], timeout_s: float) -> dict[str, Any]:
+        self.runs += 1
+        request = {"id": self.runs, "op": "run", "shots": shots, "schedule": pulses}
+        reply = json.loads(self.pulser.handle(json.dumps(request)) or b"{}")
+        if not reply.get("ok"):
+            raise BusError("bad_request", str(reply.get("error")))
+        result: dict[str, Any] = reply["result"]
+        return result
+
     def _call(self, target: str, method: str, args: dict[str, Any], timeout: float = 5.0) -> Any:
-        assert target == "pulser", target
-        name = args.get("name")
-        if method == "call" and name == "run":
-            shots, schedule = args["args"]
-            self.runs += 1
-            request = {"id": self.runs, "op": "run", "shots": shots, "schedule": schedule}
-            reply = json.loads(self.pulser.handle(json.dumps(request)) or b"{}")
-            if not reply.get("ok"):
-                raise BusError("bad_request", str(reply.get("error")))
-            return reply["result"]
-        if method == "set" and name == "dds_frequency":
-            self.world.set_dds("clock_aom", frequency_hz=float(args["value"]))
-            return {}
-        if method == "set" and name == "count_duration":
-            self.count_duration_s = float(args["value"])
-            return {}
-        if method == "get" and name == "counts":
-            return {"value": self.world.count_photons(self.count_duration_s)}
-        raise BusError("unknown_target", f"pulser {method} {name}")
+        assert (target, method, args.get("name")) == ("sequencer", "call", "run_clock"), args
+        return self.backend.play(Schedule.loads(args["schedule"]), args["shots"])
 
     def interrogate(self, probe: ProbeSpec, aom_frequency_hz: float, n_probes: int) -> int:
         self._host()
