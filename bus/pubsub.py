@@ -389,7 +389,9 @@ class Subscriber:
             self.last_error = str(exc)
             return None
         self._observe(msg.src, msg.topic, msg.seq)
-        if type(msg) is Heartbeat:
+        if type(msg) is Heartbeat and msg.topic == f"hb.{msg.src}":
+            # the hub checks who sends the topic, not the source named inside: a host's own
+            # `hb.<host>` only may say that host is alive
             self.liveness.beat(msg.src)
         return msg
 

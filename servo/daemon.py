@@ -11,7 +11,7 @@ import logging
 import math
 import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,7 @@ from ionpilot.servo.outputs import (
     ServoRecord,
 )
 from ionpilot.servo.persistence import StateStore
-from ionpilot.servo.playbooks import HEARTBEAT
+from ionpilot.servo.playbooks import heartbeat_signal
 from ionpilot.servo.recovery import JobsHook
 from ionpilot.servo.seams import LabError, LabInterface, LabRefused, SignalInvalid
 from ionpilot.servo.settings import (
@@ -225,9 +225,12 @@ class Daemon:
         device: DeviceSettings | None = None,
         lab: LabInterface | None = None,
         clock_shots: ClockShots | None = None,
+        driver_hosts: Mapping[str, tuple[str, ...]] | None = None,
     ) -> None:
         """`lab` (with its `clock_shots`) replaces the bus lab: the in-process harness lab on
-        virtual time, so a test runs exactly this assembly without driver hosts."""
+        virtual time, so a test runs exactly this assembly without driver hosts.
+        `driver_hosts` (host -> its instruments, from the lab file): every host's heartbeat is
+        watched, each with its stale-driver playbook (default: `recovery.driver_process`)."""
         self._clock = clock or SystemClock()
         self._bus = bus
         self.publisher = Publisher(bus, self.PROCESS, clock=self._clock)
@@ -253,6 +256,7 @@ class Daemon:
             read_flag=self._read_flag if lab is None else None,
             guarded=self._guarded,
             beat=self.outputs.state,
+            driver_hosts=driver_hosts,
         )
         self.lock = servo.lock
         self.aux_locks = servo.auxes
@@ -262,8 +266,11 @@ class Daemon:
         if self.recovery is not None and recovery is not None and lab is None:
             # the driver host is alive while its heartbeats arrive, not only when a sensor
             # pass (at most once per health period, after a clock step) hears from it
-            self.host_watch = HostWatch(bus, recovery.driver_process, self._clock)
-            self.recovery.health.feed(HEARTBEAT, self.host_watch.last_beat_at)
+            hosts = [recovery.driver_process, *(driver_hosts or {})]
+            self.host_watch = HostWatch(bus, hosts, self._clock)
+            for host in self.host_watch.processes:
+                signal = heartbeat_signal(recovery, host)
+                self.recovery.health.feed(signal, self.host_watch.feed_of(host))
         self.heartbeat = HeartbeatPublisher(bus, self.PROCESS, clock=self._clock)
         self.server = CommandServer(self.PROCESS, bus, clock=self._clock)
         self.server.register(self.PROCESS, "status", self._status, inline=True)
