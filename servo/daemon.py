@@ -44,6 +44,7 @@ from ionpilot.servo.settings import (
     PulseCalibration,
     RecoverySettings,
 )
+from ionpilot.servo.watchdog import LockStateWatchdog
 
 log = logging.getLogger(__name__)
 
@@ -238,6 +239,11 @@ class Daemon:
         self.bus_lab = BusLab(drivers_call, lock_settings, pulses, device)
         self.lab: LabInterface = self.bus_lab if lab is None else lab
         self._drivers_call = drivers_call
+        # the lock state goes out from outside the lock thread too: stuck in a dead host's bus
+        # call, that thread cannot say its lock has gone uncorrected into hold-over
+        self.state_watchdog = LockStateWatchdog(
+            lambda: self.lock.reported_state().value, self.outputs.state, self._clock
+        )
         servo = assemble_servo(
             lab=self.lab,
             shots=self.bus_lab.shots if lab is None else clock_shots,
@@ -255,7 +261,7 @@ class Daemon:
             hold_jobs=hold_jobs,
             read_flag=self._read_flag if lab is None else None,
             guarded=self._guarded,
-            beat=self.outputs.state,
+            beat=self.state_watchdog.beat,
             driver_hosts=driver_hosts,
         )
         self.lock = servo.lock
@@ -290,9 +296,11 @@ class Daemon:
         if self.host_watch is not None:
             self.host_watch.start()
         self._thread.start()
+        self.state_watchdog.start()
         return self
 
     def stop(self) -> None:
+        self.state_watchdog.stop()
         self._stop.set()
         self._thread.join(30.0)
         self.lock.persist()

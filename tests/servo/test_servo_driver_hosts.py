@@ -10,9 +10,9 @@ import dataclasses
 import time
 from pathlib import Path
 
-from ionpilot.bus.codec import Codec, Heartbeat
+from ionpilot.bus.codec import Codec, Heartbeat, Telemetry
 from ionpilot.bus.hub import Hub
-from ionpilot.bus.pubsub import HeartbeatPublisher, Publisher
+from ionpilot.bus.pubsub import HeartbeatPublisher, Publisher, Subscriber
 from ionpilot.bus.settings import BusSettings
 from ionpilot.commands.clock_sim import default_aux_locks, sim_world_settings
 from ionpilot.commands.daemon import driver_hosts
@@ -174,6 +174,15 @@ def test_the_live_daemon_hears_every_driver_host(tmp_path: Path) -> None:
             heard = recovery.health.signals[heartbeat_signal(RecoverySettings(), "lasers")]
             assert heard.last_t is not None and SystemClock().now() - heard.last_t < 5.0
             assert recovery.health.signals[HEARTBEAT].last_t is None
+            # the daemon's lock-state watchdog speaks on the bus, outside the lock thread
+            with Subscriber(bus, ["servo.clock.state"]) as states:
+                told = None
+                for _ in range(100):
+                    daemon.state_watchdog.beat("locked")
+                    told = states.recv(timeout=0.05)
+                    if told is not None:
+                        break
+                assert isinstance(told, Telemetry) and told.value == "unlocked"  # as reported
         finally:
             lasers.stop()
             forger.close()
