@@ -488,7 +488,9 @@ def main() -> int:
             for p in started:
                 p.start()
             procs.extend(started)
-            proxy_pids[kind] = started[0].pid
+            proxy_pid = started[0].pid
+            assert proxy_pid is not None  # started
+            proxy_pids[kind] = proxy_pid
             for conn in (proxy_ports, server_port):
                 if not conn.poll(60):
                     raise RuntimeError(f"the {kind} proxy or server did not start")
