@@ -144,8 +144,8 @@ def with_process_keys(config: LabConfig, identity: str | None = None) -> LabConf
 
 
 def as_principal(config: LabConfig, name: str) -> BusSettings:
-    """The config's bus as principal `name` of the lab's own keys (a test or tool acting for
-    a process); the bus unchanged when the lab file gives keys of its own."""
+    """The config's bus as principal `name` (a test or tool acting for a process): its key
+    under `<data_dir>/keys`; the bus unchanged while nobody owns topics (no identities yet)."""
     security = config.bus.security
     if not security.owners:
         return config.bus
