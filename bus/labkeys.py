@@ -50,15 +50,18 @@ def _locked(folder: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def ensure_lab_keys(data_dir: str | os.PathLike[str], principals: Mapping[str, str]) -> list[str]:
-    """Create the server pair and each principal's pair that is missing; returns the names
-    created. The folder is made owner-only (0700), the secret files 0600."""
+def ensure_lab_keys(
+    data_dir: str | os.PathLike[str], principals: Mapping[str, str], *, server: bool = True
+) -> list[str]:
+    """Create the server pair (unless `server` is False: a lab file with keys of its own) and
+    each principal's pair that is missing; returns the names created. The folder is made
+    owner-only (0700), the secret files 0600."""
     folder = key_dir(data_dir)
     folder.mkdir(parents=True, exist_ok=True)
     os.chmod(folder, 0o700)
     created: list[str] = []
     with _locked(folder):
-        for name in (SERVER, *principals):
+        for name in (SERVER, *principals) if server else tuple(principals):
             check_name(name)
             if not (folder / f"{name}.key_secret").exists():
                 _create_atomically(folder, name)

@@ -33,7 +33,8 @@ class BusSecurity:
     `curve` unset (None, a lab file without `bus.security`): on, with the lab's own keys under
     `<data_dir>/keys` (`ionpilot.bus.labkeys`), filled in when the lab file is loaded; a
     `BusSettings` built by hand (tests, benchmarks) stays plain until then. `curve: false`:
-    off (loopback only). `curve: true`: on, with the keys given here.
+    off (loopback only). `curve: true`: on, with the keys given here (the servers' and the
+    people's); each process still gets an identity of its own under `<data_dir>/keys`.
     """
 
     curve: bool | None = None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -104,6 +105,7 @@ def build(
     pulses: PulseCalibration | None = None,
     device: DeviceSettings | None = None,
     limits: dict[str, tuple[float, float]] | None = None,
+    driver_hosts: Mapping[str, tuple[str, ...]] | None = None,
 ) -> Campaign:
     """The daemon's servo with recovery on a World (not started: `start`)."""
     fraction = (
@@ -132,6 +134,7 @@ def build(
         wavemeter_invalid_fraction=fraction,
         record_truth=False,
         limits=limits,
+        driver_hosts=driver_hosts,
     )
     engine = vs.servo.recovery
     assert engine is not None  # assembled with a recovery section

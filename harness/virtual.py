@@ -4,7 +4,7 @@ asks to nap. There is no other lock loop: what the month in seconds proves is wh
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -80,6 +80,7 @@ def assemble_on_world(
     wavemeter_invalid_fraction: float = 0.0,
     record_truth: bool = True,
     limits: dict[str, tuple[float, float]] | None = None,
+    driver_hosts: Mapping[str, tuple[str, ...]] | None = None,
 ) -> VirtualServo:
     """The daemon's servo (`assemble_servo`) against the World in process (not started)."""
     clock = world_clock(world)
@@ -111,6 +112,7 @@ def assemble_on_world(
         hold_jobs=hold_jobs,
         restart_process=lab.restart_process,
         alive=lab.host_up,
+        driver_hosts=driver_hosts,
     )
     return VirtualServo(world, lab, servo, trace)
 

@@ -6,7 +6,7 @@ time, so a simulated month runs exactly the daemon's decisions."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -71,6 +71,7 @@ def assemble_servo(
     alive: Callable[[], bool] | None = None,
     guarded: Guarded = _unguarded,
     beat: Callable[[str], None] = lambda state: None,
+    driver_hosts: Mapping[str, tuple[str, ...]] | None = None,
 ) -> Servo:
     """Build the daemon's servo on `lab` and `clock` (not started: `cycle.start()`).
     `shots` is the lab's clock-shot player, whose cooling windows feed the ion watch."""
@@ -93,6 +94,7 @@ def assemble_servo(
             restart_process=restart_process,
             read_flag=read_flag,
             alive=alive,
+            driver_hosts=driver_hosts,
         )
         if shots is not None:
             shots.ion_watch = engine.ion_watch  # the shots feed its health

@@ -14,7 +14,7 @@ import logging
 import math
 import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +38,7 @@ from ionpilot.servo.outputs import (
     ServoRecord,
 )
 from ionpilot.servo.persistence import StateStore
-from ionpilot.servo.playbooks import HEARTBEAT
+from ionpilot.servo.playbooks import heartbeat_signal
 from ionpilot.servo.recovery import JobsHook
 from ionpilot.servo.seams import LabError, LabInterface, LabRefused, SignalInvalid
 from ionpilot.servo.settings import (
@@ -48,6 +48,7 @@ from ionpilot.servo.settings import (
     PulseCalibration,
     RecoverySettings,
 )
+from ionpilot.servo.watchdog import LockStateWatchdog
 
 log = logging.getLogger(__name__)
 
@@ -267,10 +268,13 @@ class Daemon:
         lab: LabInterface | None = None,
         clock_shots: ClockShots | None = None,
         lock_hold: LockHoldHook | None = None,
+        driver_hosts: Mapping[str, tuple[str, ...]] | None = None,
     ) -> None:
         """`lab` (with its `clock_shots`) replaces the bus lab: the in-process harness lab on
         virtual time, so a test runs exactly this assembly without driver hosts. `lock_hold`
-        holds the sequencer's user jobs while the lock is not `locked` (LockHold)."""
+        holds the sequencer's user jobs while the lock is not `locked` (LockHold).
+        `driver_hosts` (host -> its instruments, from the lab file): every host's heartbeat is
+        watched, each with its stale-driver playbook (default: `recovery.driver_process`)."""
         self._clock = clock or SystemClock()
         self._bus = bus
         self.publisher = Publisher(bus, self.PROCESS, clock=self._clock)
@@ -278,6 +282,11 @@ class Daemon:
         self.bus_lab = BusLab(drivers_call, lock_settings, pulses, device)
         self.lab: LabInterface = self.bus_lab if lab is None else lab
         self._drivers_call = drivers_call
+        # the lock state goes out from outside the lock thread too: stuck in a dead host's bus
+        # call, that thread cannot say its lock has gone uncorrected into hold-over
+        self.state_watchdog = LockStateWatchdog(
+            lambda: self.lock.reported_state().value, self.outputs.state, self._clock
+        )
         servo = assemble_servo(
             lab=self.lab,
             shots=self.bus_lab.shots if lab is None else clock_shots,
@@ -296,6 +305,7 @@ class Daemon:
             read_flag=self._read_flag if lab is None else None,
             guarded=self._guarded,
             beat=self._beat,
+            driver_hosts=driver_hosts,
         )
         self.lock = servo.lock
         self.lock_hold = None if lock_hold is None else LockHold(lock_hold, self._clock)
@@ -309,8 +319,11 @@ class Daemon:
         if self.recovery is not None and recovery is not None and lab is None:
             # the driver host is alive while its heartbeats arrive, not only when a sensor
             # pass (at most once per health period, after a clock step) hears from it
-            self.host_watch = HostWatch(bus, recovery.driver_process, self._clock)
-            self.recovery.health.feed(HEARTBEAT, self.host_watch.last_beat_at)
+            hosts = [recovery.driver_process, *(driver_hosts or {})]
+            self.host_watch = HostWatch(bus, hosts, self._clock)
+            for host in self.host_watch.processes:
+                signal = heartbeat_signal(recovery, host)
+                self.recovery.health.feed(signal, self.host_watch.feed_of(host))
         self.heartbeat = HeartbeatPublisher(bus, self.PROCESS, clock=self._clock)
         self.server = CommandServer(self.PROCESS, bus, clock=self._clock)
         self.server.register(self.PROCESS, "status", self._status, inline=True)
@@ -330,9 +343,11 @@ class Daemon:
         if self.host_watch is not None:
             self.host_watch.start()
         self._thread.start()
+        self.state_watchdog.start()
         return self
 
     def stop(self) -> None:
+        self.state_watchdog.stop()
         self._stop.set()
         self._thread.join(30.0)
         self.lock.persist()
@@ -356,8 +371,9 @@ class Daemon:
                 self._stop.wait(nap)
 
     def _beat(self, state: str) -> None:
-        """The lock's state, at least once a second: published, and the jobs' hold kept."""
-        self.outputs.state(state)
+        """The lock's state, at least once a second: published (through the watchdog, which
+        tells hold-over if the lock has gone uncorrected), and the jobs' hold kept."""
+        self.state_watchdog.beat(state)
         if self.lock_hold is not None:
             self.lock_hold.follow(state)
 

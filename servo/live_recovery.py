@@ -8,7 +8,7 @@ The daemon's loop calls `tick()` before each lock step and skips the step while 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -103,14 +103,17 @@ class LiveRecovery:
         restart_process: RestartHook | None = None,
         read_flag: Callable[[str], bool] | None = None,
         alive: Callable[[], bool] | None = None,
+        driver_hosts: Mapping[str, tuple[str, ...]] | None = None,
     ) -> None:
+        """`driver_hosts` (host -> its instruments, from the lab file): each host's heartbeat
+        is watched and has its own stale-driver playbook (the daemon's own host always)."""
         self.clock = clock
         self.lock = lock
         self._publish = publish
         self._publish_event = publish_event
         live = LiveLab(lab, pulses, lock.settings.pulser, read_flag)
         aux = {a.name: a.settings for a in auxes}
-        rules = default_rules(recovery, aux, lock.settings.cavity_laser)
+        rules = default_rules(recovery, aux, lock.settings.cavity_laser, driver_hosts)
         rules.update(health.rules)
         self.audit = AuditLog(clock, audit_path, sinks=[self._event])
         self.health = HealthMonitor(
@@ -129,7 +132,7 @@ class LiveRecovery:
             live, self.health, recovery, aux, cavity_laser=lock.settings.cavity_laser, alive=alive
         )
         self.engine = RecoveryEngine(
-            standard_playbooks(recovery, aux, lock.settings.cavity_laser),
+            standard_playbooks(recovery, aux, lock.settings.cavity_laser, driver_hosts),
             recovery,
             self.health,
             lock=lock,

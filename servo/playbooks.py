@@ -12,7 +12,7 @@ Fault signatures and recovery times: REFERENCE.md §3.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -44,6 +44,12 @@ HEARTBEAT = "servo.drivers.heartbeat"
 MICROMOTION = "servo.trap.micromotion"
 COUNT_RATE = "pulser.count_rate"  # lab signal: cooled fluorescence (1/s)
 MICROMOTION_SIGNAL = "trap.micromotion_index"  # lab signal: modulation index β (sideband probe)
+
+
+def heartbeat_signal(settings: RecoverySettings, host: str) -> str:
+    """The health signal of a driver host's heartbeat: `servo.drivers.heartbeat` for the host
+    the daemon calls (`driver_process`), `servo.<host>.heartbeat` for every other one."""
+    return HEARTBEAT if host == settings.driver_process else f"servo.{host}.heartbeat"
 
 
 def aux_error_signal(loop: str) -> str:
@@ -204,9 +210,12 @@ def _q(value: float, unit: str) -> Quantity:
 
 
 def default_rules(
-    settings: RecoverySettings, aux: dict[str, AuxLockSettings], cavity_laser: str
+    settings: RecoverySettings,
+    aux: dict[str, AuxLockSettings],
+    cavity_laser: str,
+    driver_hosts: Mapping[str, tuple[str, ...]] | None = None,
 ) -> dict[str, HealthRule]:
-    """Rules for the signals the playbooks watch."""
+    """Rules for the signals the playbooks watch (a heartbeat per driver host)."""
     threshold = settings.fluorescence_threshold
     rules = {
         FLUORESCENCE: HealthRule(
@@ -221,6 +230,10 @@ def default_rules(
         HEARTBEAT: HealthRule(stale_after=settings.heartbeat_stale_after),
         cavity_signal(cavity_laser): HealthRule(lolo=_q(1.5, "1"), stale_after=5.0),
         rf_signal(settings): HealthRule(lolo=_q(0.5, "1"), stale_after=5.0),
+        **{
+            heartbeat_signal(settings, host): HealthRule(stale_after=settings.heartbeat_stale_after)
+            for host in driver_hosts or {}
+        },
         MICROMOTION: HealthRule(
             high=_q(0.3, "1"),
             hihi=_q(0.6, "1"),
@@ -570,23 +583,41 @@ def ion_missing(ctx: RecoveryContext) -> bool:
     return not ctx.ion_present()
 
 
+def _driver_host(ctx: RecoveryContext) -> str:
+    """The host a driver_stale playbook is about (its target; the daemon's own by default)."""
+    return ctx.target or ctx.settings.driver_process
+
+
 def restart_driver_host(ctx: RecoveryContext) -> StepResult:
-    name = ctx.settings.driver_process
+    name = _driver_host(ctx)
     if ctx.restart_process is None:
-        return fail("no supervisor to restart the driver host")
+        return fail(f"no supervisor to restart the driver host '{name}'")
     ctx.restart_process(name)
     return done(f"asked the supervisor to restart '{name}'")
 
 
 def await_heartbeat(ctx: RecoveryContext) -> StepResult:
-    if ctx.health.severity(HEARTBEAT) is not Severity.INVALID:
-        return done("driver host heartbeat back")
+    host = _driver_host(ctx)
+    if ctx.health.severity(heartbeat_signal(ctx.settings, host)) is not Severity.INVALID:
+        return done(f"driver host '{host}' heartbeat back")
     return wait(0.5)
 
 
 def verify_instruments(ctx: RecoveryContext) -> StepResult:
     value = ctx.lab.read(rf_signal(ctx.settings))
     return done(f"instruments answer (RF output {value:g})")
+
+
+def verify_served(host: str, signals: tuple[str, ...]) -> StepAction:
+    """The verify step of another driver host: read the first watched signal it serves."""
+
+    def verify(ctx: RecoveryContext) -> StepResult:
+        for signal in signals:
+            value = ctx.lab.read(signal)
+            return done(f"'{host}' instruments answer ({signal} {value:g})")
+        return done(f"'{host}' heartbeat back (the servo reads none of its instruments)")
+
+    return verify
 
 
 def dc_compensation_scan(ctx: RecoveryContext) -> StepResult:
@@ -624,9 +655,15 @@ def measure_micromotion(ctx: RecoveryContext) -> StepResult:
 
 
 def standard_playbooks(
-    settings: RecoverySettings, aux: dict[str, AuxLockSettings], cavity_laser: str
+    settings: RecoverySettings,
+    aux: dict[str, AuxLockSettings],
+    cavity_laser: str,
+    driver_hosts: Mapping[str, tuple[str, ...]] | None = None,
 ) -> list[Playbook]:
-    """One playbook per fault of the autonomy issue, bounded by the config's PlaybookSettings."""
+    """One playbook per fault of the autonomy issue, bounded by the config's PlaybookSettings.
+    `driver_hosts` (host -> the instruments it serves, from the lab file): a stale-driver
+    playbook for each host besides the daemon's own (`driver_process`), restarting that host
+    and holding the lock and the jobs until its heartbeat and instruments are back."""
 
     def cfg(kind: str) -> PlaybookSettings:
         return settings.playbooks.get(kind, PlaybookSettings())
@@ -653,6 +690,7 @@ def standard_playbooks(
             ),
             settings=cfg("driver_stale"),
         ),
+        *_other_driver_hosts(settings, aux, cavity_laser, driver_hosts or {}, cfg("driver_stale")),
         Playbook(
             "rf_trip",
             "rf_trip",
@@ -729,6 +767,46 @@ def standard_playbooks(
         )
     )
     return [b for b in books if b.settings.enabled]
+
+
+def _other_driver_hosts(
+    settings: RecoverySettings,
+    aux: dict[str, AuxLockSettings],
+    cavity_laser: str,
+    driver_hosts: Mapping[str, tuple[str, ...]],
+    book: PlaybookSettings,
+) -> list[Playbook]:
+    """`driver_stale:<host>` for each driver host but the daemon's own: trips when that host's
+    heartbeat is stale, names it in every step, reads back a watched signal it serves."""
+    watched = [
+        rf_signal(settings),
+        cavity_signal(cavity_laser),
+        *(wavemeter_frequency(s.wavemeter, s.wavemeter_channel) for s in aux.values()),
+        COUNT_RATE,
+    ]
+    books = []
+    for host, instruments in driver_hosts.items():
+        if host == settings.driver_process:
+            continue
+        beat = heartbeat_signal(settings, host)
+        served = tuple(s for s in watched if s.partition(".")[0] in instruments)
+        books.append(
+            Playbook(
+                f"driver_stale:{host}",
+                "driver_stale",
+                0,
+                trip=(Condition(beat, STALE),),
+                resume=(Condition(beat, GOOD, 1.0),),
+                steps=(
+                    Step("restart_driver_host", restart_driver_host, 10.0),
+                    Step("await_heartbeat", await_heartbeat, book.step_timeout),
+                    Step("verify_instruments", verify_served(host, served), 10.0),
+                ),
+                settings=book,
+                target=host,
+            )
+        )
+    return books
 
 
 def holdover_error_hz(settings: RecoverySettings, paused_s: float) -> float:

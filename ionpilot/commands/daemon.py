@@ -5,10 +5,13 @@ from __future__ import annotations
 import argparse
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ionpilot.labfile import add_config_option, lab_file
 from ionpilot.runtime import load_or_report, run_service
+
+if TYPE_CHECKING:
+    from ionpilot.config import LabConfig
 
 
 def register(subparsers: Any) -> None:
@@ -21,6 +24,14 @@ def register(subparsers: Any) -> None:
         help="where lock state is persisted (default: the lab's data_dir/servo)",
     )
     parser.set_defaults(handler=run)
+
+
+def driver_hosts(config: LabConfig) -> dict[str, tuple[str, ...]]:
+    """Every driver host the lab file declares -> the instruments it serves."""
+    hosts: dict[str, list[str]] = {}
+    for name, instrument in config.instruments.items():
+        hosts.setdefault(instrument.host, []).append(name)
+    return {host: tuple(names) for host, names in hosts.items()}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -76,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
         hold_jobs=hold_jobs,
         device=config.device,
         lock_hold=hold_for_lock,
+        driver_hosts=driver_hosts(config),
     )
 
     metrics: list[Any] = []

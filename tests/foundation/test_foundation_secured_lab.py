@@ -98,3 +98,5 @@ def test_secured_lab_locks_and_enforces_roles(tmp_path: Path) -> None:
     result = json.loads(summary.read_text())
     assert result["time_to_lock_s"] is not None, result
     assert result["locked_fraction"] > 0.5, result
+    # each process spoke as itself (its own key under data_dir/keys), within its own topics
+    assert result["bus_secured"] is True and result["hub_refused"] == {}, result
