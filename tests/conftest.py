@@ -1,8 +1,9 @@
 """Fixtures for every test folder: `shared_up`, the one live `ionpilot up` lab of the tests that
 only watch a healthy lab or inject a fault it recovers from (tests/foundation/sharedlab.py).
 
-Its users run one after another (from where the first of them was collected) and the lab is
-stopped after the last one, so no lab idles through the rest of the suite."""
+The lab starts with the first test of the session (it locks while the tests before its first
+user run), its users run one after another (from where the first of them was collected), and it
+is stopped after the last one, so no lab idles through the rest of the suite."""
 
 from __future__ import annotations
 
@@ -37,6 +38,16 @@ def _shared_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SharedUp]:
         yield shared
     finally:
         shared.close()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _shared_lab_starts_early(request: pytest.FixtureRequest) -> None:
+    """When the session has users of the shared lab, start it with the first test of all: it
+    takes ~40 s to lock, mostly waiting on the simulated lab's real time at little CPU, and the
+    tests before its first user run meanwhile."""
+    if any(_uses_shared(item) for item in request.session.items):
+        shared: SharedUp = request.getfixturevalue("_shared_lab")
+        shared.start()
 
 
 @pytest.fixture

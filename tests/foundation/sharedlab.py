@@ -106,6 +106,12 @@ class SharedUp:
         self.starts += 1
         return self.up, self.daemon
 
+    def start(self) -> None:
+        """Start `up` now if it is not running (it does not wait: the lock takes ~40 s of the
+        simulated lab's real time, mostly idle, which the tests before the first user use)."""
+        if self.up is None:
+            self._start()
+
     def _stop(self) -> None:
         if self.daemon is not None:
             self.daemon.close()
