@@ -3,7 +3,8 @@ only watch a healthy lab or inject a fault it recovers from (tests/foundation/sh
 
 The lab starts with the first test of the session (it locks while the tests before its first
 user run), its users run one after another (from where the first of them was collected), and it
-is stopped after the last one, so no lab idles through the rest of the suite."""
+is told to stop after the last one, so no lab idles through the rest of the suite (the end of the
+session waits for it and fails if it left a process behind)."""
 
 from __future__ import annotations
 
@@ -57,4 +58,4 @@ def shared_up(request: pytest.FixtureRequest, _shared_lab: SharedUp) -> Iterator
     items = request.session.items
     later = items[items.index(request.node) + 1 :] if request.node in items else []
     if not any(_uses_shared(item) for item in later):
-        _shared_lab.close()  # the last user: stop it now, not at the end of the session
+        _shared_lab.release()  # the last user: it stops now, checked at the end of the session

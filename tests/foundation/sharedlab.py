@@ -13,7 +13,9 @@ why: one broken test does not make the next ones fail mysteriously."""
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
+import subprocess
 import time
 import warnings
 from collections.abc import Callable
@@ -99,6 +101,7 @@ class SharedUp:
         self.daemon: CommandClient | None = None
         self.starts = 0
         self.left: list[str] = []  # processes an earlier `up` of this lab left behind
+        self.released = False  # `up` told to stop after the last user, not waited for yet
 
     def _start(self) -> tuple[UpRun, CommandClient]:
         self.up = UpRun(self.lab_file, DURATION_S, self.tmp, "--quiet")
@@ -118,6 +121,9 @@ class SharedUp:
             self.daemon = None
         if self.up is not None:
             up, self.up = self.up, None
+            if self.released:  # SIGTERM sent: a second one would end `up` before its children
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    up.wait(60.0)
             up.__exit__(None, None, None)  # SIGTERM, then SIGKILL if it does not end
             if up.proc.stdout is not None:
                 up.proc.stdout.close()
@@ -174,6 +180,9 @@ class SharedUp:
     def handover(self, test: str) -> LiveUp:
         """The lab, healthy, for `test`; restarted first (with a warning saying why) when it is
         not healthy within HEALTHY_WITHIN_S."""
+        if self.released:  # a user after the last one (a test re-run): a lab anew
+            self._stop()
+            self.released = False
         if self.up is None:
             self._start()
             problem = self._healthy_within(FIRST_LOCK_WITHIN_S)
@@ -200,9 +209,21 @@ class SharedUp:
         mark = last_audit_id(data_dir / "servo" / "audit.sqlite")
         return LiveUp(self.lab_file, self.config, up, data_dir, mark)
 
+    def release(self) -> None:
+        """After the last user: SIGTERM `up` and do not wait (its processes take ~9 s to stop,
+        which the tests after it use); `close` waits for it and checks what it left."""
+        if self.daemon is not None:
+            self.daemon.close()
+            self.daemon = None
+        if self.up is not None and self.up.proc.poll() is None:
+            self.up.proc.terminate()
+        self.released = True
+
     def close(self) -> None:
-        """Stop the lab; AssertionError if any `up` of it left a process running."""
+        """Stop the lab (wait for it); AssertionError if any `up` of it left a process
+        running."""
         self._stop()
+        self.released = False
         left, self.left = self.left, []
         assert left == [], f"the shared live lab left processes behind: {left}"
 
