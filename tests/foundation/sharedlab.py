@@ -45,6 +45,7 @@ DURATION_S = 1500.0  # `up` ends by itself at worst (the users take a few minute
 FIRST_LOCK_WITHIN_S = 150.0  # a fresh lab: processes started, clock and laser locks locked
 HEALTHY_WITHIN_S = 150.0  # the longest recovery a user may leave behind (a reload, a relock)
 STEP_S = 0.25  # how often the daemon is asked
+SAFE_STATE = "the daemon holds the lab in its safe state (only an operator leaves it)"
 
 
 @dataclass
@@ -146,7 +147,9 @@ class SharedUp:
         status = daemon_status(self.daemon)
         if not status:
             return "the daemon does not answer"
-        if not locked_and_idle(status) or status.get("safe_state") or status.get("alarm"):
+        if status.get("safe_state"):
+            return SAFE_STATE
+        if not locked_and_idle(status) or status.get("alarm"):
             keys = ("state", "aux_locks", "recovering", "safe_state", "alarm", "health")
             return "daemon: " + ", ".join(f"{k}={status.get(k)!r}" for k in keys)
         return None
@@ -156,8 +159,9 @@ class SharedUp:
         deadline = time.monotonic() + seconds
         problem = self.problem()
         while problem is not None and time.monotonic() < deadline:
-            if self.up is not None and self.up.proc.poll() is not None:
-                return problem  # `up` has ended: no waiting brings it back
+            ended = self.up is not None and self.up.proc.poll() is not None
+            if ended or problem == SAFE_STATE:
+                return problem  # no waiting brings it back
             time.sleep(STEP_S)
             problem = self.problem()
         return problem
