@@ -1,5 +1,6 @@
-"""The one lab the experiment tests share: `ionpilot up` on free loopback ports (real
-processes, the daemon's real recovery), a script handle on it."""
+"""The lab the experiment tests share: the shared live `ionpilot up` lab of the whole suite
+(tests/foundation/sharedlab.py: free loopback ports, real processes, the daemon's real recovery,
+handed over healthy), a script handle on it."""
 
 from __future__ import annotations
 
@@ -8,15 +9,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from labprocs import (  # type: ignore[import-not-found]
-    UpRun,
-    command_client,
-    daemon_status,
-    lab_on_free_ports,
-)
+from labprocs import UpRun  # type: ignore[import-not-found]
+from sharedlab import LiveUp  # type: ignore[import-not-found]
 
 import ionpilot
-from ionpilot.config import load_config
 from ionpilot.script import Lab
 
 
@@ -27,16 +23,7 @@ class UpLab:
     lab: Lab
 
 
-def daemon_well(status: dict[str, object]) -> bool:
-    return bool(status) and not status.get("alarm") and status.get("recovering") == ""
-
-
-@pytest.fixture(scope="session")
-def up_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UpLab]:
-    tmp = tmp_path_factory.mktemp("experiments")
-    lab_file = lab_on_free_ports(tmp, "i17-experiments")
-    config = load_config(lab_file)
-    with UpRun(lab_file, 300, tmp) as up, command_client(config, "daemon") as daemon:
-        assert up.wait_until(lambda: daemon_well(daemon_status(daemon)), 60, 0.2), up.tail()
-        with ionpilot.connect(lab_file, timeout=10.0) as lab:
-            yield UpLab(lab_file, up, lab)
+@pytest.fixture
+def up_lab(shared_up: LiveUp) -> Iterator[UpLab]:
+    with ionpilot.connect(shared_up.lab_file, timeout=10.0) as lab:
+        yield UpLab(shared_up.lab_file, shared_up.up, lab)

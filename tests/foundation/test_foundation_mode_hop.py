@@ -3,38 +3,27 @@ puts the cooling laser on another external-cavity mode (±3 GHz). The daemon's h
 trips the mode-hop playbook, which sweeps the DLC pro's diode current down through the hop and
 back over the bus (the simulated laser's hop is hysteretic: nothing else brings it back), checks
 the wavemeter, restarts the wavemeter lock, and the lab returns to locked without the safe state,
-with the laser's current set point exactly where it was. Every decision is in the audit log."""
+with the laser's current set point exactly where it was. Every decision is in the audit log.
+On the shared live lab (tests/foundation/sharedlab.py, which also checks that `up` leaves
+nothing behind): its audit rows are the ones written after the handover."""
 
 from __future__ import annotations
 
-import sqlite3
-from pathlib import Path
 from typing import Any
 
 import pytest
-from labprocs import (
-    UpRun,
-    command_client,
-    daemon_status,
-    inject_fault,
-    lab_on_free_ports,
-    locked_and_idle,
-)
-
-from ionpilot.config import load_config
+from labprocs import command_client, daemon_status, inject_fault, locked_and_idle
+from sharedlab import LiveUp
 
 STEP_S = 0.25  # how often the daemon is asked
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-def test_a_live_mode_hop_is_swept_back_and_the_cooling_lock_relocks(tmp_path: Path) -> None:
-    lab = lab_on_free_ports(tmp_path, "e2e-mode-hop")
-    config = load_config(lab)
+def test_a_live_mode_hop_is_swept_back_and_the_cooling_lock_relocks(shared_up: LiveUp) -> None:
+    lab, config, up = shared_up.lab_file, shared_up.config, shared_up.up
     cooling = config.servo.aux_locks["cooling"]
-    audit = tmp_path / "var" / "servo" / "audit.sqlite"
     with (
-        UpRun(lab, 240, tmp_path) as up,
         command_client(config, "daemon") as daemon,
         command_client(config, "drivers") as drivers,
     ):
@@ -67,9 +56,7 @@ def test_a_live_mode_hop_is_swept_back_and_the_cooling_lock_relocks(tmp_path: Pa
         assert final["safe_state"] is False
         assert current_a() == pytest.approx(setpoint, abs=1e-6)  # the set point restored
         assert abs(cooling_error_hz()) < 50e6  # on its mode, held by the wavemeter lock
-    assert up.proc.returncode is not None
-    assert up.left_behind() == []
-    rows = list(sqlite3.connect(audit).execute("SELECT kind, action, reason FROM audit"))
+    rows = shared_up.audit_rows()
     actions = [(k, a) for k, a, _ in rows]
     assert ("trip", "mode_hop:cooling") in actions, rows
     (searched,) = [r for k, a, r in rows if (k, a) == ("step", "mode_hop:cooling.mode_search")]

@@ -1,7 +1,8 @@
 """End to end with real processes and CURVE on: the whole lab (hub, sim, driver host, daemon,
 sequencer) runs with an allow-list of client keys, locks the clock as it does without security,
 serves an observer's reads but refuses its set-points with `forbidden`, and gives a client
-without a listed key nothing at all."""
+without a listed key nothing at all. Once locked, `up` is stopped (the lock, not a fixed duration,
+decides how long the test takes)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import json
 from pathlib import Path
 
 import pytest
-from labprocs import UpRun, lab_on_free_ports
+from labprocs import UpRun, daemon_status, lab_on_free_ports, locked_and_idle
 
 from ionpilot.bus.client import CommandClient
 from ionpilot.bus.codec import Telemetry
@@ -61,7 +62,7 @@ def client_as(lab: Path, secret: Path | None, process: str) -> CommandClient:
 def test_secured_lab_locks_and_enforces_roles(tmp_path: Path) -> None:
     lab, secrets = secured_lab(tmp_path)
     summary = tmp_path / "summary.json"
-    with UpRun(lab, 55, tmp_path, "--summary-json", str(summary), "--quiet") as up:
+    with UpRun(lab, 150, tmp_path, "--summary-json", str(summary), "--quiet") as up:
         config = load_config(lab)
         viewer_keys = ClientKeys.from_settings(config.bus.security, secrets["viewer"])
         # an observer may listen: its first valid rf_drive reading says the host is connected
@@ -92,7 +93,15 @@ def test_secured_lab_locks_and_enforces_roles(tmp_path: Path) -> None:
                 assert not reply.ok and reply.code == "timeout", reply
             finally:
                 outsider.close()
-        code = up.proc.wait(150)
+        operator = client_as(lab, secrets["lab"], "daemon")  # listed: an operator
+        try:
+            assert up.wait_until(lambda: locked_and_idle(daemon_status(operator)), 120, 0.2), (
+                daemon_status(operator),
+                up.tail(),
+            )
+        finally:
+            operator.close()
+        code = up.stop()
     assert code == 0, up.tail()
     assert not up.left_behind()
     result = json.loads(summary.read_text())

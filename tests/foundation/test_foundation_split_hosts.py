@@ -1,5 +1,6 @@
 """Instruments split over two driver-host processes: `ionpilot up` starts one host per process
-that owns instruments, each on its own CPU, and the lab locks through both."""
+that owns instruments, each on its own CPU, and the lab locks through both (then `up` is
+stopped: the lock, not a fixed duration, decides how long the test takes)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,14 @@ import os
 from pathlib import Path
 
 import pytest
-from labprocs import UpRun, free_ports, lab_on_free_ports
+from labprocs import (
+    UpRun,
+    command_client,
+    daemon_status,
+    free_ports,
+    lab_on_free_ports,
+    locked_and_idle,
+)
 
 from ionpilot.bus.client import CommandClient
 from ionpilot.commands.up import child_specs, driver_host_cpus, driver_host_processes
@@ -78,7 +86,7 @@ def test_split_lab_locks_through_both_hosts(tmp_path: Path) -> None:
     lab = split_lab(tmp_path)
     config = load_config(lab)
     summary_path = tmp_path / "summary.json"
-    with UpRun(lab, 32, tmp_path, "--summary-json", str(summary_path), "--quiet") as up:
+    with UpRun(lab, 150, tmp_path, "--summary-json", str(summary_path), "--quiet") as up:
         assert up.wait_until(lambda: "drivers_lasers" in up.pids, 60, 0.2), up.tail()
         endpoint = f"tcp://127.0.0.1:{config.processes['drivers_lasers'].command_port}"
         with CommandClient(config.bus, endpoint) as client:
@@ -99,7 +107,12 @@ def test_split_lab_locks_through_both_hosts(tmp_path: Path) -> None:
             }
             assert all(len(cpus) == 1 for cpus in pinned.values()), pinned
             assert pinned["drivers"] != pinned["drivers_lasers"], pinned
-        assert up.wait(120) == 0, up.tail()
+        with command_client(config, "daemon") as daemon:  # locked through both hosts
+            assert up.wait_until(lambda: locked_and_idle(daemon_status(daemon)), 120, 0.2), (
+                daemon_status(daemon),
+                up.tail(),
+            )
+        assert up.stop() == 0, up.tail()
     summary = json.loads(summary_path.read_text())
     assert summary["time_to_lock_s"] is not None, summary
     assert summary["final_state"] == "locked", summary

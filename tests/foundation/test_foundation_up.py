@@ -1,6 +1,7 @@
 """End to end with real processes: `ionpilot up` brings the simulated lab to `locked`; a daemon
 killed with SIGKILL is restarted by the supervisor and resumes from its persisted state without a
-line search; at the end nothing is left running."""
+line search; so is the driver host, and the lock carries on through it; `up` stopped then
+(SIGTERM) exits 0 with its summary and leaves nothing running."""
 
 from __future__ import annotations
 
@@ -11,7 +12,14 @@ import time
 from pathlib import Path
 
 import pytest
-from labprocs import UpRun, alive, command_client, lab_on_free_ports
+from labprocs import (
+    UpRun,
+    alive,
+    command_client,
+    daemon_status,
+    lab_on_free_ports,
+    locked_and_idle,
+)
 
 from ionpilot.config import load_config
 
@@ -21,7 +29,7 @@ from ionpilot.config import load_config
 def test_up_locks_survives_daemon_kill_and_leaves_nothing(tmp_path: Path) -> None:
     lab = lab_on_free_ports(tmp_path, "e2e", ["servo: {clock_lock: {persist_period: 1 s}}"])
     summary_path = tmp_path / "summary.json"
-    with UpRun(lab, 80, tmp_path, "--summary-json", str(summary_path), "--quiet") as up:
+    with UpRun(lab, 150, tmp_path, "--summary-json", str(summary_path), "--quiet") as up:
         state_file = tmp_path / "var" / "servo" / "clock_lock.json"
 
         def locked_state_saved() -> bool:
@@ -72,9 +80,21 @@ def test_up_locks_survives_daemon_kill_and_leaves_nothing(tmp_path: Path) -> Non
             while time.monotonic() < deadline and not restarted_and_locked():
                 time.sleep(0.2)
             assert restarted_and_locked(), up.text()
-        # now the driver host dies: the supervisor restarts it and the lock carries on
+        # now the driver host dies: the supervisor restarts it and the lock carries on (both
+        # laser locks too, through the new host); then `up` is stopped as an operator would
         os.kill(up.pids["drivers"][0], signal.SIGKILL)
-        code = up.wait(150)
+        with command_client(config, "daemon") as client:
+            assert up.wait_until(lambda: len(up.pids["drivers"]) >= 2, 30, 0.1), up.text()
+            restarted_at = int(client.call("daemon", "status", {}, timeout=5.0)["updates"])
+
+            def locked_through_the_new_host() -> bool:
+                # each clock correction interrogates the ion through the driver host: three
+                # after the restart, locked and idle, say the lock carries on through it
+                status = daemon_status(client)
+                return locked_and_idle(status) and status["updates"] >= restarted_at + 3
+
+            assert up.wait_until(locked_through_the_new_host, 60, 0.2), up.text()
+        code = up.stop()
     text = up.text()
     assert code == 0, text
     summary = json.loads(summary_path.read_text())
