@@ -97,6 +97,8 @@ def test_a_lab_across_three_hosts_rides_out_a_cut_link(tmp_path: Path) -> None:
         procs.append(
             start(net, net.drv, "drivers", lab, tmp_path, "drivers", "--process", "drivers")
         )
+        # the daemon's interrogations are clock jobs through the sequencer's queue
+        procs.append(start(net, net.core, "sequencer", lab, tmp_path, "sequencer-service"))
         procs.append(start(net, net.core, "daemon", lab, tmp_path, "daemon"))
         script = Script(net, lab, tmp_path)
 
