@@ -17,6 +17,7 @@ nothing applied), as the host refuses it.
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -30,33 +31,41 @@ from ionpilot.servo.settings import PulseCalibration
 from ionpilot.sim.instruments.ionpilot_pulser import Pulser, RequestError
 from ionpilot.sim.world import AOM_CENTRE_HZ, Pulse, World
 
-PARSED_PULSES_KEPT = 64  # distinct pulses whose parse the in-process controller remembers
+PARSES_KEPT_PER_INDEX = 8  # distinct pulses at one schedule index whose parse is remembered
 
 
 class InProcessPulser(Pulser):
     """The simulated pulse controller's own request handling, called in process. The one
-    difference from the socket: a pulse it has already parsed and checked (the same fields at
-    the same index) is not parsed again — a clock program repeats all but its clock pulse from
-    run to run, and parsing is a quarter of a simulated day's cost."""
+    difference from the socket: a pulse it has already parsed and checked (the same fields, of
+    the same types, at the same index) is not parsed again, and one that differs from such a
+    pulse only in its DDS frequency has just that frequency checked. A clock program repeats all
+    but its clock pulses' frequency from run to run, and parsing was a quarter of a simulated
+    day's cost."""
 
     def __init__(self, world: World, name: str) -> None:
         super().__init__(world, name)
-        self._parsed: dict[tuple[object, ...], Pulse] = {}
+        # per schedule index, newest first: (fields but the frequency, their types, the
+        # frequency as sent, the parse)
+        self._parsed: dict[int, list[tuple[dict[str, Any], list[type], object, Pulse]]] = {}
 
     def _pulse(self, raw: object, index: int) -> Pulse:
-        if not isinstance(raw, dict):
+        if type(raw) is not dict:
             return super()._pulse(raw, index)
-        try:
-            key = (index, *sorted(raw.items()))
-            found = self._parsed.get(key)
-        except TypeError:  # an unhashable field (an MS pulse's targets): parse every time
+        fields = dict(raw)
+        frequency = fields.pop("frequency_hz", None)
+        kinds = [type(v) for v in fields.values()]
+        if list in kinds or dict in kinds:  # a field the caller may change inside: parse
             return super()._pulse(raw, index)
-        if found is None:
-            found = super()._pulse(raw, index)
-            if len(self._parsed) >= PARSED_PULSES_KEPT:
-                del self._parsed[next(iter(self._parsed))]
-            self._parsed[key] = found
-        return found
+        kept = self._parsed.setdefault(index, [])
+        for known, known_kinds, known_frequency, parsed in kept:
+            if fields == known and kinds == known_kinds:
+                if frequency is known_frequency:
+                    return parsed
+                return replace(parsed, frequency_hz=self._frequency(raw, index))
+        parsed = super()._pulse(raw, index)
+        kept.insert(0, (fields, kinds, frequency, parsed))
+        del kept[PARSES_KEPT_PER_INDEX:]
+        return parsed
 
 
 def world_clock(world: World) -> ManualClock:

@@ -10,7 +10,7 @@ injectable clock only, so staleness is tested on virtual time.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 
@@ -79,6 +79,11 @@ class SignalHealth:
         self._hihi = _level(rule, "hihi")
         self._hyst = _level(rule, "hysteresis") or 0.0
         self._max_rate = _level(rule, "max_rate")
+        # readings in [_ok_from, _ok_to] are within every limit (the OK band, hysteresis aside)
+        lower = [x for x in (self._lolo, self._low) if x is not None]
+        upper = [x for x in (self._high, self._hihi) if x is not None]
+        self._ok_from = max(lower, default=-math.inf)
+        self._ok_to = min(upper, default=math.inf)
         self.value = math.nan
         self.last_t: float | None = None
         self.created = now
@@ -138,6 +143,27 @@ class SignalHealth:
         self.value = value
         self.last_t = now
         self._set_raw(raw, reason, now)
+
+    def observe_series(self, values: Sequence[float], times: Sequence[float]) -> None:
+        """Readings in time order, exactly as one `observe` each. A healthy signal whose every
+        reading is finite and inside all its limits (no rate limit, nothing to debounce) ends
+        as its last reading leaves it, so that one alone is taken: the ion watch feeds one
+        reading per clock shot, a million a simulated day."""
+        if (
+            values
+            and self._band is Severity.OK
+            and self._raw is Severity.OK
+            and self.severity is Severity.OK
+            and self._max_rate is None
+            and self.rule.stale_after >= 0
+            and math.isfinite(sum(values))
+            and self._ok_from <= min(values)
+            and max(values) <= self._ok_to
+        ):
+            self.observe(values[-1], times[-1])
+            return
+        for value, t in zip(values, times, strict=True):
+            self.observe(value, t)
 
     def observe_invalid(self, reason: str, now: float) -> None:
         self.value = math.nan
@@ -231,6 +257,12 @@ class HealthMonitor:
         s = self.signals.get(signal)
         if s is not None:
             s.observe(value, self.clock.now() if t is None else t)
+
+    def observe_series(self, signal: str, values: Sequence[float], times: Sequence[float]) -> None:
+        """Readings of one signal at clock times `times` (in order), as one `observe` each."""
+        s = self.signals.get(signal)
+        if s is not None:
+            s.observe_series(values, times)
 
     def observe_invalid(self, signal: str, reason: str, t: float | None = None) -> None:
         s = self.signals.get(signal)

@@ -243,11 +243,7 @@ class Pulser(Protocol):
             ):
                 raise _bad(f"pulse {index}: ms needs two distinct ion indices in 'targets'")
             targets = (tg[0], tg[1])
-        frequency = raw.get("frequency_hz")
-        if frequency is not None:
-            frequency = _number(raw, "frequency_hz")
-            if not DDS_FREQUENCY_RANGE_HZ[0] <= frequency <= DDS_FREQUENCY_RANGE_HZ[1]:
-                raise RequestError("out_of_range", f"pulse {index}: frequency outside DDS range")
+        frequency = self._frequency(raw, index)
         phase_key = "phase_a_rad" if channel == "ms" else "phase_rad"
         return Pulse(
             t_ns=t_ns,
@@ -262,6 +258,15 @@ class Pulser(Protocol):
             window=window,
             per_ion=bool(raw.get("per_ion", False)),
         )
+
+    def _frequency(self, raw: dict[str, Any], index: int) -> float | None:
+        """A pulse's own DDS frequency (None: the channel's), checked against the DDS range."""
+        frequency = raw.get("frequency_hz")
+        if frequency is not None:
+            frequency = _number(raw, "frequency_hz")
+            if not DDS_FREQUENCY_RANGE_HZ[0] <= frequency <= DDS_FREQUENCY_RANGE_HZ[1]:
+                raise RequestError("out_of_range", f"pulse {index}: frequency outside DDS range")
+        return frequency
 
 
 def _branch(
