@@ -17,7 +17,7 @@ nothing applied), as the host refuses it.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -31,41 +31,75 @@ from ionpilot.servo.settings import PulseCalibration
 from ionpilot.sim.instruments.ionpilot_pulser import Pulser, RequestError
 from ionpilot.sim.world import AOM_CENTRE_HZ, Pulse, World
 
-PARSES_KEPT_PER_INDEX = 8  # distinct pulses at one schedule index whose parse is remembered
+PROGRAMS_KEPT = 8  # distinct schedules whose parse the in-process controller remembers
+_SCALARS = frozenset({int, float, str, bool, type(None)})  # fields nobody can change inside
+
+
+@dataclass
+class _Parsed:
+    """A schedule the in-process controller has parsed and checked: each pulse's fields but its
+    DDS frequency, their types, the frequencies as last sent, and what the parse gave."""
+
+    fields: list[dict[str, Any]]
+    kinds: list[list[type]]
+    sent: list[object]
+    pulses: list[Pulse]
+    windows: list[str]
+    shot_s: float
+
+
+def _shape(raw: list[Any]) -> tuple[list[dict[str, Any]], list[list[type]], list[object]] | None:
+    """(fields but the frequency, their types, the frequency) per pulse; None if a pulse is not
+    an object of scalars (a condition, MS targets: the caller could change them inside)."""
+    fields: list[dict[str, Any]] = []
+    kinds: list[list[type]] = []
+    sent: list[object] = []
+    for pulse in raw:
+        if type(pulse) is not dict:
+            return None
+        rest = dict(pulse)
+        sent.append(rest.pop("frequency_hz", None))
+        types = [type(v) for v in rest.values()]
+        if not _SCALARS.issuperset(types):
+            return None
+        fields.append(rest)
+        kinds.append(types)
+    return fields, kinds, sent
 
 
 class InProcessPulser(Pulser):
     """The simulated pulse controller's own request handling, called in process. The one
-    difference from the socket: a pulse it has already parsed and checked (the same fields, of
-    the same types, at the same index) is not parsed again, and one that differs from such a
-    pulse only in its DDS frequency has just that frequency checked. A clock program repeats all
-    but its clock pulses' frequency from run to run, and parsing was a quarter of a simulated
-    day's cost."""
+    difference from the socket: a schedule it has already parsed and checked (the same pulses,
+    fields of the same types) is not parsed again, and in one that differs from it only in
+    pulses' DDS frequencies just those frequencies are checked. A clock program repeats all but
+    its clock pulse's frequency from run to run, and parsing was a quarter of a simulated day's
+    cost."""
 
     def __init__(self, world: World, name: str) -> None:
         super().__init__(world, name)
-        # per schedule index, newest first: (fields but the frequency, their types, the
-        # frequency as sent, the parse)
-        self._parsed: dict[int, list[tuple[dict[str, Any], list[type], object, Pulse]]] = {}
+        self._known: list[_Parsed] = []  # newest first
 
-    def _pulse(self, raw: object, index: int) -> Pulse:
-        if type(raw) is not dict:
-            return super()._pulse(raw, index)
-        fields = dict(raw)
-        frequency = fields.pop("frequency_hz", None)
-        kinds = [type(v) for v in fields.values()]
-        if list in kinds or dict in kinds:  # a field the caller may change inside: parse
-            return super()._pulse(raw, index)
-        kept = self._parsed.setdefault(index, [])
-        for known, known_kinds, known_frequency, parsed in kept:
-            if fields == known and kinds == known_kinds:
-                if frequency is known_frequency:
-                    return parsed
-                return replace(parsed, frequency_hz=self._frequency(raw, index))
-        parsed = super()._pulse(raw, index)
-        kept.insert(0, (fields, kinds, frequency, parsed))
-        del kept[PARSES_KEPT_PER_INDEX:]
-        return parsed
+    def _program(self, raw: list[Any]) -> tuple[list[Pulse], list[str], float]:
+        shape = _shape(raw)
+        if shape is None:
+            return super()._program(raw)
+        fields, kinds, sent = shape
+        for known in self._known:
+            if known.fields == fields and known.kinds == kinds:
+                break
+        else:
+            pulses, windows, shot_s = super()._program(raw)
+            self._known.insert(0, _Parsed(fields, kinds, sent, pulses, windows, shot_s))
+            del self._known[PROGRAMS_KEPT:]
+            return pulses, windows, shot_s
+        for i, frequency in enumerate(sent):
+            was = known.sent[i]
+            if frequency is was or (frequency == was and type(frequency) is type(was)):
+                continue
+            retuned = replace(known.pulses[i], frequency_hz=self._frequency(raw[i], i))
+            known.pulses = [*known.pulses[:i], retuned, *known.pulses[i + 1 :]]
+            known.sent = [*known.sent[:i], frequency, *known.sent[i + 1 :]]
+        return known.pulses, known.windows, known.shot_s
 
 
 def world_clock(world: World) -> ManualClock:
