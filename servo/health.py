@@ -17,6 +17,8 @@ from enum import IntEnum
 from ionpilot.core.clock import Clock
 from ionpilot.servo.settings import HealthRule
 
+WITHIN_LIMITS = "within limits"
+
 
 class Severity(IntEnum):
     """EPICS alarm severities, ordered."""
@@ -104,27 +106,21 @@ class SignalHealth:
     def _classify(self, v: float) -> tuple[Severity, str]:
         """Band of a value; leaving a band needs `hysteresis` back inside its limit."""
         prev, side, h = self._band, self._side, self._hyst
-
-        def over(limit: float | None, severity: Severity) -> bool:
-            if limit is None:
-                return False
-            return v > limit or (side == "high" and prev >= severity and v > limit - h)
-
-        def under(limit: float | None, severity: Severity) -> bool:
-            if limit is None:
-                return False
-            return v < limit or (side == "low" and prev >= severity and v < limit + h)
-
-        if over(self._hihi, Severity.MAJOR):
-            band, self._side, reason = Severity.MAJOR, "high", f"above HIHI {self._hihi:g}"
-        elif under(self._lolo, Severity.MAJOR):
-            band, self._side, reason = Severity.MAJOR, "low", f"below LOLO {self._lolo:g}"
-        elif over(self._high, Severity.MINOR):
-            band, self._side, reason = Severity.MINOR, "high", f"above HIGH {self._high:g}"
-        elif under(self._low, Severity.MINOR):
-            band, self._side, reason = Severity.MINOR, "low", f"below LOW {self._low:g}"
+        # hysteresis holds a band only on the side it was entered from, at or above its severity
+        high_held = side == "high" and prev  # prev >= MINOR
+        low_held = side == "low" and prev
+        major_held = prev >= Severity.MAJOR
+        hihi, lolo, high, low = self._hihi, self._lolo, self._high, self._low
+        if hihi is not None and (v > hihi or (high_held and major_held and v > hihi - h)):
+            band, self._side, reason = Severity.MAJOR, "high", f"above HIHI {hihi:g}"
+        elif lolo is not None and (v < lolo or (low_held and major_held and v < lolo + h)):
+            band, self._side, reason = Severity.MAJOR, "low", f"below LOLO {lolo:g}"
+        elif high is not None and (v > high or (high_held and v > high - h)):
+            band, self._side, reason = Severity.MINOR, "high", f"above HIGH {high:g}"
+        elif low is not None and (v < low or (low_held and v < low + h)):
+            band, self._side, reason = Severity.MINOR, "low", f"below LOW {low:g}"
         else:
-            band, self._side, reason = Severity.OK, "", "within limits"
+            band, self._side, reason = Severity.OK, "", WITHIN_LIMITS
         self._band = band
         return band, reason
 
