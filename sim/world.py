@@ -517,10 +517,11 @@ class World:
         if not (cool.emitting and rep.emitting and self.shutters["935"] and self.trap_on()):
             return 0.0
         sat = cool.power_w() / cool.spec.fibre_power_w
-        rel = scattering(self.laser_detuning_hz("369"), s.cooling_linewidth, sat) / scattering(
+        cooling = self.laser_detuning_hz("369")
+        rel = scattering(cooling, s.cooling_linewidth, sat) / scattering(
             s.cooling_detuning, s.cooling_linewidth, 1.0
         )
-        if self._cooling_blue():
+        if cooling > 0:  # blue of the line (`_cooling_blue`: the laser emits, checked above)
             rel *= 0.1  # Doppler heating: the ion is hot and scatters little
         rel *= lorentzian(self.laser_detuning_hz("935"), s.repump_linewidth)
         rel *= bessel_j(0, self.micromotion_beta()) ** 2
