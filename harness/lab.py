@@ -67,6 +67,17 @@ def _shape(raw: list[Any]) -> tuple[list[dict[str, Any]], list[list[type]], list
     return fields, kinds, sent
 
 
+def _retuned(pulse: Pulse, frequency_hz: float | None) -> Pulse:
+    """`pulse` at another DDS frequency. Its other fields are already checked, so they are
+    copied as they are (`dataclasses.replace` would build it field by field: 5x slower, and
+    this is once per clock run)."""
+    if not hasattr(pulse, "__dict__"):  # a slotted Pulse: field by field
+        return replace(pulse, frequency_hz=frequency_hz)
+    retuned = object.__new__(Pulse)
+    retuned.__dict__.update(pulse.__dict__, frequency_hz=frequency_hz)
+    return retuned
+
+
 class InProcessPulser(Pulser):
     """The simulated pulse controller's own request handling, called in process. The one
     difference from the socket: a schedule it has already parsed and checked (the same pulses,
@@ -96,7 +107,7 @@ class InProcessPulser(Pulser):
             was = known.sent[i]
             if frequency is was or (frequency == was and type(frequency) is type(was)):
                 continue
-            retuned = replace(known.pulses[i], frequency_hz=self._frequency(raw[i], i))
+            retuned = _retuned(known.pulses[i], self._frequency(raw[i], i))
             known.pulses = [*known.pulses[:i], retuned, *known.pulses[i + 1 :]]
             known.sent = [*known.sent[:i], frequency, *known.sent[i + 1 :]]
         return known.pulses, known.windows, known.shot_s
