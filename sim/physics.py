@@ -119,3 +119,14 @@ class NormalStream:
         if not self._buffer:
             self._buffer = self._rng.standard_normal(self._block).tolist()
         return self._buffer.pop()
+
+    def draws(self, n: int) -> list[float]:
+        """`n` draws at once: the same values, in the same order, as `n` calls."""
+        buffer = self._buffer
+        if n > len(buffer):
+            return [self() for _ in range(n)]
+        cut = len(buffer) - n
+        out = buffer[cut:]
+        del buffer[cut:]
+        out.reverse()
+        return out

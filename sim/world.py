@@ -1087,8 +1087,9 @@ class World:
             _, duration, aom, rabi, _, white = pieces[0]
             sin, sqrt = math.sin, math.sqrt
             omega = two_pi * rabi * 1.0  # off the micromotion sidebands
+            noise = normal.draws(shots) if white else [0.0] * shots
             for k in range(shots):
-                d = aom + (off_first + slope * k) + (white * normal() if white else 0.0)
+                d = aom + (off_first + slope * k) + (white * noise[k] if white else 0.0)
                 if beta:
                     best = min((d, d - f_rf, d + f_rf), key=abs)
                     omega = two_pi * rabi * bessel_j(0 if best == d else 1, beta)

@@ -1,13 +1,16 @@
-"""The clock laser's flicker noise is an exact OU update per component, whatever the step: the
-factors kept for a repeated step length give the same values as computing them afresh, and a
-changed step length or strength is not served stale factors."""
+"""The noise the clock shots draw: the flicker noise is an exact OU update per component, whatever
+the step (the factors kept for a repeated step length give the same values as computing them
+afresh; a changed step length or strength is not served stale factors), and a block of normal
+draws is the same values in the same order as one draw at a time."""
 
 from __future__ import annotations
 
 import itertools
 import math
 
-from ionpilot.sim.physics import _FLICKER_TIME_CONSTANTS, FlickerNoise
+import numpy as np
+
+from ionpilot.sim.physics import _FLICKER_TIME_CONSTANTS, FlickerNoise, NormalStream
 
 
 def reference_step(values: list[float], sigma: float, dt: float, draws: list[float]) -> None:
@@ -28,3 +31,14 @@ def test_kept_factors_give_the_exact_update() -> None:
         reference_step(expected, sigma, dt, list(itertools.islice(used, 7)))
         assert noise.values == expected  # bit for bit
     assert noise.value == sum(expected)
+
+
+def test_a_block_of_normal_draws_is_the_draws_one_at_a_time() -> None:
+    one = NormalStream(np.random.default_rng(7), block=16)
+    block = NormalStream(np.random.default_rng(7), block=16)
+    singles = [one() for _ in range(3 + 10 + 10 + 0 + 1)]
+    drawn: list[float] = []
+    for n in (3, 10, 10, 0, 1):  # the second block of 10 crosses a refill
+        drawn += block.draws(n)
+    assert drawn == singles
+    assert one() == block()  # and the streams go on alike
