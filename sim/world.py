@@ -1016,7 +1016,7 @@ class World:
         uniforms = nprng.random(shots).tolist()
         # the shots found excited, in order (an excited ion may decay during detection)
         excited = [k for k, (u, p) in enumerate(zip(uniforms, excited_p, strict=True)) if u < p]
-        columns: list[list[int] | list[list[int]]] = []
+        columns: list[list[int | list[int]]] = []
         for p in ordered:
             if p.window is None:
                 continue
@@ -1036,17 +1036,19 @@ class World:
             else:
                 own = [0] * shots
             if p.per_ion:
-                columns.append([[c] for c in own])
+                per_ion: list[int | list[int]] = [[c] for c in own]
+                columns.append(per_ion)
             else:
                 noise = nprng.poisson(background * window, shots).tolist()
-                columns.append([c + b for c, b in zip(own, noise, strict=True)])
+                total: list[int | list[int]] = [c + b for c, b in zip(own, noise, strict=True)]
+                columns.append(total)
         self._consume(shots * shot_s)
         self.chain.reset()
         if not columns:
             return [[] for _ in range(shots)]
         if len(columns) == 2:  # a cooling and a detection window: the clock program
-            first, second = columns
-            return [[a, b] for a, b in zip(first, second, strict=True)]
+            cooled, detected = columns
+            return [[a, b] for a, b in zip(cooled, detected, strict=True)]
         return [list(shot) for shot in zip(*columns, strict=True)]
 
     def _clock_excitation(
@@ -1087,9 +1089,9 @@ class World:
             _, duration, aom, rabi, _, white = pieces[0]
             sin, sqrt = math.sin, math.sqrt
             omega = two_pi * rabi * 1.0  # off the micromotion sidebands
-            noise = normal.draws(shots) if white else [0.0] * shots
+            draws = normal.draws(shots) if white else [0.0] * shots
             for k in range(shots):
-                d = aom + (off_first + slope * k) + (white * noise[k] if white else 0.0)
+                d = aom + (off_first + slope * k) + (white * draws[k] if white else 0.0)
                 if beta:
                     best = min((d, d - f_rf, d + f_rf), key=abs)
                     omega = two_pi * rabi * bessel_j(0 if best == d else 1, beta)
