@@ -56,13 +56,18 @@ def main() -> int:
         "wall_s_per_day": result["wall_s"] / args.days,
         "peer_fault_free_wall_s_per_day": peer["wall_s"],
         "overhead_ratio": result["wall_s"] / args.days / peer["wall_s"],
+        # the machine is shared: CPU time is the figure that does not depend on its load
+        "cpu_s_per_day": result["cpu_s"] / args.days,
+        "peer_fault_free_cpu_s_per_day": peer["cpu_s"],
+        "overhead_ratio_cpu": result["cpu_s"] / args.days / peer["cpu_s"],
     }
     if args.json:
         print(json.dumps(out, indent=1))
     else:
         print(
             f"{args.days:g} days: uptime {result['uptime']:.4f}, escalations "
-            f"{result['escalations']}, stuck {result['stuck']}, wall {result['wall_s']:.0f} s"
+            f"{result['escalations']}, stuck {result['stuck']}, wall {result['wall_s']:.0f} s, "
+            f"CPU {result['cpu_s']:.0f} s"
         )
         for name, ok in checks.items():
             print(f"  {'ok ' if ok else 'FAIL'} {name}")

@@ -7,7 +7,8 @@ Targets (the clock-lock issue):
   every τ ≥ 20 servo time constants; slope −½ ± 0.1 per decade;
 * default laser (0.3 Hz/s drift, flicker floor), second order: mean offset within 3σ of zero;
   first order: offset = drift·T_update/g within 20 %;
-* speed: 24 simulated hours in ≤ 10 s (speed-up ≥ 8640).
+* speed: 24 simulated hours in ≤ 10 s (speed-up ≥ 8640), judged on wall time and, since the
+  machine is shared, on CPU time too (`cpu_speedup`: simulated seconds per CPU second).
 The peer measured in the same run is the World's per-probe API (`World.probe_clock`), which the
 lock's bulk adapter replaces on the hot path.
 """
@@ -53,6 +54,7 @@ def main() -> int:
             "wall_s",
             "cpu_s",
             "speedup",
+            "cpu_speedup",
             "final_state",
             "adev_qpn_ratio",
             "adev_qpn_ratio_tau_s",
@@ -71,6 +73,8 @@ def main() -> int:
     results["default_second"] = brief(second)
     results["default_first"] = brief(first)
     offset_ratio = first["mean_fractional_offset"] / first["first_order_offset_expected"]
+    for r in (ideal, second, first):
+        r["cpu_speedup"] = args.hours * 3600.0 / r["cpu_s"]
     results["per_probe_world_speedup"] = peer
     results["speedup_vs_per_probe_world"] = second["speedup"] / peer
     targets = {
@@ -79,6 +83,7 @@ def main() -> int:
         "second_order_offset_within_3_sigma": abs(second["offset_sigmas"]) <= 3,
         "first_order_offset_within_20_percent": abs(offset_ratio - 1) <= 0.2,
         "speed_24h_in_10s": min(r["speedup"] for r in (ideal, second, first)) >= 8640,
+        "speed_24h_in_10s_cpu": min(r["cpu_speedup"] for r in (ideal, second, first)) >= 8640,
     }
     results["first_order_offset_ratio"] = offset_ratio
     results["targets"] = targets
@@ -92,6 +97,7 @@ def main() -> int:
             f"ADEV/QPN {ideal['adev_qpn_ratio']:.3f} at {ideal['adev_qpn_ratio_tau_s']:.0f} s, "
             f"slope {ideal['slope']:+.3f}; offset (2nd) {second['offset_sigmas']:+.2f} σ; "
             f"offset (1st) {offset_ratio:.3f} × r·T/g; speed-up {second['speedup']:.0f} "
+            f"(on CPU {second['cpu_speedup']:.0f}) "
             f"({results['speedup_vs_per_probe_world']:.1f} × the per-probe World)"
         )
     return 0 if results["all_targets_met"] else 1

@@ -10,12 +10,14 @@ injectable clock only, so staleness is tested on virtual time.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 
 from ionpilot.core.clock import Clock
 from ionpilot.servo.settings import HealthRule
+
+WITHIN_LIMITS = "within limits"
 
 
 class Severity(IntEnum):
@@ -79,6 +81,11 @@ class SignalHealth:
         self._hihi = _level(rule, "hihi")
         self._hyst = _level(rule, "hysteresis") or 0.0
         self._max_rate = _level(rule, "max_rate")
+        # readings in [_ok_from, _ok_to] are within every limit (the OK band, hysteresis aside)
+        lower = [x for x in (self._lolo, self._low) if x is not None]
+        upper = [x for x in (self._high, self._hihi) if x is not None]
+        self._ok_from = max(lower, default=-math.inf)
+        self._ok_to = min(upper, default=math.inf)
         self.value = math.nan
         self.last_t: float | None = None
         self.created = now
@@ -99,27 +106,21 @@ class SignalHealth:
     def _classify(self, v: float) -> tuple[Severity, str]:
         """Band of a value; leaving a band needs `hysteresis` back inside its limit."""
         prev, side, h = self._band, self._side, self._hyst
-
-        def over(limit: float | None, severity: Severity) -> bool:
-            if limit is None:
-                return False
-            return v > limit or (side == "high" and prev >= severity and v > limit - h)
-
-        def under(limit: float | None, severity: Severity) -> bool:
-            if limit is None:
-                return False
-            return v < limit or (side == "low" and prev >= severity and v < limit + h)
-
-        if over(self._hihi, Severity.MAJOR):
-            band, self._side, reason = Severity.MAJOR, "high", f"above HIHI {self._hihi:g}"
-        elif under(self._lolo, Severity.MAJOR):
-            band, self._side, reason = Severity.MAJOR, "low", f"below LOLO {self._lolo:g}"
-        elif over(self._high, Severity.MINOR):
-            band, self._side, reason = Severity.MINOR, "high", f"above HIGH {self._high:g}"
-        elif under(self._low, Severity.MINOR):
-            band, self._side, reason = Severity.MINOR, "low", f"below LOW {self._low:g}"
+        # hysteresis holds a band only on the side it was entered from, at or above its severity
+        high_held = side == "high" and prev  # prev >= MINOR
+        low_held = side == "low" and prev
+        major_held = prev >= Severity.MAJOR
+        hihi, lolo, high, low = self._hihi, self._lolo, self._high, self._low
+        if hihi is not None and (v > hihi or (high_held and major_held and v > hihi - h)):
+            band, self._side, reason = Severity.MAJOR, "high", f"above HIHI {hihi:g}"
+        elif lolo is not None and (v < lolo or (low_held and major_held and v < lolo + h)):
+            band, self._side, reason = Severity.MAJOR, "low", f"below LOLO {lolo:g}"
+        elif high is not None and (v > high or (high_held and v > high - h)):
+            band, self._side, reason = Severity.MINOR, "high", f"above HIGH {high:g}"
+        elif low is not None and (v < low or (low_held and v < low + h)):
+            band, self._side, reason = Severity.MINOR, "low", f"below LOW {low:g}"
         else:
-            band, self._side, reason = Severity.OK, "", "within limits"
+            band, self._side, reason = Severity.OK, "", WITHIN_LIMITS
         self._band = band
         return band, reason
 
@@ -138,6 +139,27 @@ class SignalHealth:
         self.value = value
         self.last_t = now
         self._set_raw(raw, reason, now)
+
+    def observe_series(self, values: Sequence[float], times: Sequence[float]) -> None:
+        """Readings in time order, exactly as one `observe` each. A healthy signal whose every
+        reading is finite and inside all its limits (no rate limit, nothing to debounce) ends
+        as its last reading leaves it, so that one alone is taken: the ion watch feeds one
+        reading per clock shot, a million a simulated day."""
+        if (
+            values
+            and self._band is Severity.OK
+            and self._raw is Severity.OK
+            and self.severity is Severity.OK
+            and self._max_rate is None
+            and self.rule.stale_after >= 0
+            and math.isfinite(sum(values))
+            and self._ok_from <= min(values)
+            and max(values) <= self._ok_to
+        ):
+            self.observe(values[-1], times[-1])
+            return
+        for value, t in zip(values, times, strict=True):
+            self.observe(value, t)
 
     def observe_invalid(self, reason: str, now: float) -> None:
         self.value = math.nan
@@ -231,6 +253,12 @@ class HealthMonitor:
         s = self.signals.get(signal)
         if s is not None:
             s.observe(value, self.clock.now() if t is None else t)
+
+    def observe_series(self, signal: str, values: Sequence[float], times: Sequence[float]) -> None:
+        """Readings of one signal at clock times `times` (in order), as one `observe` each."""
+        s = self.signals.get(signal)
+        if s is not None:
+            s.observe_series(values, times)
 
     def observe_invalid(self, signal: str, reason: str, t: float | None = None) -> None:
         s = self.signals.get(signal)

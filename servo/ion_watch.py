@@ -90,13 +90,20 @@ class IonWatch:
         window = self.pulses.cooling_time
         m = len(cooling_counts)
         threshold = self.trip_rate
+        last = self._last_t
+        rates: list[float] = []
+        times: list[float] = []
+        dark = 0
         for i, counts in enumerate(cooling_counts):
             t = now - (m - i) * shot_s + window
-            t = min(now, max(t, self._last_t))  # never before what the signal already saw
+            last = min(now, max(t, last))  # never before what the signal already saw
             rate = counts / window
-            self.dark_shots += rate < threshold
-            self.health.observe(self.signal, rate, t)
-            self._last_t = t
+            dark += rate < threshold
+            rates.append(rate)
+            times.append(last)
+        self.health.observe_series(self.signal, rates, times)
+        self._last_t = last
+        self.dark_shots += dark
         self.shots += m
 
     def check(self, cooling_counts: Sequence[int], shot_s: float) -> None:

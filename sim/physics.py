@@ -76,6 +76,11 @@ class FlickerNoise:
 
     sigma: float  # rms of each component, Hz
     values: list[float] = field(default_factory=lambda: [0.0] * len(_FLICKER_TIME_CONSTANTS))
+    # the update's (decay, kick) per component for the last step length: the clock shots'
+    # pulser runs step the noise by the same run length again and again
+    _step: tuple[float, float, tuple[tuple[float, float], ...]] = field(
+        default=(math.nan, math.nan, ()), repr=False, compare=False
+    )
 
     @classmethod
     def for_floor(cls, floor: float, frequency_hz: float, rng: random.Random) -> FlickerNoise:
@@ -88,9 +93,14 @@ class FlickerNoise:
         """Exact OU update over dt (steps compose, so callers may batch them)."""
         if self.sigma == 0.0 or dt <= 0.0:
             return
-        for i, tau in enumerate(_FLICKER_TIME_CONSTANTS):
-            a = math.exp(-dt / tau)
-            self.values[i] = self.values[i] * a + self.sigma * math.sqrt(1 - a * a) * normal()
+        known_dt, known_sigma, factors = self._step
+        if dt != known_dt or self.sigma != known_sigma:
+            decays = [math.exp(-dt / tau) for tau in _FLICKER_TIME_CONSTANTS]
+            factors = tuple((a, self.sigma * math.sqrt(1 - a * a)) for a in decays)
+            self._step = (dt, self.sigma, factors)
+        values = self.values
+        for i, (a, kick) in enumerate(factors):
+            values[i] = values[i] * a + kick * normal()
 
     @property
     def value(self) -> float:
@@ -109,3 +119,14 @@ class NormalStream:
         if not self._buffer:
             self._buffer = self._rng.standard_normal(self._block).tolist()
         return self._buffer.pop()
+
+    def draws(self, n: int) -> list[float]:
+        """`n` draws at once: the same values, in the same order, as `n` calls."""
+        buffer = self._buffer
+        if n > len(buffer):
+            return [self() for _ in range(n)]
+        cut = len(buffer) - n
+        out = buffer[cut:]
+        del buffer[cut:]
+        out.reverse()
+        return out

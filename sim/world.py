@@ -517,10 +517,11 @@ class World:
         if not (cool.emitting and rep.emitting and self.shutters["935"] and self.trap_on()):
             return 0.0
         sat = cool.power_w() / cool.spec.fibre_power_w
-        rel = scattering(self.laser_detuning_hz("369"), s.cooling_linewidth, sat) / scattering(
+        cooling = self.laser_detuning_hz("369")
+        rel = scattering(cooling, s.cooling_linewidth, sat) / scattering(
             s.cooling_detuning, s.cooling_linewidth, 1.0
         )
-        if self._cooling_blue():
+        if cooling > 0:  # blue of the line (`_cooling_blue`: the laser emits, checked above)
             rel *= 0.1  # Doppler heating: the ion is hot and scatters little
         rel *= lorentzian(self.laser_detuning_hz("935"), s.repump_linewidth)
         rel *= bessel_j(0, self.micromotion_beta()) ** 2
@@ -1007,14 +1008,15 @@ class World:
         rate = s.bright_count_rate * self.fluorescence_factor() if bright else 0.0
         background = s.background_count_rate
         clock = [p for p in ordered if p.channel == "clock"]
-        excited_p = [0.0] * shots
-        detunings = [0.0] * shots
         if clock:
             excited_p, detunings = self._clock_excitation(clock, shots, shot_s, t0)
+        else:
+            excited_p, detunings = [0.0] * shots, [0.0] * shots
         self.last_clock_detunings_hz = detunings
         uniforms = nprng.random(shots).tolist()
-        excited = [u < p for u, p in zip(uniforms, excited_p, strict=True)]
-        columns: list[list[int] | list[list[int]]] = []
+        # the shots found excited, in order (an excited ion may decay during detection)
+        excited = [k for k, (u, p) in enumerate(zip(uniforms, excited_p, strict=True)) if u < p]
+        columns: list[list[int | list[int]]] = []
         for p in ordered:
             if p.window is None:
                 continue
@@ -1025,22 +1027,28 @@ class World:
             # detect: bright ions fluoresce; excited ones may decay (D3/2) during the window
             if rate > 0:
                 own = nprng.poisson(rate * window, shots).tolist()
-                tau = 1.0 / (2 * math.pi * s.natural_linewidth)
-                for k, up in enumerate(excited):
-                    if up:
-                        t_dec = self.rng.expovariate(1.0 / tau)
-                        own[k] = poisson(self.rng, rate * (window - t_dec)) if t_dec < window else 0
+                if excited:
+                    rng = self.rng
+                    decay_rate = 1.0 / (1.0 / (2 * math.pi * s.natural_linewidth))
+                    for k in excited:
+                        t_dec = rng.expovariate(decay_rate)
+                        own[k] = poisson(rng, rate * (window - t_dec)) if t_dec < window else 0
             else:
                 own = [0] * shots
             if p.per_ion:
-                columns.append([[c] for c in own])
+                per_ion: list[int | list[int]] = [[c] for c in own]
+                columns.append(per_ion)
             else:
                 noise = nprng.poisson(background * window, shots).tolist()
-                columns.append([c + b for c, b in zip(own, noise, strict=True)])
+                total: list[int | list[int]] = [c + b for c, b in zip(own, noise, strict=True)]
+                columns.append(total)
         self._consume(shots * shot_s)
         self.chain.reset()
         if not columns:
             return [[] for _ in range(shots)]
+        if len(columns) == 2:  # a cooling and a detection window: the clock program
+            cooled, detected = columns
+            return [[a, b] for a, b in zip(cooled, detected, strict=True)]
         return [list(shot) for shot in zip(*columns, strict=True)]
 
     def _clock_excitation(
@@ -1077,26 +1085,31 @@ class World:
                     white,
                 )
             )
+        if len(pieces) == 1:  # Rabi: one pulse, its own white FM per shot
+            _, duration, aom, rabi, _, white = pieces[0]
+            sin, sqrt = math.sin, math.sqrt
+            omega = two_pi * rabi * 1.0  # off the micromotion sidebands
+            draws = normal.draws(shots) if white else [0.0] * shots
+            for k in range(shots):
+                d = aom + (off_first + slope * k) + (white * draws[k] if white else 0.0)
+                if beta:
+                    best = min((d, d - f_rf, d + f_rf), key=abs)
+                    omega = two_pi * rabi * bessel_j(0 if best == d else 1, beta)
+                    d = best
+                delta = two_pi * d
+                g2 = omega * omega + delta * delta
+                if g2 > 0:
+                    sine = sin(duration * sqrt(g2) / 2)
+                    probs.append(omega * omega / g2 * sine * sine)
+                else:
+                    probs.append(0.0)
+                means.append(d)
+            return probs, means
         span = (last.t_ns + last.duration_ns - first.t_ns) * 1e-9
         span_white = math.sqrt(h0 / (2 * span)) if h0 > 0 and span > 0 else 0.0
         for k in range(shots):
             laser = off_first + slope * k
             total = 0.0
-            if len(pieces) == 1:
-                _, duration, aom, rabi, _, white = pieces[0]
-                d = aom + laser + (white * normal() if white else 0.0)
-                factor = 1.0
-                if beta:
-                    best = min((d, d - f_rf, d + f_rf), key=abs)
-                    factor = bessel_j(0 if best == d else 1, beta)
-                    d = best
-                omega = two_pi * rabi * factor
-                delta = two_pi * d
-                g2 = omega * omega + delta * delta
-                sine = math.sin(duration * math.sqrt(g2) / 2) if g2 > 0 else 0.0
-                probs.append(omega * omega / g2 * sine * sine if g2 > 0 else 0.0)
-                means.append(d)
-                continue
             # several pulses: the two-level state through pulses and free precession, with the
             # laser's white FM averaged over the whole sequence (one draw: the phase that the
             # free evolution accumulates is the integral of the frequency over it)

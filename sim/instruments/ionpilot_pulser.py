@@ -137,12 +137,9 @@ class Pulser(Protocol):
         raw = req.get("schedule")
         if not isinstance(raw, list) or not raw:
             raise _bad("'schedule' must be a non-empty list of pulses")
-        pulses = [self._pulse(p, i) for i, p in enumerate(raw)]
-        pulses = self._conditions(raw, pulses)
-        shot_s = max(p.t_ns + p.duration_ns for p in pulses) * 1e-9
+        pulses, windows, shot_s = self._program(raw)
         if shot_s * shots > MAX_RUN_S:
             raise RequestError("out_of_range", f"run lasts {shot_s * shots:g} s > {MAX_RUN_S} s")
-        windows = [p.window for p in sorted(pulses, key=lambda p: p.t_ns) if p.window]
         start = self.world.now()
         counts = self.world.run_schedule(pulses, shots)
         return {
@@ -151,6 +148,15 @@ class Pulser(Protocol):
             "t_start_s": start,
             "duration_s": self.world.now() - start,
         }
+
+    def _program(self, raw: list[Any]) -> tuple[list[Pulse], list[str], float]:
+        """A schedule's pulses parsed and checked, its counting windows in time order and the
+        length of one shot (s)."""
+        pulses = [self._pulse(p, i) for i, p in enumerate(raw)]
+        pulses = self._conditions(raw, pulses)
+        shot_s = max(p.t_ns + p.duration_ns for p in pulses) * 1e-9
+        windows = [p.window for p in sorted(pulses, key=lambda p: p.t_ns) if p.window]
+        return pulses, windows, shot_s
 
     def _conditions(self, raw: list[Any], pulses: list[Pulse]) -> list[Pulse]:
         """Conditional segments: `condition` = {"bits": [[window, ion], ...], "accept": [ints],
@@ -243,11 +249,7 @@ class Pulser(Protocol):
             ):
                 raise _bad(f"pulse {index}: ms needs two distinct ion indices in 'targets'")
             targets = (tg[0], tg[1])
-        frequency = raw.get("frequency_hz")
-        if frequency is not None:
-            frequency = _number(raw, "frequency_hz")
-            if not DDS_FREQUENCY_RANGE_HZ[0] <= frequency <= DDS_FREQUENCY_RANGE_HZ[1]:
-                raise RequestError("out_of_range", f"pulse {index}: frequency outside DDS range")
+        frequency = self._frequency(raw, index)
         phase_key = "phase_a_rad" if channel == "ms" else "phase_rad"
         return Pulse(
             t_ns=t_ns,
@@ -262,6 +264,15 @@ class Pulser(Protocol):
             window=window,
             per_ion=bool(raw.get("per_ion", False)),
         )
+
+    def _frequency(self, raw: dict[str, Any], index: int) -> float | None:
+        """A pulse's own DDS frequency (None: the channel's), checked against the DDS range."""
+        frequency = raw.get("frequency_hz")
+        if frequency is not None:
+            frequency = _number(raw, "frequency_hz")
+            if not DDS_FREQUENCY_RANGE_HZ[0] <= frequency <= DDS_FREQUENCY_RANGE_HZ[1]:
+                raise RequestError("out_of_range", f"pulse {index}: frequency outside DDS range")
+        return frequency
 
 
 def _branch(

@@ -233,3 +233,61 @@ def test_the_audit_log_hands_out_its_newest_entries_oldest_first(tmp_path):
     }
     assert log.latest(0) == [] and len(log.latest(100)) == 5
     log.close()
+
+
+def _state(h, name="x"):
+    s = h.signals[name]
+    return (s.severity, s.reason, s.since, s.latched, s.value, s.last_t, s._raw, s._raw_since)
+
+
+def test_a_series_of_readings_ends_as_one_observe_each():
+    """The ion watch hands a run's readings over as one series: healthy or not, debounced or
+    not, the signal ends exactly as after one `observe` per reading."""
+    series = [
+        [5.0, 5.5, 4.0, 8.9],  # healthy throughout: only the last one is taken
+        [5.0, 9.2, 8.8, 5.0],  # into MINOR and back, through the hysteresis
+        [5.0, -0.1, 0.3, 0.6],  # MAJOR, held by the hysteresis, then MINOR
+        [5.0, float("nan"), 5.0],  # an invalid reading in between
+        [5.0, 11.0, 11.0, 11.0, 5.0],  # MAJOR debounced: reported at the third reading
+    ]
+    for values in series:
+        for debounce in (0.0, 0.25):
+            clock_a, clock_b = ManualClock(), ManualClock()
+            one = HealthMonitor({"x": rule(debounce=debounce)}, clock_a)
+            many = HealthMonitor({"x": rule(debounce=debounce)}, clock_b)
+            for start in (0.0, 10.0):  # from a fresh signal, then from where the first left it
+                times = [start + 0.1 * (i + 1) for i in range(len(values))]
+                for value, t in zip(values, times, strict=True):
+                    one.observe("x", value, t)
+                many.observe_series("x", values, times)
+                a, b = _state(one), _state(many)
+                assert a[:4] == b[:4] and a[6:] == b[6:], (values, debounce, a, b)
+                assert a[4] == b[4] or (a[4] != a[4] and b[4] != b[4])  # NaN equals NaN here
+                assert a[5] == b[5]
+
+
+def test_a_healthy_series_is_one_reading_for_the_rate_limit_too():
+    """With a rate limit every step is judged: a jump inside the limits still trips."""
+    clock = ManualClock()
+    h = HealthMonitor({"x": rule(max_rate=q(10.0, "V/s"))}, clock)
+    h.observe_series("x", [5.0, 5.1, 8.0], [0.1, 0.2, 0.3])
+    assert h.severity("x") is Severity.MAJOR and "rate" in h.signals["x"].reason
+
+
+def test_a_healthy_series_after_an_undebounced_invalid_reading():
+    """An invalid reading not yet reported (debounce): the healthy series that follows starts
+    the OK raw severity at its first reading, not its last."""
+    ends = []
+    for as_series in (False, True):
+        clock = ManualClock()
+        h = HealthMonitor({"x": rule(debounce=0.25)}, clock)
+        h.observe("x", 5.0, 0.0)
+        h.observe("x", float("nan"), 0.1)
+        values, times = [5.0, 5.0, 5.0], [0.2, 0.3, 0.4]
+        if as_series:
+            h.observe_series("x", values, times)
+        else:
+            for value, t in zip(values, times, strict=True):
+                h.observe("x", value, t)
+        ends.append(_state(h))
+    assert ends[0] == ends[1]
