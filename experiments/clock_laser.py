@@ -82,7 +82,8 @@ def clock_laser(
         except BusError as exc:
             waiting = exc.code == ErrorCode.BUSY and "until it is locked" in exc.message
             if not waiting or clock.now() > deadline:
-                raise ClockLaserRefused(f"{daemon}: {exc.message}") from None
+                hint = " (is the lab up? `ionpilot up`)" if exc.code == ErrorCode.TIMEOUT else ""
+                raise ClockLaserRefused(f"{daemon}: {exc.message}{hint}") from None
         sleep(0.5)
     loan = ClockLaserLoan(lab, owner, daemon)
     if isinstance(reply, dict) and isinstance(reply.get("lease_ends_s"), int | float):
