@@ -36,8 +36,7 @@ def run(lab: Lab, start_v: float = -0.5, stop_v: float = 0.5, points: int = 11) 
             counts,
             exp=experiment,
             measurement_name="micromotion ch01",
-            do_plot=False,
-            show_progress=False,
+            do_plot=False,  # progress: QCoDeS's bar when `ionpilot run` turns it on
         )
     finally:
         ch01(before)

@@ -15,6 +15,7 @@ from ionpilot.experiments.clock import (
     rabi,
     ramsey,
 )
+from ionpilot.experiments.cooling import CoolingScanSettings, cooling_scan
 from ionpilot.experiments.micromotion import MicromotionSettings, micromotion
 from ionpilot.experiments.ms_gate import MsGateSettings, ms_gate
 
@@ -54,6 +55,11 @@ EXPERIMENTS: dict[str, Experiment] = {
         "Ramsey fringes on the clock line (detuning, T2*)",
         RamseySettings,
         ramsey,
+    ),
+    "cooling-scan": Experiment(
+        "cooling-laser detuning scan, red side (resonance, the lock target's detuning, width)",
+        CoolingScanSettings,
+        cooling_scan,
     ),
     "ms-gate": Experiment(
         "MS gate: Bell-state populations and parity oscillation (fidelity; ms_fidelity)",

@@ -20,7 +20,7 @@ def register(subparsers: Any) -> None:
         "experiment", help="run a standard experiment (scan, dataset, fit, plot)"
     )
     parser.add_argument(
-        "name", help="the experiment: micromotion, rabi, clock-line, ramsey, ms-gate"
+        "name", help="the experiment: micromotion, rabi, clock-line, ramsey, ms-gate, cooling-scan"
     )
     parser.add_argument("--config", default=str(DEFAULT_CONFIG), help="lab file")
     parser.add_argument("--json", action="store_true", help="the result as JSON")

@@ -41,3 +41,25 @@ def test_ms_gate_on_ions_the_chain_lacks_is_refused(
     err = capsys.readouterr().err
     assert "needs ions 0 and 4 in the trap" in err and "chain of 2 ion(s)" in err
     assert "Traceback" not in err
+
+
+def test_cooling_scan_finds_the_cooling_lasers_detuning(
+    up_lab: UpLab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The cooling laser borrowed from its wavemeter lock and scanned on the red side: the
+    Lorentzian's centre puts the lock's target at the simulated working detuning (-10 MHz)."""
+    result = experiment(capsys, up_lab.lab_file, "cooling-scan", "--points", "9", "--shots", "10")
+    config = load_config(up_lab.lab_file)
+    truth = config.sim.ion.cooling_detuning
+    detuning, error = result["cooling_detuning_hz"], result["cooling_detuning_error_hz"]
+    assert 0 < error < 3e6 and abs(detuning - truth) < 3 * error, result
+    recorded = CalibrationStore(config.lab.data_dir).get("cooling_detuning")
+    assert recorded is not None and recorded.value == pytest.approx(detuning)
+    status = up_lab.lab.call("daemon", "status")
+    assert isinstance(status, dict) and status["lent"] == {}
+
+    def locking_again() -> bool:  # the lock thread takes the laser back between its steps
+        status = up_lab.lab.call("daemon", "status")
+        return isinstance(status, dict) and status["aux_locks"]["cooling"] != "stopped"
+
+    assert up_lab.up.wait_until(locking_again, 20, 0.1)

@@ -38,7 +38,7 @@ def test_micromotion_finds_the_compensating_voltage(
 @pytest.mark.parametrize(
     ("argv", "words"),
     [
-        (["no_such"], "no experiment 'no_such'; there is: clock-line, micromotion, ms-gate"),
+        (["no_such"], "no experiment 'no_such'; there is: clock-line, cooling-scan, micromotion"),
         (["rabi", "--amplitude", "1.5"], "--amplitude 1.5: 0 < amplitude <= 1"),
         (["clock-line", "--probe_time", "0.005"], "a π pulse needs at least 0.02 s"),
         (["ms-gate", "--ion_a", "1", "--ion_b", "1"], "two different ions"),

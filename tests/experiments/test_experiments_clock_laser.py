@@ -15,7 +15,8 @@ def test_the_lock_holds_over_while_lent_and_resumes_after(up_lab: UpLab) -> None
     lab = up_lab.lab
     with clock_laser(lab, "test borrower", lease_s=60.0) as loan:
         status = loan.refresh()
-        assert status["state"] == "holdover" and status["clock_laser_lent_to"] == "test borrower"
+        assert status["state"] == "holdover"
+        assert status["lent"]["clock"]["owner"] == "test borrower"
         assert isinstance(status["optical_frequency_hz"], float)
         with (
             pytest.raises(ClockLaserRefused, match="lent to 'test borrower'"),
@@ -23,13 +24,13 @@ def test_the_lock_holds_over_while_lent_and_resumes_after(up_lab: UpLab) -> None
         ):
             pass
         with pytest.raises(BusError, match="does not hold the clock laser"):
-            lab.call("daemon", "call", {"name": "return_clock_laser", "owner": "someone else"})
+            lab.call("daemon", "call", {"name": "return_laser", "owner": "someone else"})
     assert up_lab.up.wait_until(
         lambda: lab.call("daemon", "status")["state"] == "locked",
         30,
         0.2,  # type: ignore[index]
     )
-    assert lab.call("daemon", "status")["clock_laser_lent_to"] == ""  # type: ignore[index]
+    assert lab.call("daemon", "status")["lent"] == {}  # type: ignore[index]
 
 
 def test_a_lease_that_runs_out_gives_the_laser_back(up_lab: UpLab) -> None:
@@ -39,13 +40,18 @@ def test_a_lease_that_runs_out_gives_the_laser_back(up_lab: UpLab) -> None:
         30,
         0.2,  # type: ignore[index]
     )
-    lab.call("daemon", "call", {"name": "lend_clock_laser", "owner": "crashed", "lease_s": 1.0})
+    lab.call("daemon", "call", {"name": "lend_laser", "owner": "crashed", "lease_s": 1.0})
     assert up_lab.up.wait_until(
-        lambda: lab.call("daemon", "status")["clock_laser_lent_to"] == "",
+        lambda: lab.call("daemon", "status")["lent"] == {},
         20,
         0.2,  # type: ignore[index]
     )
-    for bad in ({"owner": "x", "lease_s": 0}, {"owner": "x", "lease_s": 1e9}, {"lease_s": 5}):
+    for bad in (
+        {"owner": "x", "lease_s": 0},
+        {"owner": "x", "lease_s": 1e9},
+        {"lease_s": 5},
+        {"owner": "x", "lease_s": 5, "laser": "laser_999"},
+    ):
         with pytest.raises(BusError) as refused:
-            lab.call("daemon", "call", {"name": "lend_clock_laser", **bad})
+            lab.call("daemon", "call", {"name": "lend_laser", **bad})
         assert refused.value.code == "bad_request"

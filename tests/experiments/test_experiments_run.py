@@ -29,8 +29,10 @@ def test_every_example_runs_against_the_simulated_lab(
         out = capsys.readouterr()
         assert code == 0, f"{name}:\n{out.out}\n{out.err}"
         assert "run id" in out.out or "(run " in out.out, out.out
-        if name == "rabi.py":  # a scan of ionpilot's: the progress line
+        if name == "rabi.py":  # a scan of ionpilot's: its progress line
             assert "point 7/7" in out.err and "pt/s" in out.err, out.err
+        else:  # a QCoDeS dond: QCoDeS's own progress bar (points, rate, time left)
+            assert "5/5" in out.err and "it/s" in out.err, out.err
 
 
 @pytest.mark.parametrize(

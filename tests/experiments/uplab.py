@@ -37,8 +37,10 @@ def daemon_well(status: dict[str, object]) -> bool:
 @pytest.fixture(scope="session")
 def up_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UpLab]:
     tmp = tmp_path_factory.mktemp("experiments")
-    # two ions: the MS gate needs a pair (the clock experiments probe and read ion 0)
-    lab_file = lab_on_free_ports(tmp, "i17-experiments", ["sim: {n_ions: 2}"])
+    # two ions: the MS gate needs a pair (the clock experiments probe and read ion 0); the
+    # daemon's reload check then expects up to two ions' fluorescence (one verifies too)
+    extra = ["sim: {n_ions: 2}", "recovery: {single_ion_rate: 40000 1/s}"]
+    lab_file = lab_on_free_ports(tmp, "i17-experiments", extra)
     config = load_config(lab_file)
     with UpRun(lab_file, 300, tmp) as up, command_client(config, "daemon") as daemon:
         assert up.wait_until(lambda: daemon_well(daemon_status(daemon)), 60, 0.2), up.tail()
