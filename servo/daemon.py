@@ -346,7 +346,7 @@ class Daemon:
                     self._guarded(aux.start, f"{who} lock taking its laser back")
             return
         if action == "lend:clock":  # hold over, and a fresh comb reading for the borrower's scale
-            self.lock.measure_optical_frequency()
+            self._guarded(self.lock.measure_optical_frequency, "comb reading for a borrower")
             self.cycle.operator_paused = True
             self.lock.pause("clock laser lent")
         elif action == "pause":
