@@ -370,7 +370,10 @@ def ramsey(lab: Lab, settings: RamseySettings, progress: Progress | None = None)
         if decay > 2 * decay_error:
             derived["t2_star_s"] = 1.0 / decay
             derived["t2_star_error_s"] = decay_error / decay**2
-            cals = [Recorded("t2_star", 1.0 / decay, decay_error / decay**2, "s")]
+            # a calibration only from a scan that follows the fringes for a whole T2*: a decay
+            # inferred from the first part of it is as much the lock's drift as the ion's
+            if settings.stop >= 1.0 / decay:
+                cals = [Recorded("t2_star", 1.0 / decay, decay_error / decay**2, "s")]
         else:  # the decay is not resolved over the scan: T2* is at least this long
             derived["t2_star_lower_bound_s"] = 1.0 / max(decay + 2 * decay_error, 1e-12)
     return finish(
