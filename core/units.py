@@ -39,7 +39,9 @@ PREFIXES: dict[str, float] = {
     "T": 1e12,
 }
 _NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
-_QUANTITY = re.compile(rf"^\s*({_NUMBER})\s*([^\s\d.+-][^\s]*)?\s*$")
+# the unit: a name ('MHz', 'V/s'), or a rate written '1/s' (a unit may not start with a digit
+# otherwise: '5 2' is not a quantity)
+_QUANTITY = re.compile(rf"^\s*({_NUMBER})\s*([^\s\d.+-][^\s]*|1/[^\s]+)?\s*$")
 
 
 class UnitError(ValueError):

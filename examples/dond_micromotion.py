@@ -7,6 +7,7 @@ lands in the lab's data_dir (experiments/experiments.db) with the station snapsh
 file's sha256.
 
     python examples/dond_micromotion.py --config configs/sim-lab.yaml   # under `ionpilot up`
+    ionpilot run examples/dond_micromotion.py --config configs/sim-lab.yaml
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from qcodes.dataset import LinSweep, dond, load_or_create_experiment
 from qcodes.dataset.data_set_protocol import DataSetProtocol
 
 import ionpilot
+from ionpilot.experiments import default_lab_file
 from ionpilot.script import Lab
 
 
@@ -34,8 +36,7 @@ def run(lab: Lab, start_v: float = -0.5, stop_v: float = 0.5, points: int = 11) 
             counts,
             exp=experiment,
             measurement_name="micromotion ch01",
-            do_plot=False,
-            show_progress=False,
+            do_plot=False,  # progress: QCoDeS's bar when `ionpilot run` turns it on
         )
     finally:
         ch01(before)
@@ -45,7 +46,7 @@ def run(lab: Lab, start_v: float = -0.5, stop_v: float = 0.5, points: int = 11) 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", default="configs/sim-lab.yaml", help="the lab file")
+    parser.add_argument("--config", default=default_lab_file(), help="the lab file")
     parser.add_argument("--start", type=float, default=-0.5, help="first ch01 voltage (V)")
     parser.add_argument("--stop", type=float, default=0.5, help="last ch01 voltage (V)")
     parser.add_argument("--points", type=int, default=11, help="number of points")

@@ -7,6 +7,7 @@ from ionpilot.experiments.scan import Pause, ScanResult, Suspender, scan
 from ionpilot.experiments.station import (
     BusParameter,
     RemoteInstrument,
+    default_lab_file,
     lab_file_sha256,
     qcodes_station,
 )
@@ -17,6 +18,7 @@ __all__ = [
     "RemoteInstrument",
     "ScanResult",
     "Suspender",
+    "default_lab_file",
     "lab_file_sha256",
     "qcodes_station",
     "scan",

@@ -5,12 +5,16 @@ cooling fluorescence by J0(β)² ≈ 1 − β²/2: near compensation the counts 
 in the electrode voltage whose vertex is the compensating voltage. The scan pauses while the
 daemon recovers (see `scan`), the fit's uncertainty comes from its covariance, and the dataset
 (with the fit in its metadata) and a PNG land in the lab's data_dir.
+
+Each point's fluorescence is its own run of cooling windows on the pulse controller (built by
+the sequencer), sent after the electrode's set has been applied: no wall-clock settle, and no
+counting window shared with the daemon (whose presence checks change the pulser's
+`count_duration` at any time: the bias seen late in loaded test runs).
 """
 
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +26,7 @@ from qcodes.dataset import load_or_create_experiment
 from qcodes.parameters import Parameter
 
 from ionpilot.experiments.fitting import Fit, fit_curve
+from ionpilot.experiments.pulses import count_fluorescence
 from ionpilot.experiments.scan import Suspender, daemon_status_reader, scan
 from ionpilot.experiments.station import qcodes_station
 
@@ -35,13 +40,15 @@ Progress = Callable[[int, int], None]  # (points done, points planned)
 
 @dataclass(frozen=True)
 class MicromotionSettings:
-    """What the experiment sweeps: electrode channel, voltages (V), points, settle time (s)."""
+    """What the experiment sweeps: electrode channel, voltages (V), points; each point counts
+    `shots` cooling windows of `window` (s)."""
 
     electrode: str = "ch01"
     start: float = -0.4
     stop: float = 0.4
     points: int = 9
-    settle: float = 0.05
+    window: float = 0.01
+    shots: int = 20
 
     def check(self) -> None:
         """ValueError naming the setting and what is allowed."""
@@ -51,8 +58,10 @@ class MicromotionSettings:
             raise ValueError(f"--points {self.points}: 5..201 (a parabola needs 3, noise more)")
         if not self.start < self.stop:
             raise ValueError(f"--start {self.start:g} must be below --stop {self.stop:g}")
-        if not 0.0 <= self.settle <= 10.0:
-            raise ValueError(f"--settle {self.settle:g} s: 0..10 s")
+        if not 1e-4 <= self.window <= 0.1:
+            raise ValueError(f"--window {self.window:g} s: 0.1..100 ms")
+        if not 1 <= self.shots <= 1000 or self.shots * self.window > 10.0:
+            raise ValueError(f"--shots {self.shots}: 1..1000, at most 10 s of counting per point")
 
 
 def parabola(v: npt.NDArray[np.float64], peak: float, v0: float, curvature: float) -> Any:
@@ -67,14 +76,15 @@ def micromotion(
     station = qcodes_station(lab, ["dc_electrodes", "pulser"])
     channel = getattr(station.dc_electrodes, settings.electrode)
     voltage = channel.voltage
-    counts = station.pulser.counts
+    device = lab.config.device
 
-    def settled_counts() -> Any:
-        time.sleep(settings.settle)  # the electrode's slew and the ion's response
-        return counts.get()
+    def fluorescence_rate() -> float:
+        return count_fluorescence(
+            lab, device, settings.window, settings.shots, device.pulse_controller
+        )
 
     fluorescence = Parameter(
-        "fluorescence", label="fluorescence counts", unit="", get_cmd=settled_counts, set_cmd=False
+        "fluorescence", label="fluorescence", unit="1/s", get_cmd=fluorescence_rate, set_cmd=False
     )
     values = list(np.linspace(settings.start, settings.stop, settings.points))
     before = voltage.get()
@@ -96,7 +106,9 @@ def micromotion(
     y = np.asarray(data["fluorescence"], dtype=float)
     span = settings.stop - settings.start
     guess = [float(y.max()), float(v[int(np.argmax(y))]), max(float(np.ptp(y)), 1.0) / span**2]
-    fit = fit_curve(parabola, v, y, ["peak", "v0", "curvature"], guess)
+    counting_s = settings.shots * settings.window
+    poisson = np.sqrt(np.maximum(y, 1.0) / counting_s)  # a rate from N photons: sqrt(N)/T
+    fit = fit_curve(parabola, v, y, ["peak", "v0", "curvature"], guess, sigma=poisson)
     if fit.converged and not (fit.values["curvature"] > 0):
         fit = Fit(False, fit.values, fit.errors, fit.reduced_chi2, "no fluorescence maximum")
     result.dataset.add_metadata("ionpilot_fit", json.dumps(fit.as_dict()))
@@ -144,6 +156,6 @@ def plot(
     else:
         axes.set_title(fit.message[:80])
     axes.set_xlabel(f"dc_electrodes {settings.electrode} voltage (V)")
-    axes.set_ylabel("counts per gate")
+    axes.set_ylabel("fluorescence (counts/s)")
     axes.legend()
     figure.savefig(path, dpi=100)

@@ -7,7 +7,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ionpilot.experiments.clock import (
+    ClockLineSettings,
+    RabiSettings,
+    RamseySettings,
+    clock_line,
+    rabi,
+    ramsey,
+)
+from ionpilot.experiments.cooling import CoolingScanSettings, cooling_scan
 from ionpilot.experiments.micromotion import MicromotionSettings, micromotion
+from ionpilot.experiments.ms_gate import MsGateSettings, ms_gate
 
 if TYPE_CHECKING:
     from ionpilot.script import Lab
@@ -30,5 +40,30 @@ EXPERIMENTS: dict[str, Experiment] = {
         "DC electrode voltage of least micromotion (fluorescence maximum, parabola fit)",
         MicromotionSettings,
         micromotion,
+    ),
+    "rabi": Experiment(
+        "Rabi flopping on the clock line (π time at an amplitude; recorded as pi_time)",
+        RabiSettings,
+        rabi,
+    ),
+    "clock-line": Experiment(
+        "clock line scan with a π pulse (centre on the AOM and optical, width)",
+        ClockLineSettings,
+        clock_line,
+    ),
+    "ramsey": Experiment(
+        "Ramsey fringes on the clock line (detuning, T2*)",
+        RamseySettings,
+        ramsey,
+    ),
+    "cooling-scan": Experiment(
+        "cooling-laser detuning scan, red side (resonance, the lock target's detuning, width)",
+        CoolingScanSettings,
+        cooling_scan,
+    ),
+    "ms-gate": Experiment(
+        "MS gate: Bell-state populations and parity oscillation (fidelity; ms_fidelity)",
+        MsGateSettings,
+        ms_gate,
     ),
 }

@@ -33,9 +33,25 @@ from ionpilot.core.clock import Clock, SystemClock
 if TYPE_CHECKING:
     from ionpilot.script import Lab
 
-__all__ = ["Pause", "ScanResult", "Suspender", "daemon_status_reader", "scan"]
+__all__ = [
+    "Pause",
+    "ScanResult",
+    "Suspender",
+    "daemon_status_reader",
+    "report_progress_to",
+    "scan",
+]
 
 Status = Mapping[str, Any]
+_default_progress: list[Callable[[int, int], None]] = []  # set by `ionpilot run`
+
+
+def report_progress_to(reporter: Callable[[int, int], None] | None) -> None:
+    """Every scan that is given no `after_point` reports (points done, planned) to `reporter`
+    (`ionpilot run` installs its progress line; None removes it)."""
+    _default_progress.clear()
+    if reporter is not None:
+        _default_progress.append(reporter)
 
 
 def daemon_status_reader(lab: Lab, daemon: str = "daemon") -> Callable[[], Status]:
@@ -143,6 +159,9 @@ def scan(
     for param in measure:
         meas.register_parameter(param, setpoints=(sweep,))
     pauses: list[Pause] = []
+    if after_point is None and _default_progress:
+        reporter, planned = _default_progress[0], len(values)
+        after_point = lambda i: reporter(i + 1, planned)  # noqa: E731
     with meas.run() as saver:
         dataset = saver.dataset
         try:

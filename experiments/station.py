@@ -10,6 +10,7 @@ owner and comes back as `BusError(out_of_limits)` with nothing applied.
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,11 +30,19 @@ __all__ = [
     "BusParameter",
     "RemoteInstrument",
     "database_path",
+    "default_lab_file",
     "lab_file_sha256",
     "qcodes_station",
 ]
 
 DATABASE_FILE = "experiments/experiments.db"  # under the lab's data_dir
+LAB_ENV = "IONPILOT_LAB"  # the lab file `ionpilot run` runs a script against
+
+
+def default_lab_file() -> str:
+    """The lab file a script should connect to: the one `ionpilot run --config` gave
+    (`IONPILOT_LAB`), else the default simulated lab."""
+    return os.environ.get(LAB_ENV) or "configs/sim-lab.yaml"
 
 
 class BusParameter(Parameter):

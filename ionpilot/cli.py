@@ -27,6 +27,7 @@ COMMAND_MODULES: list[str] = [
     "adev",
     "logs",
     "experiment",
+    "run",
     "deploy",
 ]
 

@@ -58,6 +58,7 @@ REFUSALS = frozenset({ErrorCode.OUT_OF_LIMITS, ErrorCode.FORBIDDEN, ErrorCode.BA
 MAX_PENDING_ACTIONS = 16  # operator commands waiting for the lock thread; beyond: `busy`
 AUDIT_REPLY_DEFAULT = 200  # audit entries a `get name=audit` returns unless told
 AUDIT_REPLY_MAX = 500  # and at most (one reply stays well under the bus message limit)
+MAX_LEASE_S = 3600.0  # a lent laser comes back by itself after at most this
 
 
 LockHoldHook = Callable[[bool, str], bool]  # (hold, reason) -> whether the sequencer took it
@@ -334,6 +335,7 @@ class Daemon:
         self._pending: list[tuple[str, list[str] | None]] = []  # (action, signals to ack)
         self.cycle.operator_paused = False
         self._pending_lock = threading.Lock()
+        self._lent: dict[str, tuple[str, float]] = {}  # laser lent -> (owner, lease end, s)
         self._thread = threading.Thread(target=self._run, name="clock-lock", daemon=True)
 
     def start(self) -> Daemon:
@@ -366,6 +368,7 @@ class Daemon:
                 pending, self._pending = self._pending, []
             for action, signals in pending:
                 self._apply(action, signals)
+            self._end_expired_leases()
             nap = self.cycle.cycle()
             if nap > 0:
                 self._stop.wait(nap)
@@ -411,10 +414,21 @@ class Daemon:
             else:
                 self.recovery.operator_resume(who or "unknown")
             return
-        if action == "pause":
+        if verb in ("lend", "take_back") and who != "clock":  # an aux lock: let go / take over
+            for aux in self.aux_locks:
+                if aux.name == who and verb == "lend":
+                    aux.stop()
+                elif aux.name == who:
+                    self._guarded(aux.start, f"{who} lock taking its laser back")
+            return
+        if action == "lend:clock":  # hold over, and a fresh comb reading for the borrower's scale
+            self._guarded(self.lock.measure_optical_frequency, "comb reading for a borrower")
+            self.cycle.operator_paused = True
+            self.lock.pause("clock laser lent")
+        elif action == "pause":
             self.cycle.operator_paused = True
             self.lock.pause("operator request")
-        elif action == "resume":
+        elif action in ("resume", "take_back:clock"):
             self.cycle.operator_paused = False
             self.lock.resume()
         else:
@@ -433,6 +447,7 @@ class Daemon:
             "drift_hz_per_s": lock.drift_hz_per_s,
             "updates": lock.updates,
             "last_correction_hz": update.correction_hz if update is not None else None,
+            **self._lent_status(),
             **(self.recovery.status() if self.recovery is not None else {}),
         }
 
@@ -464,7 +479,17 @@ class Daemon:
 
     def _command(self, request: Request) -> Any:
         name = request.args.get("name")
-        names = ("pause", "resume", "reacquire", "acknowledge", "leave_safe_state")
+        if name in ("lend_laser", "return_laser"):
+            return self._laser_lease(str(name), request.args)
+        names = (
+            "pause",
+            "resume",
+            "reacquire",
+            "acknowledge",
+            "leave_safe_state",
+            "lend_laser",
+            "return_laser",
+        )
         if name not in names:
             raise BusError(
                 "forbidden", f"daemon does not serve {name!r}; methods: {', '.join(names)}"
@@ -484,3 +509,96 @@ class Daemon:
                 )
             self._pending.append((action, chosen))
         return {"queued": name}
+
+    # ------------------------------------------------------------ lasers lent to an experiment
+
+    def _lent_status(self) -> dict[str, Any]:
+        """Who holds which laser (and until when), and the clock light at the ion as the comb
+        last measured it (laser + steer), for an experiment to put line scans on the optical
+        scale."""
+        optical = self.lock.last_optical
+        return {
+            "lent": {k: {"owner": o, "lease_ends_s": t} for k, (o, t) in self._lent.items()},
+            "optical_frequency_hz": optical.output_frequency_hz if optical is not None else None,
+            "optical_measured_s": optical.t_s if optical is not None else None,
+        }
+
+    def _laser_lease(self, name: str, args: dict[str, Any]) -> dict[str, Any]:
+        """`call name=lend_laser laser=L owner=WHO lease_s=S` (L: `clock`, or an aux lock's
+        name): the clock lock holds over (steering on its drift estimate), an aux lock lets go
+        of its piezo, until `return_laser laser=L owner=WHO` or the lease ends (a crashed script
+        cannot keep it). Refused (`busy`, nothing changed) during a recovery, while the lock is
+        not locked, or while someone else holds the laser."""
+        owner, laser = args.get("owner"), args.get("laser", "clock")
+        if not isinstance(owner, str) or not owner or len(owner) > 128:
+            raise BusError(ErrorCode.BAD_REQUEST, "owner (text, 1..128 characters) is required")
+        auxes = {aux.name: aux for aux in self.aux_locks}
+        if laser != "clock" and laser not in auxes:
+            raise BusError(
+                ErrorCode.BAD_REQUEST,
+                f"laser must be 'clock' or an aux lock ({', '.join(auxes) or 'none'})",
+            )
+        with self._pending_lock:
+            lent = self._lent.get(laser)
+            if name == "return_laser":
+                if lent is None or lent[0] != owner:
+                    holder = f"lent to {lent[0]!r}" if lent is not None else "not lent"
+                    raise BusError(
+                        ErrorCode.BAD_REQUEST,
+                        f"{owner!r} does not hold the {laser} laser ({holder})",
+                    )
+                del self._lent[laser]
+                self._pending.append((f"take_back:{laser}", None))
+                return {"returned_by": owner, "laser": laser}
+            lease = args.get("lease_s")
+            if (
+                isinstance(lease, bool)
+                or not isinstance(lease, int | float)
+                or not 0 < lease <= MAX_LEASE_S
+            ):
+                raise BusError(
+                    ErrorCode.BAD_REQUEST,
+                    f"lease_s must be a number of seconds in (0, {MAX_LEASE_S:g}]",
+                )
+            recovering = self.recovery.status().get("recovering") if self.recovery else ""
+            if recovering:
+                raise BusError(
+                    ErrorCode.BUSY,
+                    f"the {laser} laser is not lent during a recovery ({recovering} running); "
+                    "ask again when the lab is back",
+                )
+            if lent is not None and lent[0] != owner:
+                raise BusError(
+                    ErrorCode.BUSY,
+                    f"the {laser} laser is lent to {lent[0]!r} for another "
+                    f"{lent[1] - self._clock.now():.0f} s",
+                )
+            state = self.lock.reported_state().value if laser == "clock" else auxes[laser].state
+            if lent is None and state != "locked":
+                raise BusError(
+                    ErrorCode.BUSY,
+                    f"the {laser} lock is {state}: nothing to lend until it is locked",
+                )
+            if len(self._pending) >= MAX_PENDING_ACTIONS:
+                raise BusError(ErrorCode.BUSY, "the daemon's command list is full")
+            until = self._clock.now() + float(lease)
+            self._lent[laser] = (owner, until)
+            if lent is None:
+                self._pending.append((f"lend:{laser}", None))
+        self.outputs.publish_event(
+            "laser_lent", f"{laser} laser lent to {owner} for {float(lease):g} s", "OK", {}
+        )
+        return {"laser": laser, "lent_to": owner, "lease_ends_s": until}
+
+    def _end_expired_leases(self) -> None:
+        """The lock thread takes a laser back once its lease has run out."""
+        with self._pending_lock:
+            now = self._clock.now()
+            expired = [(k, o) for k, (o, until) in self._lent.items() if now >= until]
+            for laser, _ in expired:
+                del self._lent[laser]
+        for laser, owner in expired:
+            self._apply(f"take_back:{laser}")
+            self.outputs.publish_event(
+                "laser_lease_expired", f"{owner} did not return the {laser} laser", "MINOR", {}
+            )

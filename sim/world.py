@@ -332,6 +332,8 @@ class World:
         self.instrument_faults: dict[str, str] = {}
         self.wall_start = time.time()
         self.last_clock_detunings_hz: list[float] = []  # truth of the last clock run, per shot
+        # shot by shot: when the last clock pulse ended (free precession runs from there)
+        self._clock_light_off_since: float | None = None
 
     # ---- time -------------------------------------------------------------------------------
 
@@ -960,6 +962,7 @@ class World:
             for _ in range(shots):
                 start = self.t
                 self.chain.reset()
+                self._clock_light_off_since = None
                 shot: list[int | list[int]] = []
                 seen: dict[str, int | list[int]] = {}
                 for pulse in ordered:
@@ -1164,8 +1167,12 @@ class World:
             detuning, factor = self._clock_coupling(freq, duration)
             rabi = s.clock_rabi_frequency * p.amplitude * dds["amplitude"] * factor
             phase = p.phase_rad + dds["phase_rad"]
+            dark = self._clock_light_off_since
+            if dark is not None and self.t > dark:  # free precession since the last clock pulse
+                self.chain.apply_global(detuned_pulse(0.0, detuning, self.t - dark, 0.0))
             self.chain.apply_global(detuned_pulse(rabi, detuning, duration, phase))
             self._consume(duration)
+            self._clock_light_off_since = self.t
             return None
         if p.channel == "raman":
             theta = 2 * math.pi * s.gate_rabi_frequency * p.amplitude * duration

@@ -19,7 +19,9 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "experiment", help="run a standard experiment (scan, dataset, fit, plot)"
     )
-    parser.add_argument("name", help="the experiment: micromotion")
+    parser.add_argument(
+        "name", help="the experiment: micromotion, rabi, clock-line, ramsey, ms-gate, cooling-scan"
+    )
     parser.add_argument("--config", default=str(DEFAULT_CONFIG), help="lab file")
     parser.add_argument("--json", action="store_true", help="the result as JSON")
     parser.add_argument("settings", nargs=argparse.REMAINDER, help="--setting value ...")
@@ -56,6 +58,8 @@ class ProgressLine:
 
 def run(args: argparse.Namespace) -> int:
     from ionpilot.bus.codec import BusError
+    from ionpilot.experiments.clock_laser import ClockLaserRefused
+    from ionpilot.experiments.pulses import JobFailed
     from ionpilot.experiments.registry import EXPERIMENTS
     from ionpilot.script import connect
 
@@ -92,9 +96,15 @@ def run(args: argparse.Namespace) -> int:
         except BusError as exc:
             print(f"error: {exc.code}: {exc.message}", file=sys.stderr)
             return 1
+        except ValueError as exc:  # a setting the lab cannot play (said before anything ran)
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        except (ClockLaserRefused, JobFailed) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
     if args.json:
         print(json.dumps(result, indent=2))
-        return 0
+        return 0 if result["fit"]["converged"] else 1
     fit = result["fit"]
     print(f"{result['experiment']}: run {result['run_id']} in {result['database']}")
     if fit["converged"]:

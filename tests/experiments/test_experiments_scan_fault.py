@@ -14,6 +14,7 @@ from qcodes.parameters import Parameter
 from uplab import UpLab
 
 import ionpilot
+from ionpilot.experiments.clock_laser import ClockLaserRefused, clock_laser
 from ionpilot.experiments.scan import Suspender, daemon_status_reader, scan
 
 PLANNED = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5]  # ch03: no part in the micromotion the ion sees
@@ -38,6 +39,12 @@ def test_a_scan_pauses_for_an_ion_loss_and_holds_each_point_once(up_lab: UpLab) 
             fault = inject_fault(up_lab.lab_file, "ion_loss")
             assert fault.returncode == 0, fault.stdout + fault.stderr
             assert up_lab.up.wait_until(lambda: bool(status().get("recovering")), 30, 0.2)
+            # no experiment takes the clock laser while the daemon recovers the lab
+            with (
+                pytest.raises(ClockLaserRefused, match="not lent during a recovery"),
+                clock_laser(lab, "scan under ion loss"),
+            ):
+                pass
         return counts.get()
 
     probe = Parameter("fluorescence", unit="", get_cmd=measure, set_cmd=False)

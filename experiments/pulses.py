@@ -1,0 +1,162 @@
+"""Pulses for experiments, always through the sequencer: schedules built with its program
+builders (`Schedule`, `PulseEvent`) and OpenQASM programs, submitted to the sequencer service's
+queue (validated there against the device, run on the trap's pulse controller), or for a
+photon count, translated by its trap translator and played on the controller as one atomic run.
+
+A count is its own run, with its own window, played after the set that precedes it has been
+applied: nothing of it is shared with the daemon (the pulser's `count_duration` is).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ionpilot.bus.codec import BusError, ErrorCode
+from ionpilot.sequencer.schedule import PulseEvent, Schedule, validate_schedule
+from ionpilot.sequencer.settings import DeviceSettings
+from ionpilot.sequencer.trap import translate_schedule
+
+if TYPE_CHECKING:
+    from ionpilot.script import Lab
+
+__all__ = [
+    "JobFailed",
+    "SequencerJobs",
+    "clock_probe",
+    "count_fluorescence",
+    "excitation",
+]
+
+FINISHED = ("done", "failed", "cancelled")
+
+
+class JobFailed(RuntimeError):
+    """A sequencer job that did not finish with a result (its state and error)."""
+
+
+@dataclass
+class SequencerJobs:
+    """Submit to the lab's sequencer service and wait for the result."""
+
+    lab: Lab
+    client: str = "experiment"
+    poll_s: float = 0.02
+    timeout_s: float = 300.0
+    sleep: Callable[[float], None] = time.sleep
+
+    def run_schedule(self, schedule: Schedule, shots: int) -> dict[str, Any]:
+        """A clock-beam schedule (a `kind=clock` job: the clock laser is the experiment's while
+        it has borrowed it); the result document."""
+        return self._run({"kind": "clock", "schedule": schedule.dumps(), "shots": shots})
+
+    def run_qasm(self, program: str, shots: int) -> dict[str, Any]:
+        """An OpenQASM program as a user job (held while the daemon recovers the lab)."""
+        return self._run({"kind": "user", "qasm": program, "shots": shots})
+
+    def _run(self, args: dict[str, Any]) -> dict[str, Any]:
+        reply = self.lab.call(
+            "sequencer", "call", {"name": "submit", "client": self.client, **args}, timeout=10.0
+        )
+        job_id = reply["id"] if isinstance(reply, dict) else None
+        if not isinstance(job_id, str):
+            raise JobFailed(f"the sequencer gave no job id ({reply!r})"[:300])
+        waited = 0.0
+        while True:
+            job = self.lab.call("sequencer", "get", {"name": "job", "id": job_id}, timeout=10.0)
+            state = job.get("state") if isinstance(job, dict) else None
+            if state in FINISHED:
+                break
+            if waited > self.timeout_s:
+                self.lab.call("sequencer", "call", {"name": "cancel", "id": job_id})
+                raise JobFailed(f"job {job_id} not finished after {self.timeout_s:g} s")
+            self.sleep(self.poll_s)
+            waited += self.poll_s
+        result = job.get("result")
+        if state != "done" or not isinstance(result, dict):
+            raise JobFailed(f"job {job_id} {state}: {job.get('error') or 'no result'}")
+        return result
+
+
+def excitation(result: dict[str, Any], bit: int = 0) -> float:
+    """The fraction of shots whose classical bit `bit` read 1 (the ion excited / dark)."""
+    counts = result.get("counts")
+    if not isinstance(counts, dict) or not counts:
+        raise JobFailed("a result without counts")
+    shots = sum(int(n) for n in counts.values())
+    ones = sum(int(n) for key, n in counts.items() if key.replace(" ", "")[::-1][bit] == "1")
+    return ones / shots
+
+
+def clock_probe(
+    device: DeviceSettings,
+    pulses: list[tuple[float, float, float, float]],
+    aom_frequency_hz: float,
+) -> Schedule:
+    """Cool, pump, the clock pulses [(gap before it s, duration s, amplitude, phase rad)] at
+    `aom_frequency_hz`, detect: one ion, one bit (1 = excited). The sequencer's own
+    interrogation (`clock_interrogation`) plays only π and π/2 pulses; experiments need any
+    area, so they place the same events themselves."""
+    unit = device.time_unit
+    grid = device.grid_mu
+
+    def mu(seconds: float) -> int:
+        n = max(1, round(seconds / unit))
+        return max(grid, -(-n // grid) * grid)
+
+    cool, pump = mu(device.cooling_duration), mu(device.pumping_duration)
+    events = [
+        PulseEvent("cool", device.cooling_channel, 0, cool, kind="ttl"),
+        PulseEvent("prepare", device.pumping_channel, cool, pump, kind="pump", qubits=(0,)),
+    ]
+    t = cool + pump
+    for i, (gap, duration, amplitude, phase) in enumerate(pulses):
+        t += mu(gap) if gap > 0 else 0
+        length = mu(duration)
+        events.append(
+            PulseEvent(
+                f"probe_{i}",
+                device.clock_channel,
+                t,
+                length,
+                amplitude=amplitude,
+                frequency_hz=aom_frequency_hz,
+                phase_rad=phase,
+                frames=("clock",),
+            )
+        )
+        t += length
+    detect = mu(device.detection_duration)
+    events.append(
+        PulseEvent(
+            "detect", device.detection_channel, t, detect, kind="detect", qubits=(0,), clbits=(0,)
+        )
+    )
+    return Schedule(1, 1, events, cregs=[("clock", 1)], final_frame=[0.0], time_unit_s=unit)
+
+
+def count_fluorescence(
+    lab: Lab, device: DeviceSettings, window_s: float, shots: int, pulser: str = "pulser"
+) -> float:
+    """Cooling fluorescence (counts per second): `shots` cooling windows of `window_s`, one run
+    on the pulse controller, built and translated by the sequencer."""
+    unit = device.time_unit
+    length = max(device.grid_mu, round(window_s / unit))
+    schedule = Schedule(
+        1,
+        0,
+        [PulseEvent("fluorescence", device.cooling_channel, 0, length, kind="ttl", window="fl")],
+        time_unit_s=unit,
+    )
+    validate_schedule(schedule, device)
+    program = translate_schedule(schedule, device)
+    reply = lab.call(
+        pulser, "call", {"name": "run", "args": [shots, program.pulses]}, timeout=30.0 + shots
+    )
+    counts = reply.get("counts") if isinstance(reply, dict) else None
+    if not isinstance(counts, list) or len(counts) != shots:
+        raise BusError(ErrorCode.BAD_REQUEST, f"{pulser}: a run without {shots} shots of counts")
+    total = sum(int(shot[0]) for shot in counts)
+    return total / (shots * length * unit)
