@@ -81,8 +81,9 @@ class SequencerJobs:
 
 
 def excitation(result: dict[str, Any], bit: int = 0) -> float:
-    """The fraction of shots whose classical bit `bit` read 1 (the ion excited / dark)."""
-    counts = result.get("counts")
+    """The fraction of shots whose classical bit `bit` read 1 (the ion excited / dark): from a
+    user job's result document (`counts`) or a clock job's controller reply (`outcomes`)."""
+    counts = result.get("outcomes", result.get("counts"))
     if not isinstance(counts, dict) or not counts:
         raise JobFailed("a result without counts")
     shots = sum(int(n) for n in counts.values())

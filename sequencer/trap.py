@@ -20,6 +20,7 @@ A qubit reads 0 (bright, S½) when its ion's count in the window reaches the dev
 
 from __future__ import annotations
 
+import contextlib
 import math
 import socket
 from collections import Counter
@@ -448,7 +449,8 @@ class TrapBackend:
     def play(self, schedule: Schedule, shots: int) -> dict[str, Any]:
         """Validate, translate and play `schedule` in one controller call; the controller's raw
         reply (`windows`, per-shot `counts`): a clock job, whose caller (the servo) reads its own
-        windows. The controller's DDS range is asked once (and again after a failed call)."""
+        windows; with classical bits, also `outcomes` (bit string -> shots). The controller's
+        DDS range is asked once (and again after a failed call)."""
         validate_schedule(schedule, self.device)
         if self.link is None:
             raise BackendUnavailable("the trap backend needs the lab's bus; it is not configured")
@@ -463,10 +465,19 @@ class TrapBackend:
                 self._dds_range = (float(dds[0]), float(dds[1]))
             program = translate_schedule(schedule, self.device, self._dds_range)
             timeout = shots * program.shot_s + 10.0
-            return self.link.run(shots, program.pulses, timeout)
+            reply = self.link.run(shots, program.pulses, timeout)
         except SequencerError:
             self._dds_range = None
             raise
+        if program.num_clbits and isinstance(reply, dict):
+            # what the classical bits read, as a user job's counts are keyed: for a caller
+            # (an experiment) that wants outcomes rather than the windows
+            # (a controller that gives no per-ion counts: the windows alone, as before)
+            with contextlib.suppress(SequencerError):
+                found = decode_counts(program, reply, shots, self.device.detection_threshold)
+                width = program.num_clbits
+                reply["outcomes"] = {format(v, f"0{width}b"): n for v, n in sorted(found.items())}
+        return reply
 
     def run(self, schedule: Schedule, shots: int, seed: int | None = None) -> SimulationResult:
         """Validate, translate and play `schedule`; `seed` is meaningless on a real trap."""
