@@ -16,6 +16,11 @@ projected — is refused with `TrapTranslationError` before anything is sent.
 
 A qubit reads 0 (bright, S½) when its ion's count in the window reaches the device's
 `detection_threshold`, else 1 (dark, D3/2).
+
+On the trap backend every cooling pulse also counts each ion's fluorescence (a per-ion window `chain:<event>`): an
+ion of the chain that scatters fewer than `CHAIN_MIN_COUNTS` photons while it is Doppler cooled
+(~20 expected in 1 ms, whatever its qubit state) is gone, dark or hot, and the run is refused
+with `ChainIncomplete` — no result comes from a partial chain (PROTOCOLS §10).
 """
 
 from __future__ import annotations
@@ -36,6 +41,8 @@ from ionpilot.sequencer.settings import DeviceSettings
 from ionpilot.sequencer.simulator import SimulationResult
 
 DEFAULT_DDS_RANGE_HZ = (1e6, 400e6)
+CHAIN_MIN_COUNTS = 2  # cooling photons per ion and window below which the ion is not there
+CHAIN_WINDOW_PREFIX = "chain:"
 DEFAULT_MAX_SHOTS = 10_000
 _UNAVAILABLE_CODES = frozenset(
     {
@@ -46,6 +53,10 @@ _UNAVAILABLE_CODES = frozenset(
         ErrorCode.BUSY,
     }
 )
+
+
+class ChainIncomplete(BackendUnavailable):
+    """The chain broke during a run (an ion lost, dark or melted): its shots are discarded."""
 
 
 @dataclass(frozen=True)
@@ -66,6 +77,7 @@ class PulserProgram:
     num_qubits: int
     num_clbits: int
     shot_s: float
+    chain_windows: tuple[str, ...] = ()  # per-ion cooling counts that say the chain is whole
 
 
 @dataclass
@@ -83,8 +95,10 @@ def translate_schedule(
     schedule: Schedule,
     device: DeviceSettings,
     dds_range_hz: tuple[float, float] = DEFAULT_DDS_RANGE_HZ,
+    chain_check: bool = False,
 ) -> PulserProgram:
-    """The controller's pulses for `schedule` (already validated against `device`)."""
+    """The controller's pulses for `schedule` (already validated against `device`); with
+    `chain_check`, every cooling pulse also counts each ion (`check_chain`)."""
     problems: list[tuple[str, str]] = []
     ns_per_mu = schedule.time_unit_s / 1e-9
     n = schedule.num_qubits
@@ -92,6 +106,7 @@ def translate_schedule(
     placed: list[_Placed] = []
     readouts: list[Readout] = []
     pending_ms: dict[tuple[int, int], list[PulseEvent]] = {}
+    chain_windows: list[str] = []
     grid = device.grid_mu
     ms_t = math.ceil(device.ms_gate.duration / schedule.time_unit_s / grid - 1e-6) * grid
 
@@ -146,8 +161,13 @@ def translate_schedule(
             continue
         if e.kind in ("ttl", "pump"):
             if e.channel == device.cooling_channel and e.kind == "ttl":
-                counting = {"window": e.window} if e.window else {}
-                place(e, None, False, channel="cool", **counting)
+                if chain_check:
+                    window = e.window or f"{CHAIN_WINDOW_PREFIX}{e.name}"
+                    chain_windows.append(window)
+                    place(e, None, False, channel="cool", window=window, per_ion=True)
+                else:
+                    counting = {"window": e.window} if e.window else {}
+                    place(e, None, False, channel="cool", **counting)
             elif e.channel == device.pumping_channel:
                 partial = sorted(every - set(e.qubits)) if e.kind == "pump" else []
                 if partial:
@@ -242,6 +262,7 @@ def translate_schedule(
         num_qubits=n,
         num_clbits=schedule.num_clbits,
         shot_s=shot_ns * 1e-9,
+        chain_windows=tuple(chain_windows),
     )
 
 
@@ -341,6 +362,32 @@ def decode_counts(
                 value = (value & ~(1 << c)) | (int(dark) << c)
         out[value] += 1
     return out
+
+
+def check_chain(program: PulserProgram, reply: dict[str, Any]) -> None:
+    """Raise `ChainIncomplete` if any shot's cooling found an ion of the chain not fluorescing."""
+    windows = reply.get("windows")
+    counts = reply.get("counts")
+    if not program.chain_windows or not isinstance(windows, list) or not isinstance(counts, list):
+        return
+    index = {name: i for i, name in enumerate(windows)}
+    at = [index[w] for w in program.chain_windows if w in index]
+    missing: Counter[int] = Counter()
+    for shot in counts:
+        for i in at:
+            per_ion = shot[i] if isinstance(shot, list) and i < len(shot) else None
+            if not isinstance(per_ion, list):
+                raise SequencerError("trap backend: a cooling window has no per-ion counts")
+            for ion, c in enumerate(per_ion):
+                if not isinstance(c, int) or c < CHAIN_MIN_COUNTS:
+                    missing[ion] += 1
+    if missing:
+        ions = ", ".join(f"ion {ion} in {n} shot(s)" for ion, n in sorted(missing.items()))
+        raise ChainIncomplete(
+            f"trap backend: the chain is incomplete ({ions} of {len(counts)} did not fluoresce "
+            f"while cooled, < {CHAIN_MIN_COUNTS} photons): an ion is lost, dark or the crystal "
+            "melted; the run's shots are discarded (no result from a partial chain)"
+        )
 
 
 class PulserLink(Protocol):
@@ -455,7 +502,9 @@ class TrapBackend:
         if not isinstance(limits, dict):
             limits = {}
         dds = limits.get("dds_frequency_hz", DEFAULT_DDS_RANGE_HZ)
-        program = translate_schedule(schedule, self.device, (float(dds[0]), float(dds[1])))
+        program = translate_schedule(
+            schedule, self.device, (float(dds[0]), float(dds[1])), chain_check=True
+        )
         latency_ns = limits.get("feedback_latency_ns")
         if (
             any(e.condition is not None for e in schedule.events)
@@ -480,6 +529,7 @@ class TrapBackend:
             batch = min(per_call, shots - done)
             timeout = batch * program.shot_s + 10.0 + 3 * self.device.max_schedule_duration
             reply = self.link.run(batch, program.pulses, timeout)
+            check_chain(program, reply)
             counts += decode_counts(program, reply, batch, self.device.detection_threshold)
             done += batch
         return SimulationResult(

@@ -130,6 +130,7 @@ def sim_world_settings(
     return dataclasses.replace(
         sim,
         seed=seed,
+        n_ions=sim.clock_ions,  # the clock's ions, not the processor's chain
         ion=ion,
         clock_laser=clock_laser,
         trap=dataclasses.replace(sim.trap, rf_trip_rate=0.0),

@@ -102,6 +102,9 @@ class Pulser(Protocol):
             duration = _number(req, "duration_s", 0.1)
             if not 0 < duration <= MAX_COUNT_S:
                 raise RequestError("out_of_range", f"duration_s must be in (0, {MAX_COUNT_S}]")
+            if req.get("per_ion"):
+                total, per_ion = self.world.count_photons_per_ion(duration)
+                return {"counts": total, "per_ion": per_ion, "duration_s": duration}
             return {"counts": self.world.count_photons(duration), "duration_s": duration}
         if op == "run":
             return self._run(req)

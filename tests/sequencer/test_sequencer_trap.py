@@ -193,7 +193,8 @@ class FakeLink:
     def run(self, shots: int, pulses: list[dict[str, Any]], timeout_s: float) -> dict[str, Any]:
         self.calls.append((shots, timeout_s))
         windows = [p["window"] for p in pulses if "window" in p]
-        return {"windows": windows, "counts": [[[9] * self.ions] for _ in range(shots)]}
+        per_shot = [[9] * self.ions for _ in windows]  # every ion bright in every window
+        return {"windows": windows, "counts": [per_shot for _ in range(shots)]}
 
 
 def test_long_runs_are_split_into_bounded_calls():
