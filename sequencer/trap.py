@@ -2,8 +2,9 @@
 on the bus (sim/PROTOCOLS.md §9), and the per-ion photon counts read back as bits.
 
 Each event is mapped by its channel's role and kind: the cooling channel -> `cool`; the pumping
-channel -> `repump` (it resets every ion, so a reset of only some qubits is refused); the
-detection channel -> `detect` with per-ion counts, one named window per event; the clock channel ->
+channel -> `repump` (on the ions it resets, `ions`, when that is not every qubit); the detection
+channel -> `detect` with per-ion counts, one named window per event, on the ions it reads (`ions`,
+when not every qubit: the controller hides the others, PROTOCOLS §10); the clock channel ->
 `clock` (amplitude, phase, AOM frequency); any other global beam -> `raman` without a target; an
 addressed beam -> `raman` on its ion; a bichromatic pair on two addressed beams -> one `ms` pulse.
 Raman and clock amplitudes carry over unchanged: the device config's Rabi frequencies are the
@@ -11,8 +12,8 @@ controller's calibration (configs/sim-lab.yaml matches the simulated lab). The M
 re-expressed for the controller's linear law, θ = 2π·rate·a·t with rate = 1/(4·t_MS) (a full-power
 gate of the calibrated duration is π/2). What the controller cannot do — detuned Raman pulses,
 other TTLs and shutters, times that are not whole nanoseconds, overlapping pulses that touch the
-same ion (it would play them one after the other), gates on ions that a partial detection has
-projected — is refused with `TrapTranslationError` before anything is sent.
+same ion (it would play them one after the other) — is refused with `TrapTranslationError` before
+anything is sent.
 
 A qubit reads 0 (bright, S½) when its ion's count in the window reaches the device's
 `detection_threshold`, else 1 (dark, D3/2).
@@ -88,7 +89,6 @@ class _Placed:
     ions: frozenset[int] | None  # None: every ion of the chain
     coherent: bool
     pulse: dict[str, Any] = field(default_factory=dict)
-    read: frozenset[int] = frozenset()  # qubits a detection reads out
 
 
 def translate_schedule(
@@ -138,7 +138,7 @@ def translate_schedule(
             "threshold": device.detection_threshold,
         }
 
-    def place(e: PulseEvent, ions: frozenset[int] | None, coherent: bool, **pulse: Any) -> None:
+    def place(e: PulseEvent, touches: frozenset[int] | None, coherent: bool, **pulse: Any) -> None:
         start, end = to_ns(e)
         if e.condition is not None:
             if not coherent:
@@ -151,8 +151,7 @@ def translate_schedule(
                 (e.name, f"amplitude {pulse['amplitude']:.6g} above the controller's 1")
             )
         body = {"t_ns": start, "duration_ns": end - start, **pulse}
-        read = frozenset(e.qubits) if pulse["channel"] == "detect" else frozenset()
-        placed.append(_Placed(e.name, start, end, ions, coherent, body, read))
+        placed.append(_Placed(e.name, start, end, touches, coherent, body))
 
     for e in sorted(schedule.events, key=lambda e: (e.start_mu, e.channel)):
         ch = device.channels.get(e.channel)
@@ -169,16 +168,10 @@ def translate_schedule(
                     counting = {"window": e.window} if e.window else {}
                     place(e, None, False, channel="cool", **counting)
             elif e.channel == device.pumping_channel:
-                partial = sorted(every - set(e.qubits)) if e.kind == "pump" else []
-                if partial:
-                    problems.append(
-                        (
-                            e.name,
-                            f"resets qubit(s) {sorted(e.qubits)} but not {partial}; the pulse "
-                            "controller's repump resets every ion",
-                        )
-                    )
-                place(e, None, False, channel="repump")
+                if e.kind == "pump" and set(e.qubits) != every:
+                    place(e, None, False, channel="repump", ions=sorted(e.qubits))
+                else:
+                    place(e, None, False, channel="repump")
             else:
                 problems.append(
                     (
@@ -193,7 +186,8 @@ def translate_schedule(
                 problems.append((e.name, f"detection on '{e.channel}', not on the PMT"))
                 continue
             readouts.append(Readout(e.name, e.qubits, e.clbits))
-            place(e, None, False, channel="detect", window=e.name, per_ion=True)
+            some = {"ions": sorted(e.qubits)} if set(e.qubits) != every else {}
+            place(e, None, False, channel="detect", window=e.name, per_ion=True, **some)
         elif e.kind == "pulse" and e.channel == device.clock_channel:
             if e.sideband_hz:
                 problems.append((e.name, "bichromatic pulses on the clock beam are not supported"))
@@ -295,10 +289,9 @@ def _place_ms(
 
 
 def _collisions(placed: list[_Placed], every: frozenset[int]) -> list[tuple[str, str]]:
-    """Pulses that overlap in time on a shared ion, and gates on ions a detection projected."""
+    """Pulses that overlap in time on a shared ion."""
     out: list[tuple[str, str]] = []
     active: list[_Placed] = []
-    projected: dict[int, str] = {}  # ion -> detection that collapsed it without reading it
     for p in placed:
         active = [a for a in active if a.end_ns > p.start_ns]
         ions = every if p.ions is None else p.ions
@@ -314,23 +307,6 @@ def _collisions(placed: list[_Placed], every: frozenset[int]) -> list[tuple[str,
                 )
                 break
         active.append(p)
-        channel = p.pulse["channel"]
-        if channel in ("cool", "repump"):
-            projected.clear()
-        elif channel == "detect":
-            for q in ions:
-                if q not in p.read:
-                    projected.setdefault(q, p.name)
-        elif p.coherent:
-            hit = sorted(q for q in ions if q in projected)
-            if hit:
-                out.append(
-                    (
-                        p.name,
-                        f"acts on qubit(s) {hit} that detection '{projected[hit[0]]}' projected "
-                        "without reading them (the controller's detection projects every ion)",
-                    )
-                )
     return out
 
 

@@ -153,6 +153,19 @@ class ChainRun:
                 mask = np.fromiter((test(seen[k]) for k in range(shots)), bool, shots)
                 if not mask.any():
                     continue
+            if p.ions is not None and p.channel in ("detect", "repump"):
+                # some ions only: the others are hidden meanwhile (PROTOCOLS §10)
+                psi = frame.catch_up(self, psi, range(n), start, gate_detuning)
+                if p.channel == "detect":
+                    psi, own = self._detect_some(
+                        psi, p.ions, duration, cond, fluorescing=fluorescing, tau=tau
+                    )
+                    self._record(p, own, duration, columns, seen)
+                else:
+                    psi = self._reset_some(psi, p.ions, chain.prep_error)
+                psi = self._hide(psi, [i for i in range(n) if i not in p.ions])
+                frame.touched(p.ions, start + duration)
+                continue
             if p.channel in ("cool", "repump"):
                 psi = self._ground(shots)
                 if p.channel == "repump":
@@ -287,6 +300,74 @@ class ChainRun:
         out = np.zeros_like(psi)
         out[np.arange(shots), index] = 1.0
         return out, own
+
+    def _project(self, psi: Complex, ion: int) -> tuple[Complex, Bools]:
+        """Measure one ion in every shot: its outcome (True = |1>) and the projected state."""
+        shots = psi.shape[0]
+        v = psi.reshape(shots, 2**ion, 2, 2 ** (self.n - 1 - ion))
+        p1 = np.clip(np.sum(np.abs(v[:, :, 1, :]) ** 2, axis=(1, 2)), 0.0, 1.0)
+        bit: Bools = np.asarray(self.rng.random(shots) < p1, dtype=bool)
+        out = v.copy()
+        out[bit, :, 0, :] = 0
+        out[~bit, :, 1, :] = 0
+        norm = np.sqrt(np.where(bit, p1, 1 - p1))
+        norm[norm < 1e-15] = 1.0
+        out /= norm[:, None, None, None]
+        return out.reshape(shots, -1), bit
+
+    def _flip(self, psi: Complex, ion: int, rows: Bools) -> Complex:
+        if not rows.any():
+            return psi
+        return self._apply_1q(psi, np.array([[0, 1], [1, 0]], dtype=np.complex128), ion, rows)
+
+    def _detect_some(
+        self,
+        psi: Complex,
+        ions: Sequence[int],
+        window_s: float,
+        cond: RunConditions,
+        *,
+        fluorescing: Bools,
+        tau: float,
+    ) -> tuple[Complex, npt.NDArray[np.int64]]:
+        """Detection on `ions` only (the others hidden, counting nothing of their own)."""
+        shots = psi.shape[0]
+        dark = np.zeros((shots, self.n), dtype=bool)
+        lit = np.zeros((shots, self.n), dtype=bool)
+        for ion in ions:
+            psi, bit = self._project(psi, ion)
+            dark[:, ion] = bit
+            lit[:, ion] = fluorescing[:, ion]
+        decay = self.rng.exponential(tau, dark.shape)
+        own = own_photons(
+            self.rng, cond.bright_rate_hz, window_s, ~dark & lit, np.where(lit, decay, np.inf)
+        )
+        for ion in ions:
+            psi = self._flip(psi, ion, dark[:, ion] & (decay[:, ion] < window_s))
+        return psi, own
+
+    def _reset_some(self, psi: Complex, ions: Sequence[int], prep_error: float) -> Complex:
+        """Optical pumping of `ions` only: each ends in |0>, or |1> with `prep_error`."""
+        shots = psi.shape[0]
+        for ion in ions:
+            psi, bit = self._project(psi, ion)
+            wrong = self.rng.random(shots) < prep_error
+            psi = self._flip(psi, ion, bit != wrong)
+        return psi
+
+    def _hide(self, psi: Complex, spectators: Sequence[int]) -> Complex:
+        """Hiding a spectator from the detection light and back dephases it with
+        `hiding_error`."""
+        p = self.settings.chain.hiding_error
+        if p <= 0:
+            return psi
+        shots = psi.shape[0]
+        z = np.array([[1, 0], [0, -1]], dtype=np.complex128)
+        for ion in spectators:
+            rows: Bools = np.asarray(self.rng.random(shots) < p, dtype=bool)
+            if rows.any():
+                psi = self._apply_1q(psi, z, ion, rows)
+        return psi
 
     def _record(
         self,

@@ -116,6 +116,7 @@ class ChainSettings:
     mean_phonons: float = 3.0  # n of the COM mode after Doppler cooling (~Gamma / 2 omega)
     heating_rate: Annotated[float, "Hz"] = 30.0  # COM-mode quanta gained per second (1/s)
     prep_error: float = 0.001  # optical pumping leaves an ion in |1> with this probability
+    hiding_error: float = 5e-4  # a spectator's phase flip while others are detected or reset
     detection_crosstalk: float = 2e-4  # fraction of an ion's photons seen by each neighbour's pixel
     pixel_background_rate: Annotated[float, "Hz"] = 10.0  # stray-light counts per second in a pixel
 

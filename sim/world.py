@@ -231,6 +231,7 @@ class Pulse:
     phase_b_rad: float = 0.0
     window: str | None = None
     per_ion: bool = False
+    ions: tuple[int, ...] | None = None  # detect / repump on these ions only (others hidden)
     # a conditional segment: played only if this returns True for the windows counted so far
     # in the same shot (the pulser builds it from the request's `condition`)
     condition: Callable[[dict[str, int | list[int]]], bool] | None = field(

@@ -251,6 +251,21 @@ class Pulser(Protocol):
             frequency = _number(raw, "frequency_hz")
             if not DDS_FREQUENCY_RANGE_HZ[0] <= frequency <= DDS_FREQUENCY_RANGE_HZ[1]:
                 raise RequestError("out_of_range", f"pulse {index}: frequency outside DDS range")
+        ions = raw.get("ions")
+        if ions is not None:
+            if (
+                channel not in ("detect", "repump")
+                or not isinstance(ions, list)
+                or not ions
+                or not all(isinstance(x, int) and not isinstance(x, bool) for x in ions)
+                or not all(0 <= x < n for x in ions)
+                or len(set(ions)) != len(ions)
+            ):
+                raise _bad(
+                    f"pulse {index}: 'ions' (detect and repump only) must list distinct ion "
+                    f"indices 0..{n - 1}"
+                )
+            ions = tuple(ions)
         phase_key = "phase_a_rad" if channel == "ms" else "phase_rad"
         return Pulse(
             t_ns=t_ns,
@@ -264,6 +279,7 @@ class Pulser(Protocol):
             phase_b_rad=_number(raw, "phase_b_rad", 0.0),
             window=window,
             per_ion=bool(raw.get("per_ion", False)),
+            ions=ions,
         )
 
 
