@@ -164,8 +164,8 @@ def translate_schedule(
                     window = e.window or f"{CHAIN_WINDOW_PREFIX}{e.name}"
                     chain_windows.append(window)
                     place(e, None, False, channel="cool", window=window, per_ion=True)
-                else:
-                    counting = {"window": e.window} if e.window else {}
+                else:  # a counting cooling window counts each ion (whether the chain is whole)
+                    counting = {"window": e.window, "per_ion": True} if e.window else {}
                     place(e, None, False, channel="cool", **counting)
             elif e.channel == device.pumping_channel:
                 if e.kind == "pump" and set(e.qubits) != every:

@@ -1006,6 +1006,9 @@ class World:
             micromotion_beta=self.micromotion_beta(),
             rf_frequency_hz=self.rf_frequency_hz,
         )
+        clock = [p.frequency_hz or dds["frequency_hz"] for p in ordered if p.channel == "clock"]
+        truth = sum(clock) / len(clock) - cond.line_aom_hz if clock else np.zeros(0)
+        self.last_clock_detunings_hz = truth.tolist()  # mean probe detuning per shot
         self._consume(shots * shot_s)
         ends = t0 + (k + 1) * shot_s
         lost = np.array(self.lost_at)
