@@ -20,6 +20,7 @@ from ionpilot.servo.outputs import RecordingOutputs
 from ionpilot.servo.settings import ClockLockSettings
 from ionpilot.sim.chain_models import MotionalMode
 from ionpilot.sim.clock import VirtualClock
+from ionpilot.sim.instruments.ionpilot_pulser import Pulser, RequestError
 from ionpilot.sim.settings import SimSettings
 from ionpilot.sim.world import Pulse, World
 
@@ -120,9 +121,7 @@ def test_the_clock_servo_locks_on_the_chain():
 
 @pytest.mark.parametrize("ions", [[], [0, 0], [5], [True]])
 def test_a_detection_on_bad_ions_is_refused(ions):
-    from ionpilot.sim.instruments.ionpilot_pulser import Pulser, RequestError
-
     pulser = Pulser(chain_world(), "pulser")
     raw = {"t_ns": 0, "duration_ns": 1000, "channel": "detect", "window": "d", "ions": ions}
-    with pytest.raises(RequestError, match="distinct ion indices 0..4"):
+    with pytest.raises(RequestError, match=r"distinct ion indices 0\.\.4"):
         pulser._pulse(raw, 0)
