@@ -12,12 +12,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ionpilot.commands.clock_sim import sim_world_settings
+from ionpilot.commands.clock_sim import default_aux_locks, sim_world_settings
 from ionpilot.config import load_config
+from ionpilot.harness import campaign
 from ionpilot.harness.lab import WorldLab, world_clock
 from ionpilot.servo.clock_lock import ClockLock, LockState
 from ionpilot.servo.outputs import RecordingOutputs
-from ionpilot.servo.settings import ClockLockSettings
+from ionpilot.servo.settings import ClockLockSettings, RecoverySettings
 from ionpilot.sim.chain_models import MotionalMode
 from ionpilot.sim.clock import VirtualClock
 from ionpilot.sim.instruments.ionpilot_pulser import Pulser, RequestError
@@ -125,3 +126,37 @@ def test_a_detection_on_bad_ions_is_refused(ions):
     raw = {"t_ns": 0, "duration_ns": 1000, "channel": "detect", "window": "d", "ions": ions}
     with pytest.raises(RequestError, match=r"distinct ion indices 0\.\.4"):
         pulser._pulse(raw, 0)
+
+
+@pytest.mark.parametrize("lost", ["2", None])
+def test_an_ion_lost_from_the_chain_holds_jobs_until_the_chain_is_reloaded_and_counted(lost):
+    """One ion of five (or all of them) lost: the clock shots' dimmest cooling pixel trips the
+    ion watch, jobs are held, the reload runs until every ion fluoresces on its own pixel, the
+    count is verified, then jobs are released and the clock is locked without a line search."""
+    sim = SimSettings()
+    world = World(dataclasses.replace(sim_world_settings(sim, "default", 1, 0.3), n_ions=5))
+    held: list[tuple[float, bool]] = []
+    run = campaign.build(
+        world,
+        ClockLockSettings(comb_period=60.0),
+        RecoverySettings(chain_ions=5),
+        default_aux_locks(sim),
+        1,
+        hold_jobs=lambda hold, why: held.append((world.now(), hold)),
+    )
+    campaign.start(run)
+    campaign.go_until(run, world.now() + 120.0)
+    assert run.lock.state is LockState.LOCKED and not held
+    world.inject("ion_loss", lost)
+    lost_at = world.now()
+    campaign.go_until(run, lost_at + 150.0)
+    steps = [(row[3], row[4]) for row in run.audit.rows() if row[2] in ("step", "jobs")]
+    assert ("hold", "recovery: ion_loss") in steps
+    assert ("ion_loss.verify_single_ion", "5 ions counted: the chain is whole") in steps
+    assert steps.index(("ion_loss.verify_single_ion", "5 ions counted: the chain is whole")) < (
+        steps.index(("release", "recovered"))
+    )
+    (first, last) = held
+    assert first[1] is True and first[0] - lost_at < 2.0  # held within the watch's debounce
+    assert last[1] is False and world.present == [True] * 5
+    assert run.lock.state is LockState.LOCKED
