@@ -83,6 +83,7 @@ FAULT_KINDS = (
     "instrument_hang",
     "instrument_disconnect",
     "garbage_reply",
+    "chain_melt",
     "restore",
 )
 INSTRUMENT_FAULTS = {
@@ -1198,6 +1199,14 @@ class World:
                 if self.present[i]:
                     self._lose(i, "lost (fault)")
             text = "ions lost"
+        elif kind == "chain_melt":
+            # a collision heats the crystal: hot ions leave the trap's bottom, each escaping with
+            # probability 1/2 before Doppler cooling recrystallises the rest (at least one goes)
+            there = [i for i in range(s.n_ions) if self.present[i]]
+            gone = [i for i in there if self.rng.random() < 0.5] or there[-1:]
+            for i in gone:
+                self._lose(i, "lost (the chain melted)")
+            text = f"the chain melted: ion(s) {gone} escaped"
         elif kind == "ion_dark":
             for i in self._ion_targets(target):
                 if self.present[i]:

@@ -128,10 +128,12 @@ def test_a_detection_on_bad_ions_is_refused(ions):
         pulser._pulse(raw, 0)
 
 
-@pytest.mark.parametrize("lost", ["2", None])
-def test_an_ion_lost_from_the_chain_holds_jobs_until_the_chain_is_reloaded_and_counted(lost):
-    """One ion of five (or all of them) lost: the clock shots' dimmest cooling pixel trips the
-    ion watch, jobs are held, the reload runs until every ion fluoresces on its own pixel, the
+@pytest.mark.parametrize(
+    ("kind", "lost"), [("ion_loss", "2"), ("ion_loss", None), ("chain_melt", None)]
+)
+def test_an_ion_lost_from_the_chain_holds_jobs_until_the_chain_is_reloaded_and_counted(kind, lost):
+    """One ion of five, all of them, or those a melted crystal lost: the clock shots' dimmest
+    cooling pixel trips the ion watch, jobs are held, the reload runs until every ion fluoresces on its own pixel, the
     count is verified, then jobs are released and the clock is locked without a line search."""
     sim = SimSettings()
     world = World(dataclasses.replace(sim_world_settings(sim, "default", 1, 0.3), n_ions=5))
@@ -147,7 +149,8 @@ def test_an_ion_lost_from_the_chain_holds_jobs_until_the_chain_is_reloaded_and_c
     campaign.start(run)
     campaign.go_until(run, world.now() + 120.0)
     assert run.lock.state is LockState.LOCKED and not held
-    world.inject("ion_loss", lost)
+    world.inject(kind, lost)
+    assert sum(world.present) < 5
     lost_at = world.now()
     campaign.go_until(run, lost_at + 150.0)
     steps = [(row[3], row[4]) for row in run.audit.rows() if row[2] in ("step", "jobs")]
