@@ -174,6 +174,27 @@ class IonpilotPulser(Instrument, IonpilotDriver):
         )
         """Photons counted in `count_duration` with the cooling beams on."""
 
+        self.ion_threshold_rate: Parameter = self.add_parameter(
+            "ion_threshold_rate",
+            label="Per-ion presence threshold",
+            unit="1/s",
+            get_cmd=None,
+            set_cmd=None,
+            initial_value=3000.0,
+            vals=Numbers(0.0, 1e9),
+            docstring="An ion's own pixel above this rate while cooled: the ion is there (1/s).",
+        )
+        """An ion's own pixel above this rate while cooled: the ion is there (1/s)."""
+
+        self.ions_fluorescing: Parameter = self.add_parameter(
+            "ions_fluorescing",
+            label="Ions fluorescing",
+            get_cmd=self._ions_fluorescing,
+            docstring="Ions of the chain whose own pixel counts above `ion_threshold_rate` "
+            "in `count_duration` with the cooling beams on.",
+        )
+        """Ions of the chain whose own pixel counts above `ion_threshold_rate`."""
+
         self.connect_message()
 
     # --- protocol -----------------------------------------------------------------------------
@@ -321,6 +342,19 @@ class IonpilotPulser(Instrument, IonpilotDriver):
         if isinstance(counts, bool) or not isinstance(counts, int) or counts < 0:
             raise InstrumentReplyError(result, "counts is not a non-negative integer")
         return counts
+
+    def _ions_fluorescing(self) -> int:
+        duration = float(self.count_duration.get())
+        result = self.request(
+            "count", timeout_s=self._timeout_s + duration, duration_s=duration, per_ion=True
+        )
+        per_ion = result.get("per_ion")
+        if not isinstance(per_ion, list) or not all(
+            isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in per_ion
+        ):
+            raise InstrumentReplyError(result, "per_ion is not a list of non-negative integers")
+        limit = float(self.ion_threshold_rate.get()) * duration
+        return sum(c > limit for c in per_ion)
 
     def get_idn(self) -> dict[str, str | None]:
         """Model and protocol from `describe` (no serial number)."""

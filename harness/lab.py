@@ -267,6 +267,10 @@ class WorldLab:
             return float(reading.frequency_hz)
         if signal == f"{self.pulser_name}.count_rate":
             return float(w.cooled_count_rate())
+        if signal == f"{self.pulser_name}.ions_fluorescing":  # each ion's pixel, counted
+            per_ion = w.count_photons_per_ion(self.count_duration_s)[1]
+            rate = self.pulses.presence_threshold_rate * self.count_duration_s
+            return float(sum(c > rate for c in per_ion))
         if signal == f"{self.pulser_name}.counts":  # a gate of count_duration on the counter
             return float(w.count_photons(self.count_duration_s))
         if parameter == "lock_state":

@@ -48,6 +48,7 @@ class ErrorModelSettings:
     prep_error: float = 0.001
     readout_error_dark: float = 0.002
     readout_error_bright: float = 0.006
+    addressing_crosstalk: float = 0.0  # an addressed beam's Rabi frequency on each neighbour
 
 
 def _default_channels() -> dict[str, ChannelSettings]:

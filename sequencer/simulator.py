@@ -5,8 +5,11 @@ beam rotates that ion by θ = 2π·f_Rabi·amplitude·t about the axis set by it
 offset from the AOM centre is a detuning, solved exactly); a global-beam pulse does the same to
 every ion; two simultaneous bichromatic pulses on two ions' beams are an MS gate with
 θ = (π/2)·a_a·a_b·t/t_MS; optical pumping resets, detection windows measure. The error model
-(over-rotation, detuning, dephasing from T2, preparation and readout errors) is read from the
-device settings and switched off with `ideal=True`. Probabilities are exact for the ideal chain
+(over-rotation, detuning, dephasing from T2, preparation and readout errors, addressing crosstalk
+onto the neighbours of an addressed ion, and the MS gate's
+motional error: a σ_φ flip of one ion of the pair with probability 1.25·(1 − F_MS), F_MS the
+device's benchmarked MS fidelity, as heating leaves it on the trap, sim/PROTOCOLS.md §10) is read
+from the device settings and switched off with `ideal=True`. Probabilities are exact for the ideal chain
 (mid-circuit measurements are followed branch by branch); with noise they are averaged over the
 sampled noise trajectories. Shots are drawn from a seeded numpy Generator.
 """
@@ -44,6 +47,8 @@ class Step:
     clbits: tuple[int, ...] = ()
     duration_s: float = 0.0
     condition: tuple[tuple[int, ...], tuple[int, ...]] | None = None
+    errors: tuple[CArray, ...] = ()  # per qubit: the flip a gate error applies to it
+    error_p: float = 0.0  # probability of that flip, per qubit
 
 
 @dataclass
@@ -86,6 +91,16 @@ def _ms(theta: float, phi_a: float, phi_b: float) -> CArray:
     )
 
 
+def ms_flip_probability(device: DeviceSettings) -> float:
+    """Per ion of an MS pair: the σ_φ flip probability that makes the gate's average fidelity the
+    device's (a one-qubit Pauli on a two-qubit gate costs 4/5 of its probability)."""
+    return max(0.0, 1.0 - device.ms_gate.fidelity) * 1.25 / 2
+
+
+def _sigma(phi: float) -> CArray:
+    return np.array([[0, cmath.exp(-1j * phi)], [cmath.exp(1j * phi), 0]], dtype=np.complex128)
+
+
 def interpret(schedule: Schedule, device: DeviceSettings, ideal: bool) -> list[Step]:
     """Turn timed events into the ordered list of operations they perform on the ions."""
     n = schedule.num_qubits
@@ -93,6 +108,7 @@ def interpret(schedule: Schedule, device: DeviceSettings, ideal: bool) -> list[S
     em = device.error_model
     over = 0.0 if ideal else em.over_rotation
     det_rad_s = 0.0 if ideal else 2 * math.pi * em.detuning
+    crosstalk = 0.0 if ideal else em.addressing_crosstalk
     ms_t = math.ceil(device.ms_gate.duration / unit / device.grid_mu - 1e-6) * device.grid_mu
     steps: list[Step] = []
     events = sorted(schedule.events, key=lambda e: (e.start_mu, e.channel))
@@ -123,10 +139,23 @@ def interpret(schedule: Schedule, device: DeviceSettings, ideal: bool) -> list[S
                     theta = (math.pi / 2) * ea.amplitude * eb.amplitude * e.duration_mu / ms_t
                     m = _ms(theta * (1 + over), ea.phase_rad, eb.phase_rad)
                     if det_rad_s:
-                        drift = det_rad_s * t
-                        rz = np.diag([cmath.exp(-0.5j * drift), cmath.exp(0.5j * drift)])
-                        m = np.kron(rz, rz) @ m
-                    steps.append(Step("u2", (qa, qb), m, duration_s=t, condition=ea.condition))
+                        # in the frame of the ions' resonance, as the carrier pulses: the pair
+                        # precesses through the gate like any idle ion (the phases the gate
+                        # sees are those of the light at its start)
+                        frame = _rz(det_rad_s * e.start_mu * unit)
+                        both = np.kron(frame, frame)
+                        m = both @ m @ both.conj().T
+                    steps.append(
+                        Step(
+                            "u2",
+                            (qa, qb),
+                            m,
+                            duration_s=t,
+                            condition=ea.condition,
+                            errors=(_sigma(ea.phase_rad), _sigma(eb.phase_rad)),
+                            error_p=0.0 if ideal else ms_flip_probability(device),
+                        )
+                    )
                 continue
             theta = 2 * math.pi * ch.rabi_frequency * e.amplitude * t * (1 + over)
             delta = 2 * math.pi * (e.frequency_hz - ch.aom_center_frequency) + det_rad_s
@@ -138,6 +167,15 @@ def interpret(schedule: Schedule, device: DeviceSettings, ideal: bool) -> list[S
                 m1 = _rz(delta * (t0 + t)) @ m1 @ _rz(-delta * t0)
             for q in targets:
                 steps.append(Step("u1", (q,), m1, duration_s=t, condition=cond))
+            if crosstalk and ch.kind == "beam_addressed" and ch.ion is not None:
+                # the addressed beam's wings drive the neighbours, with the same phase
+                weak = carrier_matrix(theta * crosstalk, e.phase_rad, -delta * t)
+                if delta:
+                    t0 = e.start_mu * unit
+                    weak = _rz(delta * (t0 + t)) @ weak @ _rz(-delta * t0)
+                for q in (ch.ion - 1, ch.ion + 1):
+                    if 0 <= q < n:
+                        steps.append(Step("u1", (q,), weak, duration_s=t, condition=cond))
     if pending_ms:
         names = [pair[0][0].name for pair in pending_ms.values()]
         raise ScheduleError([(name, "bichromatic pulse without its partner") for name in names])
@@ -263,7 +301,7 @@ class _Runner:
 
     def distribution(
         self,
-        flips: dict[int, list[int]] | None = None,
+        flips: dict[int, list[tuple[int, int]]] | None = None,
         prep_flips: tuple[int, ...] = (),
         start: tuple[int, CArray] | None = None,
     ) -> np.ndarray:
@@ -281,8 +319,12 @@ class _Runner:
             if st.kind in ("u1", "u2"):
                 branches = [(w, eng.apply(psi, st), cl) for w, psi, cl in branches]
                 if flips and i in flips:
-                    for q in flips[i]:
-                        branches = [(w, eng.phase_flip(psi, q), cl) for w, psi, cl in branches]
+                    for q, kind in flips[i]:
+                        if kind == 0:
+                            branches = [(w, eng.phase_flip(psi, q), cl) for w, psi, cl in branches]
+                        else:  # the gate's own error flip on this qubit
+                            flip = Step("u1", (q,), st.errors[st.qubits.index(q)])
+                            branches = [(w, eng.apply(psi, flip), cl) for w, psi, cl in branches]
             elif st.kind == "measure" and self.terminal[i]:
                 for q, c in zip(st.qubits, st.clbits, strict=True):
                     if c >= 0:
@@ -356,7 +398,9 @@ class _Runner:
 
     def sample(self, shots: int, rng: np.random.Generator) -> SimulationResult:
         size = 2**self.ncl
-        stochastic = not self.ideal and (self.prep > 0 or math.isfinite(self.t2))
+        stochastic = not self.ideal and (
+            self.prep > 0 or math.isfinite(self.t2) or any(st.error_p for st in self.steps)
+        )
         if not stochastic:
             dist = self.distribution()
             counts = rng.multinomial(shots, dist)
@@ -367,12 +411,12 @@ class _Runner:
         checkpoints = self._checkpoints() if self.linear else None
         for pattern, n_shots in patterns.items():
             prep, flips = pattern
-            flip_map: dict[int, list[int]] = {}
-            for i, q in flips:
-                flip_map.setdefault(i, []).append(q)
+            flip_map: dict[int, list[tuple[int, int]]] = {}
+            for i, q, kind in flips:
+                flip_map.setdefault(i, []).append((q, kind))
             start = None
             if checkpoints is not None and not prep and flips:
-                first = min(i for i, _ in flips)
+                first = min(i for i, _, _ in flips)
                 if first in checkpoints:
                     start = (first, checkpoints[first])
             if checkpoints is not None and not prep and not flips and "final" in checkpoints:
@@ -385,17 +429,22 @@ class _Runner:
 
     def _noise_patterns(
         self, shots: int, rng: np.random.Generator
-    ) -> dict[tuple[tuple[int, ...], tuple[tuple[int, int], ...]], int]:
-        slots: list[tuple[int, int]] = []
+    ) -> dict[tuple[tuple[int, ...], tuple[tuple[int, int, int], ...]], int]:
+        """Per shot: the prepared flips and the (step, qubit, kind) noise events, kind 0 a
+        dephasing phase flip, 1 the step's own error flip; counted by pattern."""
+        slots: list[tuple[int, int, int]] = []
         probs: list[float] = []
-        if math.isfinite(self.t2):
-            for i, st in enumerate(self.steps):
-                if st.kind in ("u1", "u2"):
-                    p = 0.5 * (1 - math.exp(-st.duration_s / self.t2))
-                    for q in st.qubits:
-                        slots.append((i, q))
-                        probs.append(p)
-        per_shot: list[list[tuple[int, int]]] = [[] for _ in range(shots)]
+        for i, st in enumerate(self.steps):
+            if st.kind in ("u1", "u2") and math.isfinite(self.t2):
+                p = 0.5 * (1 - math.exp(-st.duration_s / self.t2))
+                for q in st.qubits:
+                    slots.append((i, q, 0))
+                    probs.append(p)
+            if st.error_p > 0:
+                for q in st.qubits:
+                    slots.append((i, q, 1))
+                    probs.append(st.error_p)
+        per_shot: list[list[tuple[int, int, int]]] = [[] for _ in range(shots)]
         prep_shot: list[list[int]] = [[] for _ in range(shots)]
         if slots:
             hits = rng.binomial(shots, np.array(probs))
@@ -407,7 +456,7 @@ class _Runner:
             for q in range(self.n):
                 for shot in rng.choice(shots, int(hits_q[q]), replace=False):
                     prep_shot[int(shot)].append(q)
-        counter: Counter[tuple[tuple[int, ...], tuple[tuple[int, int], ...]]] = Counter()
+        counter: Counter[tuple[tuple[int, ...], tuple[tuple[int, int, int], ...]]] = Counter()
         for shot in range(shots):
             counter[(tuple(sorted(prep_shot[shot])), tuple(sorted(per_shot[shot])))] += 1
         return dict(counter)
@@ -533,6 +582,11 @@ class _Trajectories:
                     if self.last.get(q) == i and st.condition is None:
                         psi = _flip_rows(psi, m, k, bit.astype(bool))
                         free.append(slot.pop(q))
+            if st.error_p > 0:
+                for q, error in zip(st.qubits, st.errors, strict=True):
+                    hit = mask & (rng.random(shots) < st.error_p)
+                    if hit.any():
+                        psi = _apply1(psi, m, slot[q], error, hit)
             if st.kind in ("u1", "u2") and math.isfinite(self.t2):
                 p = 0.5 * (1 - math.exp(-st.duration_s / self.t2))
                 for q in st.qubits:

@@ -2,8 +2,9 @@
 on the bus (sim/PROTOCOLS.md §9), and the per-ion photon counts read back as bits.
 
 Each event is mapped by its channel's role and kind: the cooling channel -> `cool`; the pumping
-channel -> `repump` (it resets every ion, so a reset of only some qubits is refused); the
-detection channel -> `detect` with per-ion counts, one named window per event; the clock channel ->
+channel -> `repump` (on the ions it resets, `ions`, when that is not every qubit); the detection
+channel -> `detect` with per-ion counts, one named window per event, on the ions it reads (`ions`,
+when not every qubit: the controller hides the others, PROTOCOLS §10); the clock channel ->
 `clock` (amplitude, phase, AOM frequency); any other global beam -> `raman` without a target; an
 addressed beam -> `raman` on its ion; a bichromatic pair on two addressed beams -> one `ms` pulse.
 Raman and clock amplitudes carry over unchanged: the device config's Rabi frequencies are the
@@ -11,11 +12,16 @@ controller's calibration (configs/sim-lab.yaml matches the simulated lab). The M
 re-expressed for the controller's linear law, θ = 2π·rate·a·t with rate = 1/(4·t_MS) (a full-power
 gate of the calibrated duration is π/2). What the controller cannot do — detuned Raman pulses,
 other TTLs and shutters, times that are not whole nanoseconds, overlapping pulses that touch the
-same ion (it would play them one after the other), gates on ions that a partial detection has
-projected — is refused with `TrapTranslationError` before anything is sent.
+same ion (it would play them one after the other) — is refused with `TrapTranslationError` before
+anything is sent.
 
 A qubit reads 0 (bright, S½) when its ion's count in the window reaches the device's
 `detection_threshold`, else 1 (dark, D3/2).
+
+On the trap backend every cooling pulse also counts each ion's fluorescence (a per-ion window `chain:<event>`): an
+ion of the chain that scatters fewer than `CHAIN_MIN_COUNTS` photons while it is Doppler cooled
+(~20 expected in 1 ms, whatever its qubit state) is gone, dark or hot, and the run is refused
+with `ChainIncomplete` — no result comes from a partial chain (PROTOCOLS §10).
 """
 
 from __future__ import annotations
@@ -38,6 +44,8 @@ from ionpilot.sequencer.settings import DeviceSettings
 from ionpilot.sequencer.simulator import SimulationResult
 
 DEFAULT_DDS_RANGE_HZ = (1e6, 400e6)
+CHAIN_MIN_COUNTS = 2  # cooling photons per ion and window below which the ion is not there
+CHAIN_WINDOW_PREFIX = "chain:"
 DEFAULT_MAX_SHOTS = 10_000
 _UNAVAILABLE_CODES = frozenset(
     {
@@ -48,6 +56,10 @@ _UNAVAILABLE_CODES = frozenset(
         ErrorCode.BUSY,
     }
 )
+
+
+class ChainIncomplete(BackendUnavailable):
+    """The chain broke during a run (an ion lost, dark or melted): its shots are discarded."""
 
 
 @dataclass(frozen=True)
@@ -68,6 +80,7 @@ class PulserProgram:
     num_qubits: int
     num_clbits: int
     shot_s: float
+    chain_windows: tuple[str, ...] = ()  # per-ion cooling counts that say the chain is whole
 
 
 @dataclass
@@ -78,15 +91,16 @@ class _Placed:
     ions: frozenset[int] | None  # None: every ion of the chain
     coherent: bool
     pulse: dict[str, Any] = field(default_factory=dict)
-    read: frozenset[int] = frozenset()  # qubits a detection reads out
 
 
 def translate_schedule(
     schedule: Schedule,
     device: DeviceSettings,
     dds_range_hz: tuple[float, float] = DEFAULT_DDS_RANGE_HZ,
+    chain_check: bool = False,
 ) -> PulserProgram:
-    """The controller's pulses for `schedule` (already validated against `device`)."""
+    """The controller's pulses for `schedule` (already validated against `device`); with
+    `chain_check`, every cooling pulse also counts each ion (`check_chain`)."""
     problems: list[tuple[str, str]] = []
     ns_per_mu = schedule.time_unit_s / 1e-9
     n = schedule.num_qubits
@@ -94,6 +108,7 @@ def translate_schedule(
     placed: list[_Placed] = []
     readouts: list[Readout] = []
     pending_ms: dict[tuple[int, int], list[PulseEvent]] = {}
+    chain_windows: list[str] = []
     grid = device.grid_mu
     ms_t = math.ceil(device.ms_gate.duration / schedule.time_unit_s / grid - 1e-6) * grid
 
@@ -125,7 +140,7 @@ def translate_schedule(
             "threshold": device.detection_threshold,
         }
 
-    def place(e: PulseEvent, ions: frozenset[int] | None, coherent: bool, **pulse: Any) -> None:
+    def place(e: PulseEvent, touches: frozenset[int] | None, coherent: bool, **pulse: Any) -> None:
         start, end = to_ns(e)
         if e.condition is not None:
             if not coherent:
@@ -138,8 +153,7 @@ def translate_schedule(
                 (e.name, f"amplitude {pulse['amplitude']:.6g} above the controller's 1")
             )
         body = {"t_ns": start, "duration_ns": end - start, **pulse}
-        read = frozenset(e.qubits) if pulse["channel"] == "detect" else frozenset()
-        placed.append(_Placed(e.name, start, end, ions, coherent, body, read))
+        placed.append(_Placed(e.name, start, end, touches, coherent, body))
 
     for e in sorted(schedule.events, key=lambda e: (e.start_mu, e.channel)):
         ch = device.channels.get(e.channel)
@@ -148,19 +162,18 @@ def translate_schedule(
             continue
         if e.kind in ("ttl", "pump"):
             if e.channel == device.cooling_channel and e.kind == "ttl":
-                counting = {"window": e.window} if e.window else {}
-                place(e, None, False, channel="cool", **counting)
+                if chain_check:
+                    window = e.window or f"{CHAIN_WINDOW_PREFIX}{e.name}"
+                    chain_windows.append(window)
+                    place(e, None, False, channel="cool", window=window, per_ion=True)
+                else:  # a counting cooling window counts each ion (whether the chain is whole)
+                    counting = {"window": e.window, "per_ion": True} if e.window else {}
+                    place(e, None, False, channel="cool", **counting)
             elif e.channel == device.pumping_channel:
-                partial = sorted(every - set(e.qubits)) if e.kind == "pump" else []
-                if partial:
-                    problems.append(
-                        (
-                            e.name,
-                            f"resets qubit(s) {sorted(e.qubits)} but not {partial}; the pulse "
-                            "controller's repump resets every ion",
-                        )
-                    )
-                place(e, None, False, channel="repump")
+                if e.kind == "pump" and set(e.qubits) != every:
+                    place(e, None, False, channel="repump", ions=sorted(e.qubits))
+                else:
+                    place(e, None, False, channel="repump")
             else:
                 problems.append(
                     (
@@ -175,7 +188,8 @@ def translate_schedule(
                 problems.append((e.name, f"detection on '{e.channel}', not on the PMT"))
                 continue
             readouts.append(Readout(e.name, e.qubits, e.clbits))
-            place(e, None, False, channel="detect", window=e.name, per_ion=True)
+            some = {"ions": sorted(e.qubits)} if set(e.qubits) != every else {}
+            place(e, None, False, channel="detect", window=e.name, per_ion=True, **some)
         elif e.kind == "pulse" and e.channel == device.clock_channel:
             if e.sideband_hz:
                 problems.append((e.name, "bichromatic pulses on the clock beam are not supported"))
@@ -244,6 +258,7 @@ def translate_schedule(
         num_qubits=n,
         num_clbits=schedule.num_clbits,
         shot_s=shot_ns * 1e-9,
+        chain_windows=tuple(chain_windows),
     )
 
 
@@ -276,10 +291,9 @@ def _place_ms(
 
 
 def _collisions(placed: list[_Placed], every: frozenset[int]) -> list[tuple[str, str]]:
-    """Pulses that overlap in time on a shared ion, and gates on ions a detection projected."""
+    """Pulses that overlap in time on a shared ion."""
     out: list[tuple[str, str]] = []
     active: list[_Placed] = []
-    projected: dict[int, str] = {}  # ion -> detection that collapsed it without reading it
     for p in placed:
         active = [a for a in active if a.end_ns > p.start_ns]
         ions = every if p.ions is None else p.ions
@@ -295,23 +309,6 @@ def _collisions(placed: list[_Placed], every: frozenset[int]) -> list[tuple[str,
                 )
                 break
         active.append(p)
-        channel = p.pulse["channel"]
-        if channel in ("cool", "repump"):
-            projected.clear()
-        elif channel == "detect":
-            for q in ions:
-                if q not in p.read:
-                    projected.setdefault(q, p.name)
-        elif p.coherent:
-            hit = sorted(q for q in ions if q in projected)
-            if hit:
-                out.append(
-                    (
-                        p.name,
-                        f"acts on qubit(s) {hit} that detection '{projected[hit[0]]}' projected "
-                        "without reading them (the controller's detection projects every ion)",
-                    )
-                )
     return out
 
 
@@ -343,6 +340,32 @@ def decode_counts(
                 value = (value & ~(1 << c)) | (int(dark) << c)
         out[value] += 1
     return out
+
+
+def check_chain(program: PulserProgram, reply: dict[str, Any]) -> None:
+    """Raise `ChainIncomplete` if any shot's cooling found an ion of the chain not fluorescing."""
+    windows = reply.get("windows")
+    counts = reply.get("counts")
+    if not program.chain_windows or not isinstance(windows, list) or not isinstance(counts, list):
+        return
+    index = {name: i for i, name in enumerate(windows)}
+    at = [index[w] for w in program.chain_windows if w in index]
+    missing: Counter[int] = Counter()
+    for shot in counts:
+        for i in at:
+            per_ion = shot[i] if isinstance(shot, list) and i < len(shot) else None
+            if not isinstance(per_ion, list):
+                raise SequencerError("trap backend: a cooling window has no per-ion counts")
+            for ion, c in enumerate(per_ion):
+                if not isinstance(c, int) or c < CHAIN_MIN_COUNTS:
+                    missing[ion] += 1
+    if missing:
+        ions = ", ".join(f"ion {ion} in {n} shot(s)" for ion, n in sorted(missing.items()))
+        raise ChainIncomplete(
+            f"trap backend: the chain is incomplete ({ions} of {len(counts)} did not fluoresce "
+            f"while cooled, < {CHAIN_MIN_COUNTS} photons): an ion is lost, dark or the crystal "
+            "melted; the run's shots are discarded (no result from a partial chain)"
+        )
 
 
 class PulserLink(Protocol):
@@ -494,7 +517,9 @@ class TrapBackend:
         if not isinstance(limits, dict):
             limits = {}
         dds = limits.get("dds_frequency_hz", DEFAULT_DDS_RANGE_HZ)
-        program = translate_schedule(schedule, self.device, (float(dds[0]), float(dds[1])))
+        program = translate_schedule(
+            schedule, self.device, (float(dds[0]), float(dds[1])), chain_check=True
+        )
         latency_ns = limits.get("feedback_latency_ns")
         if (
             any(e.condition is not None for e in schedule.events)
@@ -519,6 +544,7 @@ class TrapBackend:
             batch = min(per_call, shots - done)
             timeout = batch * program.shot_s + 10.0 + 3 * self.device.max_schedule_duration
             reply = self.link.run(batch, program.pulses, timeout)
+            check_chain(program, reply)
             counts += decode_counts(program, reply, batch, self.device.detection_threshold)
             done += batch
             if done < shots and self.between_calls is not None:

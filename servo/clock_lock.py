@@ -265,7 +265,12 @@ class ClockLock:
         """One unit of work for the present state; returns the servo update if there was one."""
         try:
             if self._state is LockState.LOCKED:
-                return self._locked_update()
+                update = self._locked_update()
+                if self._state is LockState.LOCKED:
+                    # park the light on the line between probes: on an optical qubit the gate
+                    # beams are this light, so user jobs run on the servo's line estimate
+                    self.lab.set_clock_aom_frequency(self.steer_hz(self.clock.now()))
+                return update
             if self._state is LockState.ACQUIRING:
                 self._acquisition_step()
                 return None

@@ -126,28 +126,33 @@ class ClockShots:
         for shot in counts:
             if type(shot) is not list or not -len(shot) <= detect_at < len(shot):
                 raise LabError(f"{self.pulser} returned a shot without a detection count")
-            found = _count(shot[detect_at])
+            found = _count(shot[detect_at], chain=_clock_ion)
             if found is None:
                 raise LabError(f"{self.pulser} returned a shot without a detection count")
             detection.append(found)
             if cooling is not None and cool_at is not None:
-                value = _count(shot[cool_at]) if len(shot) > cool_at else None
+                value = _count(shot[cool_at], chain=min) if len(shot) > cool_at else None
                 if value is None:
                     raise LabError(f"{self.pulser} returned a shot without cooling counts")
                 cooling.append(value)
         return cooling, detection
 
 
-def _count(value: object) -> int | None:
-    """A window's photon count: an integer, or per-ion integers (summed); None if neither."""
+def _clock_ion(per_ion: list[int]) -> int:
+    """The chain's clock ion: the centre one (ion 0 of a single ion)."""
+    return per_ion[len(per_ion) // 2]
+
+
+def _count(value: object, chain: Callable[[list[int]], int]) -> int | None:
+    """A window's photon count: an integer, or per-ion integers judged by `chain` (detection:
+    the clock ion's count; cooling: the dimmest ion's, so one ion missing from a chain reads as
+    a lost ion); None if neither."""
     kind = type(value)
     if kind is int:
         return value  # type: ignore[return-value]  # exactly int (not bool)
-    if kind is list:
-        total = 0
+    if kind is list and value:
         for v in value:  # type: ignore[attr-defined]
             if type(v) is not int:
                 return None
-            total += v
-        return total
+        return chain(value)  # type: ignore[arg-type]
     return None

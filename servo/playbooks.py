@@ -43,6 +43,7 @@ FLUORESCENCE = "servo.ion.fluorescence"
 HEARTBEAT = "servo.drivers.heartbeat"
 MICROMOTION = "servo.trap.micromotion"
 COUNT_RATE = "pulser.count_rate"  # lab signal: cooled fluorescence (1/s)
+IONS_FLUORESCING = "pulser.ions_fluorescing"  # lab signal: ions whose own pixel sees cooling light
 MICROMOTION_SIGNAL = "trap.micromotion_index"  # lab signal: modulation index β (sideband probe)
 
 
@@ -131,7 +132,14 @@ class RecoveryContext:
         self.lab.set(parameter, value)
 
     def ion_present(self) -> bool:
-        return self.lab.is_ion_present()
+        """The trap holds what it should: an ion, or with `chain_ions` > 1 every ion of the
+        chain, each counted on its own pixel (one ion missing from five is a loss)."""
+        if self.settings.chain_ions <= 1:
+            return self.lab.is_ion_present()
+        return self.ions_fluorescing() >= self.settings.chain_ions
+
+    def ions_fluorescing(self) -> int:
+        return round(self.lab.read(IONS_FLUORESCING))
 
 
 StepAction = Callable[[RecoveryContext], StepResult]
@@ -309,8 +317,14 @@ def stop_loading(ctx: RecoveryContext) -> StepResult:
 
 
 def verify_single_ion(ctx: RecoveryContext) -> StepResult:
-    """The count level says one ion (not two, not a hot cloud)."""
+    """The count level says one ion (not two, not a hot cloud); for a chain, each ion's pixel
+    counted says the chain is whole."""
     s = ctx.settings
+    if s.chain_ions > 1:
+        n = ctx.ions_fluorescing()
+        if n != s.chain_ions:
+            return fail(f"{n} of {s.chain_ions} ions fluoresce: the chain is not whole")
+        return done(f"{n} ions counted: the chain is whole")
     rate = ctx.lab.read(COUNT_RATE)
     net = rate - (s.fluorescence_threshold / 6)  # background is well below the threshold
     if net > 1.6 * s.single_ion_rate:

@@ -253,6 +253,7 @@ class RecoverySettings:
     dc_compensation_period: Annotated[float, "s"] = 0.0  # scheduled DC scans (0 = on alarm)
     fluorescence_threshold: Annotated[float, "1/s"] = 3000.0  # cooled counts above: an ion
     single_ion_rate: Annotated[float, "1/s"] = 20_000.0  # expected for one bright ion (net)
+    chain_ions: int = 1  # ions the trap holds when whole: reloads until each one fluoresces
     oven_current: Annotated[float, "A"] = 2.4  # during a reload (hot start, within limits)
     oven_voltage: Annotated[float, "V"] = 3.0  # compliance: the oven is current-driven
     oven_supply: str = "oven"

@@ -17,7 +17,7 @@ class IonSettings:
     clock_frequency: Annotated[float, "Hz"] = 688_358_979_309_308.0
     natural_linewidth: Annotated[float, "Hz"] = 3.1
     clock_rabi_frequency: Annotated[float, "Hz"] = 25.0  # Omega/2pi at amplitude 1
-    gate_rabi_frequency: Annotated[float, "Hz"] = 50e3  # raman R(theta, phi) at amplitude 1
+    gate_rabi_frequency: Annotated[float, "Hz"] = 50e3  # 435.5 nm gate R(theta, phi) at amplitude 1
     ms_rate: Annotated[float, "Hz"] = 1250.0  # MS theta = 2pi * rate * amplitude * t
     bright_count_rate: Annotated[float, "1/s"] = 20_000.0  # detected photons, nominal cooling
     background_count_rate: Annotated[float, "1/s"] = 500.0
@@ -105,12 +105,32 @@ class CombSettings:
 
 
 @dataclass(frozen=True)
+class ChainSettings:
+    """The chain as a processor (sim/PROTOCOLS.md §10): the optical qubit's gate beams (the clock
+    laser, addressed or global), the axial motional mode the MS gate uses, optical pumping, and
+    the per-ion detector (one camera region or PMT-array pixel per ion)."""
+
+    gate_over_rotation: float = 0.002  # the gate beams' Rabi frequency is this much above nominal
+    addressing_crosstalk: float = 0.01  # Rabi frequency on each neighbour / on the addressed ion
+    lamb_dicke: float = 0.02  # eta of the axial COM mode: 0.045 (one ion, 3 MHz) / sqrt(5)
+    mean_phonons: float = 3.0  # n of the COM mode after Doppler cooling (~Gamma / 2 omega)
+    heating_rate: Annotated[float, "Hz"] = 30.0  # COM-mode quanta gained per second (1/s)
+    prep_error: float = 0.001  # optical pumping leaves an ion in |1> with this probability
+    hiding_error: float = 5e-4  # a spectator's phase flip while others are detected or reset
+    detection_crosstalk: float = 2e-4  # fraction of an ion's photons seen by each neighbour's pixel
+    pixel_background_rate: Annotated[float, "Hz"] = 10.0  # stray-light counts per second in a pixel
+
+
+@dataclass(frozen=True)
 class SimSettings:
     """The simulated lab: seed, speed, ion count and the physics of every part."""
 
     seed: int = 1
     speed: float = 1.0  # real-time mode: world seconds per wall second
+    # ions in the trap: one unless the lab file says more (the default lab's `sim.n_ions` holds
+    # the five-ion chain the device describes; single-ion physics tests build on this default)
     n_ions: int = 1
+    clock_ions: int = 1  # ions `ionpilot clock-sim` interrogates (a single-ion clock by default)
     epoch_unix: Annotated[float, "s"] = 1_700_000_000.0  # virtual time's Unix start
     ion: IonSettings = field(default_factory=IonSettings)
     clock_laser: ClockLaserSettings = field(default_factory=ClockLaserSettings)
@@ -119,9 +139,12 @@ class SimSettings:
     oven: OvenSettings = field(default_factory=OvenSettings)
     wavemeter: WavemeterSettings = field(default_factory=WavemeterSettings)
     comb: CombSettings = field(default_factory=CombSettings)
+    chain: ChainSettings = field(default_factory=ChainSettings)
 
     def __post_init__(self) -> None:
         if not 1 <= self.n_ions <= 10:
             raise ValueError(f"n_ions must be 1..10, found {self.n_ions}")
+        if not 1 <= self.clock_ions <= 10:
+            raise ValueError(f"clock_ions must be 1..10, found {self.clock_ions}")
         if self.speed <= 0:
             raise ValueError(f"speed must be positive, found {self.speed}")

@@ -27,7 +27,9 @@ from functools import partial
 
 import numpy as np
 
-from .chain import IonChain, detuned_pulse, molmer_sorensen, rotation
+from .chain import IonChain, detuned_pulse
+from .chain_models import own_photons
+from .chain_run import ChainRun, RunConditions
 from .clock import RealClock, VirtualClock, WorldClock
 from .physics import (
     SPEED_OF_LIGHT,
@@ -81,6 +83,7 @@ FAULT_KINDS = (
     "instrument_hang",
     "instrument_disconnect",
     "garbage_reply",
+    "chain_melt",
     "restore",
 )
 INSTRUMENT_FAULTS = {
@@ -229,6 +232,7 @@ class Pulse:
     phase_b_rad: float = 0.0
     window: str | None = None
     per_ion: bool = False
+    ions: tuple[int, ...] | None = None  # detect / repump on these ions only (others hidden)
     # a conditional segment: played only if this returns True for the windows counted so far
     # in the same shot (the pulser builds it from the request's `condition`)
     condition: Callable[[dict[str, int | list[int]]], bool] | None = field(
@@ -298,7 +302,9 @@ class World:
         # Ions.
         self.present = [True] * s.n_ions
         self.dark = [False] * s.n_ions
-        self.chain = IonChain(s.n_ions, self.nprng)
+        self.lost_at = [math.inf] * s.n_ions  # world time each ion last left the trap
+        self.processor = ChainRun(s, self.nprng)  # the chain as a processor (chain_run.py)
+        self.chain = IonChain(s.n_ions, self.nprng)  # one shot's state (the clock fast path)
         # Wavemeter.
         self.wavemeter_invalid_until = -math.inf
         self.wavemeter_index = 0
@@ -333,7 +339,6 @@ class World:
         self.wall_start = time.time()
         self.last_clock_detunings_hz: list[float] = []  # truth of the last clock run, per shot
         # shot by shot: when the last clock pulse ended (free precession runs from there)
-        self._clock_light_off_since: float | None = None
 
     # ---- time -------------------------------------------------------------------------------
 
@@ -472,6 +477,7 @@ class World:
 
     def _lose(self, i: int, why: str) -> None:
         self.present[i] = False
+        self.lost_at[i] = self.t
         self.dark[i] = False
         self._log(f"ion {i} {why}")
 
@@ -482,6 +488,7 @@ class World:
     def _load(self) -> None:
         i = self.present.index(False)
         self.present[i] = True
+        self.lost_at[i] = math.inf
         self.dark[i] = False
         self._log(f"ion {i} loaded")
 
@@ -950,6 +957,20 @@ class World:
             self._consume(duration_s)
             return poisson(self.rng, rate * duration_s)
 
+    def count_photons_per_ion(self, duration_s: float) -> tuple[int, list[int]]:
+        """Cooling fluorescence over `duration_s` (consumed): the PMT's total and each ion's
+        pixel of the per-ion detector (the chain's ions counted, PROTOCOLS §10)."""
+        with self._lock:
+            self._sync()
+            s = self.settings.ion
+            rate = s.bright_count_rate * self.fluorescence_factor()
+            fluorescing = np.array(self._bright_ions(), dtype=bool)[None, :]
+            self._consume(duration_s)
+            own = own_photons(self.nprng, rate, duration_s, fluorescing)
+            detector = self.processor.detector
+            total = int(detector.total(self.nprng, own, duration_s)[0])
+            return total, detector.pixels(self.nprng, own, duration_s)[0].tolist()
+
     def run_schedule(self, pulses: Sequence[Pulse], shots: int) -> list[list[int | list[int]]]:
         """Execute a validated schedule `shots` times; counts per shot per counting window."""
         with self._lock:
@@ -958,29 +979,44 @@ class World:
             shot_ns = max(p.t_ns + p.duration_ns for p in ordered)
             if self.settings.n_ions == 1 and all(p.channel in _CLOCK_CHANNELS for p in ordered):
                 return self._run_clock_shots(ordered, shots, shot_ns * 1e-9)
-            results: list[list[int | list[int]]] = []
-            for _ in range(shots):
-                start = self.t
-                self.chain.reset()
-                self._clock_light_off_since = None
-                shot: list[int | list[int]] = []
-                seen: dict[str, int | list[int]] = {}
-                for pulse in ordered:
-                    begin = start + pulse.t_ns * 1e-9
-                    if begin > self.t:
-                        self._consume(begin - self.t)
-                    if pulse.condition is not None and not pulse.condition(seen):
-                        continue  # the branch not taken idles; the next pulse waits its time
-                    value = self._apply_pulse(pulse)
-                    if value is not None:
-                        shot.append(value)
-                        if pulse.window is not None:
-                            seen[pulse.window] = value
-                end = start + shot_ns * 1e-9
-                if end > self.t:
-                    self._consume(end - self.t)
-                results.append(shot)
-            return results
+            return self._run_chain_shots(ordered, shots, shot_ns * 1e-9)
+
+    def _run_chain_shots(
+        self, ordered: Sequence[Pulse], shots: int, shot_s: float
+    ) -> list[list[int | list[int]]]:
+        """Every shot of a run on the chain at once (sim/chain_run.py): the conditions at the
+        run's start (fluorescence, micromotion, the clock AOM), the line's drift across the run
+        interpolated per shot, then the run's time consumed; an ion lost during the run (its
+        exact time drawn as it passes) is absent from the shots that start after it left."""
+        s = self.settings
+        t0 = self.t
+        init = s.clock_laser.initial_offset
+        off_first = self.clock_offset_hz(t0 + shot_s / 2)
+        off_last = self.clock_offset_hz(t0 + (shots - 0.5) * shot_s) if shots > 1 else off_first
+        k = np.arange(shots, dtype=np.float64)
+        slope = (off_last - off_first) / (shots - 1) if shots > 1 else 0.0
+        dds = self.dds["clock_aom"]
+        present = np.array(self.present, dtype=bool)
+        cond = RunConditions(
+            present=np.repeat(present[None, :], shots, axis=0),
+            shelved=np.array(self.dark, dtype=bool),
+            bright_rate_hz=s.ion.bright_count_rate * self.fluorescence_factor(),
+            line_aom_hz=np.asarray(AOM_CENTRE_HZ + init - (off_first + slope * k), np.float64),
+            white_fm_h0=self.white_fm_h0,
+            clock_aom_hz=dds["frequency_hz"],
+            clock_amplitude=dds["amplitude"],
+            clock_phase_rad=dds["phase_rad"],
+            micromotion_beta=self.micromotion_beta(),
+            rf_frequency_hz=self.rf_frequency_hz,
+        )
+        clock = [p.frequency_hz or dds["frequency_hz"] for p in ordered if p.channel == "clock"]
+        truth = sum(clock) / len(clock) - cond.line_aom_hz if clock else np.zeros(0)
+        self.last_clock_detunings_hz = truth.tolist()  # mean probe detuning per shot
+        self._consume(shots * shot_s)
+        ends = t0 + (k + 1) * shot_s
+        lost = np.array(self.lost_at)
+        cond.present &= lost[None, :] >= ends[:, None]
+        return self.processor.run(ordered, shots, cond)
 
     def _run_clock_shots(
         self, ordered: Sequence[Pulse], shots: int, shot_s: float
@@ -1139,58 +1175,6 @@ class World:
             means.append(total / len(pieces))
         return probs, means
 
-    def _apply_pulse(self, p: Pulse) -> int | list[int] | None:
-        s = self.settings.ion
-        duration = p.duration_ns * 1e-9
-        if p.channel == "cool":
-            self.chain.reset()
-            rate = s.bright_count_rate * self.fluorescence_factor()
-            n = sum(self._bright_ions())
-            self._consume(duration)
-            if p.window is None:
-                return None
-            return poisson(self.rng, (n * rate + s.background_count_rate) * duration)
-        if p.channel == "detect":
-            bits = self.chain.measure()
-            excited = [b == 1 and pr for b, pr in zip(bits, self.present, strict=True)]
-            bright = [b == 0 and ok for b, ok in zip(bits, self._bright_ions(), strict=True)]
-            total, per_ion, decayed = self._detect_counts(bright, excited, duration)
-            self.chain.set_basis(tuple(0 if d else b for b, d in zip(bits, decayed, strict=True)))
-            return per_ion if p.per_ion else total
-        if p.channel == "repump":
-            self.chain.reset()
-            self._consume(duration)
-            return None
-        if p.channel == "clock":
-            dds = self.dds["clock_aom"]
-            freq = dds["frequency_hz"] if p.frequency_hz is None else p.frequency_hz
-            detuning, factor = self._clock_coupling(freq, duration)
-            rabi = s.clock_rabi_frequency * p.amplitude * dds["amplitude"] * factor
-            phase = p.phase_rad + dds["phase_rad"]
-            dark = self._clock_light_off_since
-            if dark is not None and self.t > dark:  # free precession since the last clock pulse
-                self.chain.apply_global(detuned_pulse(0.0, detuning, self.t - dark, 0.0))
-            self.chain.apply_global(detuned_pulse(rabi, detuning, duration, phase))
-            self._consume(duration)
-            self._clock_light_off_since = self.t
-            return None
-        if p.channel == "raman":
-            theta = 2 * math.pi * s.gate_rabi_frequency * p.amplitude * duration
-            u = rotation(theta, p.phase_rad)
-            if p.target is None:
-                self.chain.apply_global(u)
-            else:
-                self.chain.apply_1q(u, p.target)
-            self._consume(duration)
-            return None
-        if p.channel == "ms":
-            theta = 2 * math.pi * s.ms_rate * p.amplitude * duration
-            a, b = p.targets
-            self.chain.apply_2q(molmer_sorensen(theta, p.phase_rad, p.phase_b_rad), a, b)
-            self._consume(duration)
-            return None
-        raise ValueError(f"unknown pulse channel '{p.channel}'")
-
     # ---- faults ---------------------------------------------------------------------------------
 
     def add_fault_listener(self, listener: Callable[[str, str | None], None]) -> None:
@@ -1229,6 +1213,14 @@ class World:
                 if self.present[i]:
                     self._lose(i, "lost (fault)")
             text = "ions lost"
+        elif kind == "chain_melt":
+            # a collision heats the crystal: hot ions leave the trap's bottom, each escaping with
+            # probability 1/2 before Doppler cooling recrystallises the rest (at least one goes)
+            there = [i for i in range(s.n_ions) if self.present[i]]
+            gone = [i for i in there if self.rng.random() < 0.5] or there[-1:]
+            for i in gone:
+                self._lose(i, "lost (the chain melted)")
+            text = f"the chain melted: ion(s) {gone} escaped"
         elif kind == "ion_dark":
             for i in self._ion_targets(target):
                 if self.present[i]:
@@ -1311,6 +1303,7 @@ class World:
                 done.append(f"laser {key} back on its mode")
         if low in ("ion", "ions"):
             self.present = [True] * self.settings.n_ions
+            self.lost_at = [math.inf] * self.settings.n_ions
             self.dark = [False] * self.settings.n_ions
             done.append("ions reloaded")
         if "stray" in low or "dc" in low:

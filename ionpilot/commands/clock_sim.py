@@ -130,6 +130,7 @@ def sim_world_settings(
     return dataclasses.replace(
         sim,
         seed=seed,
+        n_ions=sim.clock_ions,  # the clock's ions, not the processor's chain
         ion=ion,
         clock_laser=clock_laser,
         trap=dataclasses.replace(sim.trap, rf_trip_rate=0.0),
@@ -174,9 +175,11 @@ def run(
 
 
 def load_recovery(config_path: str | None) -> RecoverySettings:
-    """The lab file's `recovery:` section (defaults when the default file does not load)."""
+    """The lab file's `recovery:` section (defaults when the default file does not load), for
+    the clock's own world: the ions it counts are the clock's (`sim.clock_ions`)."""
     try:
-        return load_config(config_path or default_lab_file()).recovery
+        config = load_config(config_path or default_lab_file())
+        return dataclasses.replace(config.recovery, chain_ions=config.sim.clock_ions)
     except (ConfigError, OSError) as exc:
         if config_path is not None:
             raise ClockSimError(f"{config_path} is invalid: {str(exc).splitlines()[0]}") from exc

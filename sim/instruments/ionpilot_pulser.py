@@ -102,6 +102,9 @@ class Pulser(Protocol):
             duration = _number(req, "duration_s", 0.1)
             if not 0 < duration <= MAX_COUNT_S:
                 raise RequestError("out_of_range", f"duration_s must be in (0, {MAX_COUNT_S}]")
+            if req.get("per_ion"):
+                total, per_ion = self.world.count_photons_per_ion(duration)
+                return {"counts": total, "per_ion": per_ion, "duration_s": duration}
             return {"counts": self.world.count_photons(duration), "duration_s": duration}
         if op == "run":
             return self._run(req)
@@ -250,6 +253,21 @@ class Pulser(Protocol):
                 raise _bad(f"pulse {index}: ms needs two distinct ion indices in 'targets'")
             targets = (tg[0], tg[1])
         frequency = self._frequency(raw, index)
+        ions = raw.get("ions")
+        if ions is not None:
+            if (
+                channel not in ("detect", "repump")
+                or not isinstance(ions, list)
+                or not ions
+                or not all(isinstance(x, int) and not isinstance(x, bool) for x in ions)
+                or not all(0 <= x < n for x in ions)
+                or len(set(ions)) != len(ions)
+            ):
+                raise _bad(
+                    f"pulse {index}: 'ions' (detect and repump only) must list distinct ion "
+                    f"indices 0..{n - 1}"
+                )
+            ions = tuple(ions)
         phase_key = "phase_a_rad" if channel == "ms" else "phase_rad"
         return Pulse(
             t_ns=t_ns,
@@ -263,6 +281,7 @@ class Pulser(Protocol):
             phase_b_rad=_number(raw, "phase_b_rad", 0.0),
             window=window,
             per_ion=bool(raw.get("per_ion", False)),
+            ions=ions,
         )
 
     def _frequency(self, raw: dict[str, Any], index: int) -> float | None:

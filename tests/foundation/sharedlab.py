@@ -38,11 +38,10 @@ from ionpilot.commands.up import child_specs
 from ionpilot.config import LabConfig, load_config
 
 # The ion reloads in seconds instead of a minute (a small oven that heats in 2 s, a 2 s mean
-# loading time): the recoveries the users wait for are short. Two ions: the MS-gate experiment
-# needs a pair (the clock experiments probe and read ion 0), so the daemon's reload check expects
-# up to two ions' fluorescence. Nothing else differs from configs/sim-lab.yaml.
-FAST_LOADING = "sim: {n_ions: 2, ion: {reload_time: 2 s}, oven: {time_constant: 2 s}}"
-PAIR_RELOAD = "recovery: {single_ion_rate: 40000 1/s}"
+# loading time): the recoveries the users wait for are short. Nothing else differs from
+# configs/sim-lab.yaml (its five-ion chain: the MS-gate experiment takes a pair of it, the clock
+# experiments probe and read ion 0, the reload counts the whole chain back).
+FAST_LOADING = "sim: {ion: {reload_time: 2 s}, oven: {time_constant: 2 s}}"
 DURATION_S = 1500.0  # `up` ends by itself at worst (the users take a few minutes in all)
 FIRST_LOCK_WITHIN_S = 150.0  # a fresh lab: processes started, clock and laser locks locked
 HEALTHY_WITHIN_S = 150.0  # the longest recovery a user may leave behind (a reload, a relock)
@@ -98,7 +97,7 @@ class SharedUp:
 
     def __init__(self, tmp: Path) -> None:
         self.tmp = tmp
-        self.lab_file = lab_on_free_ports(tmp, "shared", [FAST_LOADING, PAIR_RELOAD])
+        self.lab_file = lab_on_free_ports(tmp, "shared", [FAST_LOADING])
         self.config = load_config(self.lab_file)
         self.up: UpRun | None = None
         self.daemon: CommandClient | None = None
