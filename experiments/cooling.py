@@ -115,9 +115,7 @@ def cooling_scan(
             "fluorescence",
             label="fluorescence",
             unit="1/s",
-            get_cmd=lambda: count_fluorescence(
-                lab, device, settings.window, settings.shots, device.pulse_controller
-            ),
+            get_cmd=lambda: count_fluorescence(lab, device, settings.window, settings.shots),
         )
         # in a fixed random order: a slow drift of the rest of the lab (the repump's lock still
         # settling, say) then scatters the points, which the fit's χ² shows, instead of

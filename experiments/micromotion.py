@@ -79,9 +79,7 @@ def micromotion(
     device = lab.config.device
 
     def fluorescence_rate() -> float:
-        return count_fluorescence(
-            lab, device, settings.window, settings.shots, device.pulse_controller
-        )
+        return count_fluorescence(lab, device, settings.window, settings.shots)
 
     fluorescence = Parameter(
         "fluorescence", label="fluorescence", unit="1/s", get_cmd=fluorescence_rate, set_cmd=False

@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any
 from ionpilot.bus.codec import BusError, ErrorCode
 from ionpilot.sequencer.schedule import PulseEvent, Schedule, validate_schedule
 from ionpilot.sequencer.settings import DeviceSettings
-from ionpilot.sequencer.trap import translate_schedule
 
 if TYPE_CHECKING:
     from ionpilot.script import Lab
@@ -138,11 +137,10 @@ def clock_probe(
     return Schedule(1, 1, events, cregs=[("clock", 1)], final_frame=[0.0], time_unit_s=unit)
 
 
-def count_fluorescence(
-    lab: Lab, device: DeviceSettings, window_s: float, shots: int, pulser: str = "pulser"
-) -> float:
-    """Cooling fluorescence (counts per second): `shots` cooling windows of `window_s`, one run
-    on the pulse controller, built and translated by the sequencer."""
+def count_fluorescence(lab: Lab, device: DeviceSettings, window_s: float, shots: int) -> float:
+    """Cooling fluorescence (counts per second, all ions): `shots` cooling windows of
+    `window_s`, built by the sequencer and played as a clock job through its queue (the pulse
+    controller is the queue's: nothing reaches it past the sequencer)."""
     unit = device.time_unit
     length = max(device.grid_mu, round(window_s / unit))
     schedule = Schedule(
@@ -152,12 +150,16 @@ def count_fluorescence(
         time_unit_s=unit,
     )
     validate_schedule(schedule, device)
-    program = translate_schedule(schedule, device)
-    reply = lab.call(
-        pulser, "call", {"name": "run", "args": [shots, program.pulses]}, timeout=30.0 + shots
-    )
-    counts = reply.get("counts") if isinstance(reply, dict) else None
+    reply = SequencerJobs(lab).run_schedule(schedule, shots)
+    counts = reply.get("counts")
     if not isinstance(counts, list) or len(counts) != shots:
-        raise BusError(ErrorCode.BAD_REQUEST, f"{pulser}: a run without {shots} shots of counts")
-    total = sum(int(shot[0]) for shot in counts)
+        raise BusError(ErrorCode.BAD_REQUEST, f"the sequencer ran no {shots} shots of counts")
+    total = 0
+    for shot in counts:
+        window = shot[0] if isinstance(shot, list) and shot else None
+        if isinstance(window, list):  # counted per ion: the chain's sum
+            window = sum(window)
+        if not isinstance(window, int) or isinstance(window, bool):
+            raise BusError(ErrorCode.BAD_REQUEST, f"a shot without a fluorescence count: {shot!r}")
+        total += window
     return total / (shots * length * unit)

@@ -36,10 +36,10 @@ def test_ms_gate_measures_and_records_the_bell_fidelity(
 def test_ms_gate_on_ions_the_chain_lacks_is_refused(
     up_lab: UpLab, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    argv = ["experiment", "ms-gate", "--ion_b", "4", "--config", str(up_lab.lab_file)]
+    argv = ["experiment", "ms-gate", "--ion_b", "5", "--config", str(up_lab.lab_file)]
     assert main(argv) == 2
     err = capsys.readouterr().err
-    assert "needs ions 0 and 4 in the trap" in err and "chain of 2 ion(s)" in err
+    assert "needs ions 0 and 5 in the trap" in err and "chain of 5 ion(s)" in err
     assert "Traceback" not in err
 
 
