@@ -48,7 +48,7 @@ def test_cooling_scan_finds_the_cooling_lasers_detuning(
 ) -> None:
     """The cooling laser borrowed from its wavemeter lock and scanned on the red side: the
     Lorentzian's centre puts the lock's target at the simulated working detuning (-10 MHz)."""
-    result = experiment(capsys, up_lab.lab_file, "cooling-scan", "--points", "9", "--shots", "10")
+    result = experiment(capsys, up_lab.lab_file, "cooling-scan", "--points", "13", "--shots", "10")
     config = load_config(up_lab.lab_file)
     truth = config.sim.ion.cooling_detuning
     detuning, error = result["cooling_detuning_hz"], result["cooling_detuning_error_hz"]
