@@ -4,7 +4,10 @@ lab's calibration record. (Before the ion-loss test: a reload brings back one io
 
 from __future__ import annotations
 
+import json
 import time
+from pathlib import Path
+from typing import Any
 
 import pytest
 from uplab import UpLab, experiment
@@ -31,6 +34,30 @@ def test_ms_gate_measures_and_records_the_bell_fidelity(
     assert started <= recorded.measured_s <= time.time()
     readout = CalibrationStore(config.lab.data_dir).get("readout_fidelity")
     assert readout is not None and readout.value > 0.9 and readout.measured_s >= started
+
+    # the device description reports the fit with its time stamp, and the same record aged past
+    # a validity shorter than its age sets QDMI NEEDSCALIBRATION
+    shown = _device_json(capsys, up_lab.lab_file)
+    ms = shown["calibrations"]["msGateFidelity"]
+    assert ms["origin"] == "measured" and ms["value"] == pytest.approx(recorded.value)
+    assert ms["measured_s"] == pytest.approx(recorded.measured_s) and ms["measuredAt"]
+    assert ms["needsCalibration"] is False
+    assert shown["qdmi"]["device"]["QDMI_DEVICE_PROPERTY_NEEDSCALIBRATION"] == 0
+    aged = up_lab.lab_file.parent / "lab-ms-aged.yaml"
+    aged.write_text(
+        f"include: {up_lab.lab_file}\ndevice: {{calibration_validity: {{ms_fidelity: 1 ms}}}}\n"
+    )
+    shown = _device_json(capsys, aged)
+    assert shown["calibrations"]["msGateFidelity"]["needsCalibration"] is True
+    assert shown["calibrations"]["needsCalibration"] == ["ms_fidelity"]
+    assert shown["qdmi"]["device"]["QDMI_DEVICE_PROPERTY_NEEDSCALIBRATION"] == 1
+
+
+def _device_json(capsys: pytest.CaptureFixture[str], lab_file: Path) -> dict[str, Any]:
+    """`ionpilot device --json --offline --config LAB` (the record, not the live status)."""
+    assert main(["device", "--json", "--offline", "--config", str(lab_file)]) == 0
+    doc: dict[str, Any] = json.loads(capsys.readouterr().out)
+    return doc
 
 
 def test_ms_gate_on_ions_the_chain_lacks_is_refused(
