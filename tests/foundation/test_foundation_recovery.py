@@ -97,8 +97,8 @@ def test_ion_loss_during_up_is_recovered_and_the_lock_resumes(
             return reply
 
         assert up.wait_until(idle, 90, STEP_S), up.text()
-        before = device_status()
-        assert before["state"] == "idle", before
+        before = device_status()  # `calibration` if an earlier user's record has aged
+        assert before["state"] == ("calibration" if before["needsCalibration"] else "idle")
 
         # a Bell job is running on the whole chain when one ion leaves it
         victim = submit(VICTIM_SHOTS)["id"]
