@@ -84,7 +84,10 @@ class QueuedClockShots(ClockShots):
 
     def count_photons(self, duration_s: float) -> int:
         """Cooling fluorescence counted for `duration_s` (one shot of a counting cooling pulse,
-        a clock job like the interrogations)."""
+        a clock job like the interrogations). On a chain, the weakest ion's own pixel: the
+        chain fluoresces only if every ion does, as the interrogations' cooling windows judge
+        it (`clock_shots`), so one ion lost from five reads as no fluorescence, not as 4/5 of
+        the chain's sum (which would clear the ion-loss trip the shots had raised)."""
         schedule = presence_schedule(self.device, duration_s)
         reply = self.run_job(schedule.dumps(), 1, 5.0 + 3.0 * duration_s)
         windows, counts = reply.get("windows"), reply.get("counts")
@@ -98,6 +101,6 @@ class QueuedClockShots(ClockShots):
         ):
             found = counts[0][windows.index(PRESENCE_WINDOW)]
             per_ion = found if isinstance(found, list) else [found]
-            if all(type(c) is int for c in per_ion):
-                return sum(per_ion)
+            if per_ion and all(type(c) is int for c in per_ion):
+                return min(per_ion)
         raise LabError(f"the {self.sequencer} service returned no presence count: {reply!r}"[:300])

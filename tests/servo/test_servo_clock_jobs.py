@@ -89,3 +89,18 @@ def test_a_sequencer_that_is_down_or_refuses_is_a_lab_error(code, words):
         shots.interrogate(lock_probe(ClockLockSettings()), 80e6, 20)  # default device
     with pytest.raises(LabError, match=words):
         shots.count_photons(0.05)
+
+
+def test_the_fluorescence_check_reads_the_weakest_ion_of_the_chain():
+    """One ion lost from five must read as no fluorescence (as the interrogations' cooling
+    windows judge it), not as 4/5 of the chain's sum, which would clear the ion-loss trip."""
+    per_ion = [1010, 987, 2, 1003, 995]  # ion 2's pixel: background only
+
+    def call(target: str, method: str, args: dict[str, Any], timeout: float) -> Any:
+        assert (target, method, args["name"]) == ("sequencer", "call", "run_clock")
+        return {"windows": ["presence"], "counts": [[per_ion]]}
+
+    shots = QueuedClockShots(call, PulseCalibration())
+    assert shots.count_photons(0.05) == 2
+    per_ion[2] = 1001  # reloaded: the chain is whole
+    assert shots.count_photons(0.05) == 987
