@@ -16,9 +16,10 @@ its turn when the clock job it waits for has run or its nap is over, looking bet
 between two controller calls of a user job and in its own waits. So a run is deterministic for
 a seed, and what it measures is the real policy's interleaving of the real servo's requests.
 
-What differs from live: the fluorescence check (`is_ion_present`, recoveries only) counts on the
-World directly rather than as a clock job; the clock AOM set-point the lock parks between its
-probes is written to the World's DDS (WorldLab), which the live `BusLab` only remembers.
+With `QueuedWorldLab` the fluorescence counts are clock jobs too, as live. What differs from
+live: the clock AOM set-point the lock parks between its probes is written to the World's DDS
+(WorldLab), which the live `BusLab` only remembers; other readings (wavemeter, comb, the chain's
+per-ion count, the micromotion probe) are the World's at once, as the driver hosts' would be.
 """
 
 from __future__ import annotations
@@ -184,6 +185,24 @@ class WorldPulserLink:
             ) from None
         self.played(float(reply["duration_s"]))
         return reply
+
+
+class QueuedWorldLab(WorldLab):
+    """The World in process as the live daemon reaches its pulse controller, through the
+    sequencer's queue: its interrogations (`shots`, which `SharedController` makes its queued
+    ones) and its fluorescence counts (health, recovery: a counting cooling pulse, `BusLab`'s
+    `count_rate`) are clock jobs."""
+
+    def count_rate(self) -> float:
+        """Cooling fluorescence now (1/s): a `presence_count_time` count as a clock job."""
+        shots = self.shots
+        if not isinstance(shots, QueuedClockShots):
+            raise LabError("this lab's clock shots do not go through a sequencer queue")
+        duration = self.pulses.presence_count_time
+        return shots.count_photons(duration) / duration
+
+    def is_ion_present(self) -> bool:
+        return self.count_rate() > self.pulses.presence_threshold_rate
 
 
 class _ServiceOnVirtualTime(SequencerService):
