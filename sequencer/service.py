@@ -389,6 +389,22 @@ class SequencerService:
             return waiter
         return self._pool.submit(self._call, request)
 
+    def call_in_process(self, args: dict[str, Any], client: str) -> concurrent.futures.Future[Any]:
+        """`call` without the bus, in the caller's thread (the harness's daemon on virtual time,
+        where no pool thread may race the worker): the same handlers; the reply as a future,
+        which a `run_clock` completes once its job has run."""
+        request = Request(0, "call", self.PROCESS, dict(args), client=client)
+        if args.get("name") == "run_clock":
+            waiter: concurrent.futures.Future[Any] = concurrent.futures.Future()
+            self._run_clock_request(request, waiter)
+            return waiter
+        done: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        try:
+            done.set_result(self._call(request))
+        except BusError as exc:
+            done.set_exception(exc)
+        return done
+
     def _run_clock_request(self, request: Request, waiter: concurrent.futures.Future[Any]) -> None:
         try:
             self._note_lock(request.args)

@@ -20,6 +20,7 @@ from ionpilot.servo.interrogation import (
     ProbeSpec,
     acquisition_probes,
     lock_probe,
+    min_interrogation_rate_hz,
     servo_time_constant_s,
     update_interval_s,
 )
@@ -117,9 +118,12 @@ class ClockLock:
 
     @property
     def correction_deadline_s(self) -> float:
-        """How long `locked` may go without a correction: two servo periods, at least one
-        period and a second (bus round trips), before it is hold-over in fact."""
-        return max(2 * self.update_interval_s, self.update_interval_s + 1.0)
+        """How long `locked` may go without a correction before it is hold-over in fact: two
+        servo periods at the slowest pace the sequencer's queue may give the lock while user jobs
+        share the controller (an update is two interrogations at its minimum interrogation
+        rate), and at least one period of its own and a second (bus round trips)."""
+        shared_period_s = 2 / min_interrogation_rate_hz(self.settings)
+        return max(2 * shared_period_s, 2 * self.update_interval_s, self.update_interval_s + 1.0)
 
     def reported_state(self) -> LockState:
         """The state as it may be told to anyone (any thread): `locked` only while corrections

@@ -313,6 +313,8 @@ class Daemon:
         if self.lock_hold is not None:
             self.outputs.on_lock_state = self.lock_hold.follow
         self.bus_lab.shots.context = self._clock_context
+        if isinstance(clock_shots, QueuedClockShots):  # a queue in process (the harness)
+            clock_shots.context = self._clock_context
         self.aux_locks = servo.auxes
         self.recovery = servo.recovery
         self.cycle = servo.cycle
