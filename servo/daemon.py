@@ -65,6 +65,9 @@ LockHoldHook = Callable[[bool, str], bool]  # (hold, reason) -> whether the sequ
 LOCK_HOLD_RETRY_S = 2.0  # a hold the sequencer did not take is sent again after this
 
 
+AOM_WRITE_RESOLUTION_HZ = 1e-4  # a parked frequency closer than this to the last is not re-sent
+
+
 class BusLab:
     """The lab seam over the bus: the sequencer's clock programs as clock jobs in its queue,
     instrument gets and sets."""
@@ -81,6 +84,7 @@ class BusLab:
         self.pulses = pulses
         self.shots = QueuedClockShots(call, pulses, device, lock.pulser)
         self.parked_aom_frequency_hz = lock.aom_center  # where the clock light was last steered
+        self._written_aom_hz = math.nan  # what the pulser's DDS was last set to (nan: not yet)
 
     @property
     def ion_watch(self) -> IonWatch | None:
@@ -111,8 +115,13 @@ class BusLab:
         return self.shots.count_photons(duration) / duration
 
     def set_clock_aom_frequency(self, frequency_hz: float) -> None:
-        """Remembered, not written: the next clock program carries the frequency (the pulse
-        controller plays only what the sequencer sends it)."""
+        """The servo's actuator: the clock AOM's resting frequency, where the light is parked
+        between interrogations (each clock program carries its own probe frequencies). On the
+        optical qubit the gate pulses are this light, so user jobs run on the servo's line
+        estimate; written through the driver (its limits hold) when it has moved."""
+        if not abs(frequency_hz - self._written_aom_hz) <= AOM_WRITE_RESOLUTION_HZ:  # nan: never
+            self._bus(self.lock.pulser, "set", {"name": "dds_frequency", "value": frequency_hz})
+            self._written_aom_hz = frequency_hz
         self.parked_aom_frequency_hz = frequency_hz
 
     def read(self, signal: str) -> float:

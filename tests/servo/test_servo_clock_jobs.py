@@ -11,7 +11,7 @@ import pytest
 from ionpilot.bus.codec import BusError, ErrorCode
 from ionpilot.core.clock import ManualClock
 from ionpilot.servo.clock_jobs import QUEUE_WAIT_S, QueuedClockShots
-from ionpilot.servo.daemon import LOCK_HOLD_RETRY_S, LockHold
+from ionpilot.servo.daemon import LOCK_HOLD_RETRY_S, BusLab, LockHold
 from ionpilot.servo.interrogation import (
     clock_duty,
     lock_probe,
@@ -104,3 +104,23 @@ def test_the_fluorescence_check_reads_the_weakest_ion_of_the_chain():
     assert shots.count_photons(0.05) == 2
     per_ion[2] = 1001  # reloaded: the chain is whole
     assert shots.count_photons(0.05) == 987
+
+
+def test_the_parked_clock_frequency_is_written_to_the_pulser_once_per_move():
+    """The servo's actuator: on the optical qubit the gate pulses are the clock light at the
+    pulser's resting DDS frequency, so the lock's line estimate must reach it (a set through the
+    driver, its limits held), and only when it has moved."""
+    sets: list[tuple[str, str, dict[str, Any]]] = []
+
+    def call(target: str, method: str, args: dict[str, Any], timeout: float = 5.0) -> Any:
+        sets.append((target, method, args))
+        return None
+
+    lab = BusLab(call, ClockLockSettings(), PulseCalibration())
+    lab.set_clock_aom_frequency(200_000_012.5)
+    lab.set_clock_aom_frequency(200_000_012.5)
+    lab.set_clock_aom_frequency(200_000_012.75)
+    written = [a["value"] for t, m, a in sets if m == "set" and a["name"] == "dds_frequency"]
+    assert written == [200_000_012.5, 200_000_012.75]
+    assert all(t == ClockLockSettings().pulser for t, _, _ in sets)
+    assert lab.parked_aom_frequency_hz == 200_000_012.75
