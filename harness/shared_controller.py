@@ -42,7 +42,7 @@ from ionpilot.sequencer.service import Calibrations, SequencerService
 from ionpilot.sequencer.settings import DeviceSettings
 from ionpilot.sequencer.trap import TrapBackend
 from ionpilot.servo.clock_jobs import SEQUENCER, QueuedClockShots
-from ionpilot.servo.daemon import Daemon
+from ionpilot.servo.daemon import Daemon, lock_hold_call
 from ionpilot.servo.interrogation import clock_duty
 from ionpilot.servo.seams import LabError
 from ionpilot.servo.settings import ClockLockSettings, PulseCalibration
@@ -302,8 +302,7 @@ class SharedController:
 
     def hold_for_lock(self, hold: bool, reason: str) -> bool:
         """The lock's own hold while it is not `locked` (holder `daemon.lock`)."""
-        args = {"name": "hold", "reason": reason} if hold else {"name": "resume"}
-        self.call(SEQUENCER, "call", {**args, "client": "daemon.lock"})
+        self.call(SEQUENCER, "call", lock_hold_call(hold, reason))
         return True
 
     def submit(self, qasm: str, shots: int, client: str = "user") -> str:

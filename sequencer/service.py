@@ -423,7 +423,8 @@ class SequencerService:
             return
         if state not in LOCK_STATES:
             raise BusError(ErrorCode.BAD_REQUEST, f"lock_state must be one of {LOCK_STATES}")
-        offset = args.get("fractional_offset")
+        # without a new offset (a hold or its release), the last interrogation's stands
+        offset = args.get("fractional_offset", self._lock_report.get("fractional_offset"))
         if offset is not None and (
             isinstance(offset, bool)
             or not isinstance(offset, int | float)
@@ -449,6 +450,10 @@ class SequencerService:
                 with self._cond:
                     self.queue.cancel(job_id, who)
                 return {"id": job_id, "state": "cancelled"}
+            if name in ("hold", "resume"):
+                # the daemon's lock hold says the lock state with it: a job released when the
+                # lock is back names `locked`, not the state of the last clock job before
+                self._note_lock(request.args)
             if name == "hold":
                 reason = str(request.args.get("reason", "") or "recovery")
                 with self._cond:

@@ -224,6 +224,15 @@ class BusOutputs:
             self._pub.publish("servo.clock.state", state)
 
 
+def lock_hold_call(hold: bool, reason: str) -> dict[str, Any]:
+    """The sequencer `call` of the lock's own hold (holder `daemon.lock`): a hold with its
+    reason, or the release, which says the lock is `locked` (it is released only then), so the
+    jobs it lets go name the state they run under, not the one the last clock job reported."""
+    if hold:
+        return {"name": "hold", "reason": reason, "client": "daemon.lock"}
+    return {"name": "resume", "lock_state": "locked", "client": "daemon.lock"}
+
+
 class LockHold:
     """User jobs held while the clock lock is not `locked`: the laser is not on the ions' line
     then, so nothing a job measures would mean what it says. A hold of its own (the sequencer's

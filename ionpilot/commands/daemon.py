@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     from ionpilot.bus.codec import BusError
     from ionpilot.bus.directory import Directory
     from ionpilot.script import Lab
-    from ionpilot.servo.daemon import Daemon
+    from ionpilot.servo.daemon import Daemon, lock_hold_call
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s daemon %(levelname)s %(message)s")
     log = logging.getLogger("ionpilot.daemon")
@@ -64,9 +64,8 @@ def run(args: argparse.Namespace) -> int:
         sequencer took it (it is sent again if not)."""
         if "sequencer" not in config.processes:
             return True
-        args = {"name": "hold", "reason": reason} if hold else {"name": "resume"}
         try:
-            lab.call("sequencer", "call", {**args, "client": "daemon.lock"}, timeout=1.0)
+            lab.call("sequencer", "call", lock_hold_call(hold, reason), timeout=1.0)
         except BusError as exc:
             log.warning("sequencer jobs not %s: %s", "held" if hold else "resumed", exc)
             return False

@@ -206,3 +206,21 @@ def test_a_clock_job_whose_caller_gave_up_is_not_played_and_a_cancelled_one_says
         "counts": [[9, 0]],
         "id": third,
     }
+
+
+def test_the_lock_holds_release_names_the_lock_state_its_jobs_run_under():
+    """The last clock job before the release said `holdover`; the release says `locked`, so the
+    user job it lets go names `locked` at its start (the offset of the last interrogation kept)."""
+    lab = Lab(None, ClockShare(min_duty=0.3), servo=False)
+    lab.service._note_lock({"lock_state": "holdover", "fractional_offset": 3e-16})
+    hold = {"name": "hold", "reason": "clock lock is acquiring", "client": "daemon.lock"}
+    lab.service.call_in_process(hold, "daemon.lock").result()
+    lab.service._submit({"qasm": X0, "shots": 10}, "alice")
+    assert lab.service.step() > 0 and lab.queue.jobs("queued")  # held: nothing ran
+    release = {"name": "resume", "lock_state": "locked", "client": "daemon.lock"}
+    lab.service.call_in_process(release, "daemon.lock").result()
+    lab.run_for(1.0)
+    (job,) = lab.queue.jobs("done")
+    assert job.result is not None
+    assert job.result["lock"]["state_at_start"] == "locked"
+    assert job.result["lock"]["fractional_offset"] == 3e-16
