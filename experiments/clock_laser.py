@@ -63,7 +63,7 @@ class ClockLaserLoan:
 
 def _let_go(laser: str, status: dict[str, Any]) -> bool:
     """Whether the laser's lock has let go: the clock lock holding over, an aux lock stopped."""
-    if laser == "clock":
+    if laser in ("clock", "trap"):  # the trap lent: the lock holds over too
         return status.get("state") == "holdover"
     auxes = status.get("aux_locks")
     return isinstance(auxes, dict) and auxes.get(laser) == "stopped"

@@ -26,6 +26,7 @@ __all__ = [
     "SequencerJobs",
     "clock_probe",
     "count_fluorescence",
+    "count_per_ion",
     "excitation",
 ]
 
@@ -141,6 +142,12 @@ def count_fluorescence(lab: Lab, device: DeviceSettings, window_s: float, shots:
     """Cooling fluorescence (counts per second, all ions): `shots` cooling windows of
     `window_s`, built by the sequencer and played as a clock job through its queue (the pulse
     controller is the queue's: nothing reaches it past the sequencer)."""
+    return sum(count_per_ion(lab, device, window_s, shots))
+
+
+def count_per_ion(lab: Lab, device: DeviceSettings, window_s: float, shots: int) -> list[float]:
+    """Cooling fluorescence (counts per second) on each ion's own pixel (one entry for a
+    detector that counts the whole chain), played as `count_fluorescence` plays it."""
     unit = device.time_unit
     length = max(device.grid_mu, round(window_s / unit))
     schedule = Schedule(
@@ -154,12 +161,15 @@ def count_fluorescence(lab: Lab, device: DeviceSettings, window_s: float, shots:
     counts = reply.get("counts")
     if not isinstance(counts, list) or len(counts) != shots:
         raise BusError(ErrorCode.BAD_REQUEST, f"the sequencer ran no {shots} shots of counts")
-    total = 0
+    totals: list[int] = []
     for shot in counts:
         window = shot[0] if isinstance(shot, list) and shot else None
-        if isinstance(window, list):  # counted per ion: the chain's sum
-            window = sum(window)
-        if not isinstance(window, int) or isinstance(window, bool):
+        pixels = window if isinstance(window, list) else [window]  # per ion, or the chain's sum
+        if not pixels or any(not isinstance(n, int) or isinstance(n, bool) for n in pixels):
             raise BusError(ErrorCode.BAD_REQUEST, f"a shot without a fluorescence count: {shot!r}")
-        total += window
-    return total / (shots * length * unit)
+        if not totals:
+            totals = [0] * len(pixels)
+        if len(pixels) != len(totals):
+            raise BusError(ErrorCode.BAD_REQUEST, f"shots count different pixels: {shot!r}")
+        totals = [t + int(n) for t, n in zip(totals, pixels, strict=True)]
+    return [t / (shots * length * unit) for t in totals]

@@ -16,6 +16,7 @@ from ionpilot.experiments.clock import (
     ramsey,
 )
 from ionpilot.experiments.cooling import CoolingScanSettings, cooling_scan
+from ionpilot.experiments.loading import LoadingCurveSettings, loading_curve
 from ionpilot.experiments.micromotion import MicromotionSettings, micromotion
 from ionpilot.experiments.ms_gate import MsGateSettings, ms_gate
 
@@ -65,5 +66,10 @@ EXPERIMENTS: dict[str, Experiment] = {
         "MS gate: Bell-state populations and parity oscillation (fidelity; ms_fidelity)",
         MsGateSettings,
         ms_gate,
+    ),
+    "loading-curve": Experiment(
+        "oven current -> time to load the whole chain (exponential fit; load_time at the reload current)",
+        LoadingCurveSettings,
+        loading_curve,
     ),
 }

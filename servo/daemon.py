@@ -58,6 +58,7 @@ REFUSALS = frozenset({ErrorCode.OUT_OF_LIMITS, ErrorCode.FORBIDDEN, ErrorCode.BA
 MAX_PENDING_ACTIONS = 16  # operator commands waiting for the lock thread; beyond: `busy`
 AUDIT_REPLY_DEFAULT = 200  # audit entries a `get name=audit` returns unless told
 AUDIT_REPLY_MAX = 500  # and at most (one reply stays well under the bus message limit)
+TRAP = "trap"  # `lend_laser laser=trap`: the trap (loading, emptying) lent to an experiment
 MAX_LEASE_S = 3600.0  # a lent laser comes back by itself after at most this
 
 
@@ -434,6 +435,9 @@ class Daemon:
             else:
                 self.recovery.operator_resume(who or "unknown")
             return
+        if who == TRAP and verb in ("lend", "take_back"):
+            self._trap_lease(verb == "lend")
+            return
         if verb in ("lend", "take_back") and who != "clock":  # an aux lock: let go / take over
             for aux in self.aux_locks:
                 if aux.name == who and verb == "lend":
@@ -448,6 +452,8 @@ class Daemon:
         elif action == "pause":
             self.cycle.operator_paused = True
             self.lock.pause("operator request")
+        elif action == "take_back:clock" and TRAP in self._lent:
+            return  # the trap is still lent: the lock holds over until it is back
         elif action in ("resume", "take_back:clock"):
             self.cycle.operator_paused = False
             self.lock.resume()
@@ -553,11 +559,13 @@ class Daemon:
         if not isinstance(owner, str) or not owner or len(owner) > 128:
             raise BusError(ErrorCode.BAD_REQUEST, "owner (text, 1..128 characters) is required")
         auxes = {aux.name: aux for aux in self.aux_locks}
-        if laser != "clock" and laser not in auxes:
+        if laser not in ("clock", TRAP) and laser not in auxes:
             raise BusError(
                 ErrorCode.BAD_REQUEST,
-                f"laser must be 'clock' or an aux lock ({', '.join(auxes) or 'none'})",
+                f"laser must be 'clock', '{TRAP}' or an aux lock ({', '.join(auxes) or 'none'})",
             )
+        if laser == TRAP and self.recovery is None:
+            raise BusError(ErrorCode.BAD_REQUEST, "no recovery engine here: nothing to hand over")
         with self._pending_lock:
             lent = self._lent.get(laser)
             if name == "return_laser":
@@ -593,7 +601,8 @@ class Daemon:
                     f"the {laser} laser is lent to {lent[0]!r} for another "
                     f"{lent[1] - self._clock.now():.0f} s",
                 )
-            state = self.lock.reported_state().value if laser == "clock" else auxes[laser].state
+            on_lock = laser in ("clock", TRAP)
+            state = self.lock.reported_state().value if on_lock else auxes[laser].state
             if lent is None and state != "locked":
                 raise BusError(
                     ErrorCode.BUSY,
@@ -609,6 +618,25 @@ class Daemon:
             "laser_lent", f"{laser} laser lent to {owner} for {float(lease):g} s", "OK", {}
         )
         return {"laser": laser, "lent_to": owner, "lease_ends_s": until}
+
+    def _trap_lease(self, lend: bool) -> None:
+        """The trap lent (`lend:trap`): the ion-loss playbook may not start (the borrower empties
+        and loads the trap itself), the lock holds over, user jobs are held with it. Taken back:
+        the chain is verified; whole, the lock resumes; incomplete, the ion-loss playbook reloads
+        and verifies it before the lock resumes."""
+        assert self.recovery is not None
+        engine = self.recovery.engine
+        if lend:
+            engine.held["ion_loss"] = "trap lent"
+            self.cycle.operator_paused = True
+            self.lock.pause("trap lent")
+            return
+        engine.held.pop("ion_loss", None)
+        if engine.chain_back("the trap's borrower") and "clock" not in self._lent:
+            self.cycle.operator_paused = False
+            self.lock.resume()
+        elif "clock" not in self._lent:
+            self.cycle.operator_paused = False  # the reload's episode resumes the lock
 
     def _end_expired_leases(self) -> None:
         """The lock thread takes a laser back once its lease has run out."""

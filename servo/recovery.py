@@ -107,6 +107,9 @@ class RecoveryEngine:
         self._covered = {c.signal for b in self.playbooks for c in b.trip}
         self._pending_records: dict[str, FaultRecord] = {}
         self._last_scheduled: dict[str, float] = {}  # pre-empted, waiting to restart
+        # playbook kinds that must not start (the trap lent to an experiment: its empty trap
+        # is no ion loss); the lock stays in its hold-over meanwhile
+        self.held: dict[str, str] = {}  # kind -> who holds it
 
     # ------------------------------------------------------------------ public
 
@@ -171,6 +174,24 @@ class RecoveryEngine:
         if self.hold_jobs is not None:
             self.hold_jobs(False, f"operator {who} left the safe state")
 
+    def chain_back(self, who: str) -> bool:
+        """The trap is back from `who`: True if it holds the whole chain (the caller resumes
+        the lock); otherwise the ion-loss playbook is queued, which reloads and verifies."""
+        now = self.clock.now()
+        try:
+            whole = self.ctx.ion_present()
+        except LabError as exc:
+            self.audit.record("trap_back", "check", f"from {who}: {exc}", severity="MINOR")
+            whole = False
+        if whole:
+            self.audit.record("trap_back", "verified", f"from {who}: the chain is whole")
+            return True
+        book = next((b for b in self.playbooks if b.kind == "ion_loss"), None)
+        if book is not None and book.name not in self.queue:
+            self.queue[book.name] = now
+            self.audit.record("trip", book.name, f"trap back from {who} incomplete")
+        return False
+
     def acknowledge(self, who: str, signals: list[str] | None = None) -> list[str]:
         """An operator acknowledged alarms (a bus command); recorded with the sender."""
         done = self.health.acknowledge(signals, who)
@@ -196,7 +217,7 @@ class RecoveryEngine:
         a MAJOR signal, not staleness nor a schedule)."""
         active = self.active.playbook.name if self.active is not None else None
         for book in self.playbooks:
-            if book.name == active or book.name in self.queue:
+            if book.name == active or book.name in self.queue or book.kind in self.held:
                 continue
             condition = book.tripped_by(self.health, now)
             if major_only and (
@@ -451,7 +472,9 @@ class RecoveryEngine:
         if lock.state is LockState.UNLOCKED and self._lock_started():
             self._escalate(now, "unrecognised", "clock lock unlocked (line not found)")
             return
-        if lock.state is LockState.HOLDOVER:
+        if lock.state is LockState.HOLDOVER and self.held:
+            self._lab_error_since = None  # paused for a borrower, not by a lab error
+        elif lock.state is LockState.HOLDOVER:
             # a lab error paused the lock and no playbook tripped: try again after a grace
             if self._lab_error_since is None:
                 self._lab_error_since = now
