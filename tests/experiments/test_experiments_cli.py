@@ -38,13 +38,19 @@ def test_micromotion_finds_the_compensating_voltage(
 @pytest.mark.parametrize(
     ("argv", "words"),
     [
-        (["no_such"], "no experiment 'no_such'; there is: clock-line, cooling-scan, micromotion"),
+        (
+            ["no_such"],
+            "no experiment 'no_such'; there is: clock-line, cooling-scan, loading-curve, micromotion",
+        ),
         (["rabi", "--amplitude", "1.5"], "--amplitude 1.5: 0 < amplitude <= 1"),
         (["clock-line", "--probe_time", "0.005"], "a π pulse needs at least 0.02 s"),
         (["ms-gate", "--ion_a", "1", "--ion_b", "1"], "two different ions"),
         (["micromotion", "--points", "2"], "--points 2: 5..201"),
         (["micromotion", "--start", "1", "--stop", "0"], "--start 1 must be below --stop 0"),
         (["micromotion", "--colour", "red"], "settings of micromotion: --electrode"),
+        (["loading-curve", "--currents", "2.1,x"], "comma-separated amperes"),
+        (["loading-curve", "--currents", "9"], "each within 0.5..5 A"),
+        (["loading-curve", "--empty", "hammer"], "--empty 'hammer': one of rf, sim_fault"),
     ],
 )
 def test_bad_settings_are_named_and_nothing_runs(
