@@ -34,7 +34,7 @@ from qcodes.parameters import Parameter
 
 from ionpilot.experiments.clock_laser import borrowed_laser
 from ionpilot.experiments.fitting import Fit
-from ionpilot.experiments.pulses import count_per_ion
+from ionpilot.experiments.pulses import JobFailed, count_per_ion
 from ionpilot.experiments.scan import Suspender, daemon_status_reader, scan
 from ionpilot.experiments.standard import Recorded, finish, fit_and_check
 from ionpilot.experiments.station import qcodes_station
@@ -135,7 +135,7 @@ class Trap:
         self.oven.set(f"{self.channel}.output", False)
 
     def empty(self) -> None:
-        """Throw the chain out; RuntimeError if ions remain after three tries."""
+        """Throw the chain out; JobFailed if ions remain after three tries."""
         s = self.settings
         self.oven_off()
         for _ in range(3):
@@ -150,7 +150,10 @@ class Trap:
                     self.rf_power(before)
             if self.ions() == 0:
                 return
-        raise RuntimeError("ions remain in the trap after emptying it three times")
+        raise JobFailed(
+            f"ions remain in the trap after emptying it three times ({s.empty}); "
+            "a lower --empty_power or a longer --empty_s empties it"
+        )
 
     def time_to_load(self, current_a: float) -> float:
         """Seconds from oven on to the whole chain fluorescing (NaN past `timeout`)."""
@@ -186,6 +189,25 @@ class Trap:
             self.oven.set(f"{ch}.output", before["output"])
 
 
+def check_oven_limit(lab: Lab, currents: list[float]) -> None:
+    """ValueError before anything moves if a current is beyond the lab file's oven limit (the
+    driver would refuse it only after the trap had been emptied)."""
+    r = lab.config.recovery
+    oven = lab.config.instruments.get(r.oven_supply)
+    limits = oven.limits if oven is not None else {}
+    limit = limits.get(f"ch{r.oven_channel}.current") or limits.get("current")
+    if limit is None:
+        return
+    low = limit.min.value if limit.min is not None else -math.inf
+    high = limit.max.value if limit.max is not None else math.inf
+    beyond = [c for c in currents if not low <= c <= high]
+    if beyond:
+        raise ValueError(
+            f"--currents {','.join(f'{c:g}' for c in beyond)}: beyond the {r.oven_supply} "
+            f"current limit [{low:g}, {high:g}] A of the lab file"
+        )
+
+
 def load_model(reference_a: float) -> Callable[..., Any]:
     def model(current: npt.NDArray[np.float64], t_ref: float, scale: float) -> Any:
         return t_ref * np.exp(-(current - reference_a) / scale)
@@ -200,6 +222,7 @@ def loading_curve(
     verifies the chain), fit; the result with `load_time` at the lab's reload current."""
     settings.check()
     currents = settings.current_list()
+    check_oven_limit(lab, currents)
     trap = Trap(lab, settings)
     qcodes_station(lab, ["pulser", trap.rf.name])
     chosen = {"current": math.nan}

@@ -51,6 +51,7 @@ def test_micromotion_finds_the_compensating_voltage(
         (["loading-curve", "--currents", "2.1,x"], "comma-separated amperes"),
         (["loading-curve", "--currents", "9"], "each within 0.5..5 A"),
         (["loading-curve", "--empty", "hammer"], "--empty 'hammer': one of rf, sim_fault"),
+        (["loading-curve", "--currents", "2.1,2.8"], "--currents 2.8: beyond the oven current"),
     ],
 )
 def test_bad_settings_are_named_and_nothing_runs(
