@@ -79,7 +79,9 @@ def test_cooling_scan_finds_the_cooling_lasers_detuning(
     config = load_config(up_lab.lab_file)
     truth = config.sim.ion.cooling_detuning
     detuning, error = result["cooling_detuning_hz"], result["cooling_detuning_error_hz"]
-    assert 0 < error < 3e6 and abs(detuning - truth) < 3 * error, result
+    # the error bar is mostly the frequency scale's (the line through the wavemeter's ±2 MHz
+    # readings): 1.0-3.3 MHz over runs on the five-ion lab, against a 27 MHz wide line
+    assert 0 < error < 5e6 and abs(detuning - truth) < 3 * error, result
     recorded = CalibrationStore(config.lab.data_dir).get("cooling_detuning")
     assert recorded is not None and recorded.value == pytest.approx(detuning)
     status = up_lab.lab.call("daemon", "status")
