@@ -1,7 +1,7 @@
 """Pulses for experiments, always through the sequencer: schedules built with its program
 builders (`Schedule`, `PulseEvent`) and OpenQASM programs, submitted to the sequencer service's
-queue (validated there against the device, run on the trap's pulse controller), or for a
-photon count, translated by its trap translator and played on the controller as one atomic run.
+queue (validated there against the device, run on the trap's pulse controller). A photon count
+is the daemon's own presence check (`sequencer.clock.presence_schedule`) played as a clock job.
 
 A count is its own run, with its own window, played after the set that precedes it has been
 applied: nothing of it is shared with the daemon (the pulser's `count_duration` is).
@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ionpilot.bus.codec import BusError, ErrorCode
+from ionpilot.sequencer.clock import PRESENCE_WINDOW, presence_schedule
 from ionpilot.sequencer.schedule import PulseEvent, Schedule, validate_schedule
 from ionpilot.sequencer.settings import DeviceSettings
 
@@ -148,22 +149,20 @@ def count_fluorescence(lab: Lab, device: DeviceSettings, window_s: float, shots:
 def count_per_ion(lab: Lab, device: DeviceSettings, window_s: float, shots: int) -> list[float]:
     """Cooling fluorescence (counts per second) on each ion's own pixel (one entry for a
     detector that counts the whole chain), played as `count_fluorescence` plays it."""
-    unit = device.time_unit
-    length = max(device.grid_mu, round(window_s / unit))
-    schedule = Schedule(
-        1,
-        0,
-        [PulseEvent("fluorescence", device.cooling_channel, 0, length, kind="ttl", window="fl")],
-        time_unit_s=unit,
-    )
+    # the daemon's own presence check (one counting cooling pulse), here over `shots` shots
+    schedule = presence_schedule(device, window_s)
     validate_schedule(schedule, device)
+    played_s = schedule.events[0].duration_mu * device.time_unit  # the window on the grid
     reply = SequencerJobs(lab).run_schedule(schedule, shots)
-    counts = reply.get("counts")
+    windows, counts = reply.get("windows"), reply.get("counts")
     if not isinstance(counts, list) or len(counts) != shots:
         raise BusError(ErrorCode.BAD_REQUEST, f"the sequencer ran no {shots} shots of counts")
+    if not isinstance(windows, list) or PRESENCE_WINDOW not in windows:
+        raise BusError(ErrorCode.BAD_REQUEST, f"the sequencer's reply has no {PRESENCE_WINDOW!r}")
+    at = windows.index(PRESENCE_WINDOW)
     totals: list[int] = []
     for shot in counts:
-        window = shot[0] if isinstance(shot, list) and shot else None
+        window = shot[at] if isinstance(shot, list) and len(shot) > at else None
         pixels = window if isinstance(window, list) else [window]  # per ion, or the chain's sum
         if not pixels or any(not isinstance(n, int) or isinstance(n, bool) for n in pixels):
             raise BusError(ErrorCode.BAD_REQUEST, f"a shot without a fluorescence count: {shot!r}")
@@ -172,4 +171,4 @@ def count_per_ion(lab: Lab, device: DeviceSettings, window_s: float, shots: int)
         if len(pixels) != len(totals):
             raise BusError(ErrorCode.BAD_REQUEST, f"shots count different pixels: {shot!r}")
         totals = [t + int(n) for t, n in zip(totals, pixels, strict=True)]
-    return [t / (shots * length * unit) for t in totals]
+    return [t / (shots * played_s) for t in totals]
