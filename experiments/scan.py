@@ -38,12 +38,27 @@ __all__ = [
     "ScanResult",
     "Suspender",
     "daemon_status_reader",
+    "outside_in",
     "report_progress_to",
     "scan",
 ]
 
 Status = Mapping[str, Any]
 _default_progress: list[Callable[[int, int], None]] = []  # set by `ionpilot run`
+
+
+def outside_in(values: Sequence[float]) -> list[float]:
+    """`values` in the order first, last, second, second to last, ...: a slow drift of the
+    signal (a laser lock's steps, a wandering level) is then spread evenly across the scan
+    instead of turning into a slope along it, which would shift a fitted centre."""
+    ordered: list[float] = []
+    low, high = 0, len(values) - 1
+    while low <= high:
+        ordered.append(values[low])
+        if low != high:
+            ordered.append(values[high])
+        low, high = low + 1, high - 1
+    return ordered
 
 
 def report_progress_to(reporter: Callable[[int, int], None] | None) -> None:

@@ -59,6 +59,7 @@ class ProgressLine:
 def run(args: argparse.Namespace) -> int:
     from ionpilot.bus.codec import BusError
     from ionpilot.experiments.clock_laser import ClockLaserRefused
+    from ionpilot.experiments.micromotion import ElectrodeNotSettled
     from ionpilot.experiments.pulses import JobFailed
     from ionpilot.experiments.registry import EXPERIMENTS
     from ionpilot.script import connect
@@ -99,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
         except ValueError as exc:  # a setting the lab cannot play (said before anything ran)
             print(f"error: {exc}", file=sys.stderr)
             return 2
-        except (ClockLaserRefused, JobFailed) as exc:
+        except (ClockLaserRefused, JobFailed, ElectrodeNotSettled) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
     if args.json:

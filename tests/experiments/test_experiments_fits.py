@@ -4,6 +4,7 @@ schedules the sequencer validates for the simulated lab's device."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -12,8 +13,10 @@ import pytest
 from ionpilot.config import load_config
 from ionpilot.experiments.clock import _fwhm, rabi_flop, rabi_line, ramsey_fringe
 from ionpilot.experiments.fitting import binomial_sigma, fit_curve
+from ionpilot.experiments.micromotion import ElectrodeNotSettled, wait_settled
 from ionpilot.experiments.ms_gate import bell_program, parity_fringe
 from ionpilot.experiments.pulses import clock_probe, excitation
+from ionpilot.experiments.scan import outside_in
 from ionpilot.sequencer.qasm import parse_qasm
 from ionpilot.sequencer.runner import compile_program
 from ionpilot.sequencer.schedule import validate_schedule
@@ -117,3 +120,43 @@ def test_a_chain_shows_the_ramsey_fringes_a_single_ion_does(n_ions: int) -> None
         per_ion = [s[0] for s in shots]
         excited.append(sum(1 for c in per_ion if (c[0] if isinstance(c, list) else c) < 1) / 100)
     assert excited[0] < 0.1 and excited[1] > 0.9, excited
+
+
+class RampingOutput:
+    """A QDAC channel ramping at `slew` V/s on a manual clock: its present output."""
+
+    def __init__(self, start: float, target: float, slew: float) -> None:
+        self.t = 0.0
+        self.start, self.target, self.slew = start, target, slew
+
+    def present(self) -> float:
+        span = self.target - self.start
+        reach = self.slew * self.t
+        return self.target if abs(span) <= reach else self.start + math.copysign(reach, span)
+
+    def sleep(self, seconds: float) -> None:
+        self.t += seconds
+
+
+def test_a_count_waits_for_the_electrode_ramp() -> None:
+    ramp = RampingOutput(0.0, -0.4, slew=10.0)  # 40 ms at the lab's allowed maximum
+    waited = wait_settled(
+        ramp.present, -0.4, what="dc_electrodes ch01", clock=lambda: ramp.t, sleep=ramp.sleep
+    )
+    assert 0.04 <= waited < 0.07 and ramp.present() == -0.4
+
+
+def test_an_electrode_that_does_not_follow_is_named() -> None:
+    ramp = RampingOutput(0.0, -0.4, slew=0.01)  # 40 s: beyond the timeout
+    with pytest.raises(
+        ElectrodeNotSettled, match=r"dc_electrodes ch01 reads -0.1\d* V, 10 s after"
+    ):
+        wait_settled(
+            ramp.present, -0.4, what="dc_electrodes ch01", clock=lambda: ramp.t, sleep=ramp.sleep
+        )
+
+
+def test_a_scan_visits_its_points_outside_in() -> None:
+    assert outside_in([1.0, 2.0, 3.0, 4.0, 5.0]) == [1.0, 5.0, 2.0, 4.0, 3.0]
+    assert outside_in([1.0, 2.0, 3.0, 4.0]) == [1.0, 4.0, 2.0, 3.0]
+    assert outside_in([]) == []
