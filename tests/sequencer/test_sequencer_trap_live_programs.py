@@ -54,10 +54,8 @@ def test_every_accepted_program_runs_on_the_live_trap(
             report.append(f"{path.name}: refused by the device ({str(exc)[:60]})")
             continue
         start = time.monotonic()
-        code = main(
-            ["run-qasm", str(path), "--backend", "trap", "--shots", str(SHOTS)]
-            + ["--config", str(shared_up.lab_file), "--json"]
-        )
+        argv = ["run-qasm", str(path), "--backend", "trap", "--shots", str(SHOTS)]
+        code = main([*argv, "--config", str(shared_up.lab_file), "--json"])
         out = capsys.readouterr()
         assert code == 0, (path.name, out.err[-2000:])
         result = json.loads(out.out)
