@@ -3,10 +3,11 @@ and run until SIGINT/SIGTERM, then stop cleanly (the supervisor relies on a clea
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
 
@@ -34,21 +35,29 @@ def report_config_error(path: str | Path, exc: ConfigError) -> None:
     print(f"error: {format_config_error(path, exc)}", file=sys.stderr)
 
 
+@contextlib.contextmanager
+def stop_signals_call(action: Callable[[], object]) -> Iterator[None]:
+    """While inside, SIGINT and SIGTERM call `action` (in the main thread) instead of their
+    default; the previous handlers come back on leaving."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        action()
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
 def wait_for_stop_signal(
     stop: threading.Event | None = None, duration: float | None = None
 ) -> None:
     """Block until SIGINT/SIGTERM (or `stop` is set, or `duration` seconds pass)."""
-    stop = stop or threading.Event()
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        stop.wait(duration)
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
+    event = stop or threading.Event()
+    with stop_signals_call(event.set):
+        event.wait(duration)
 
 
 def run_service(start: Callable[[], object], stop: Callable[[], object], ready: str) -> int:

@@ -313,6 +313,17 @@ class Supervisor:
                 os.killpg(process.pid, signal.SIGKILL)
             process.wait(grace_s)
 
+    def kill_all_now(self) -> None:
+        """SIGKILL every child's process group at once: an operator's second stop signal while
+        `stop_all` is waiting out a grace period. Safe from a signal handler (no lock: the
+        handler may interrupt `stop_all` in the thread that holds it); `stop_all` then reaps
+        the killed children without waiting."""
+        self._stopping = True
+        for child in list(self.children.values()):
+            process = child.process
+            if process is not None and process.poll() is None:
+                self._kill_group(process.pid)
+
     def stop_all(self) -> None:
         """Stop children in reverse start order; nothing is left behind."""
         with self._lock:

@@ -23,7 +23,7 @@ from ionpilot.commands.up_status import LabView, StatusDisplay, status_line
 from ionpilot.config import LabConfig
 from ionpilot.labfile import add_config_option, lab_file
 from ionpilot.ports import first_taken
-from ionpilot.runtime import load_or_report, wait_for_stop_signal
+from ionpilot.runtime import load_or_report, stop_signals_call, wait_for_stop_signal
 from ionpilot.servo.uptime import UptimeAccount
 from ionpilot.supervisor import ChildSpec, Supervisor, ionpilot_argv
 
@@ -320,7 +320,13 @@ def run(args: argparse.Namespace) -> int:
         code = 130
     finally:
         display.finish()
-        supervisor.stop_all()
+
+        def hurry() -> None:  # a second Ctrl-C / SIGTERM: no grace periods, and still no orphan
+            print("second stop signal: killing every child now (SIGKILL)", file=sys.stderr)
+            supervisor.kill_all_now()
+
+        with stop_signals_call(hurry):
+            supervisor.stop_all()
         watcher.stop()
     summary = {
         "config": args.config,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import threading
 import time
 
 from ionpilot.core.clock import ManualClock
@@ -103,3 +104,28 @@ def _alive(pid: int) -> bool:
             return f.read().split()[2] != "Z"
     except FileNotFoundError:
         return False
+
+
+def test_a_second_stop_signal_kills_children_that_ignore_sigterm() -> None:
+    """`ionpilot up`'s second Ctrl-C or SIGTERM while stopping: every child's group gets SIGKILL
+    at once, instead of waiting out each grace period (or leaving them, as a default handler
+    that killed `up` itself did)."""
+    code = (
+        "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+        "print('ready', flush=True); time.sleep(120)"
+    )
+    stubborn = [ChildSpec(n, (sys.executable, "-c", code)) for n in ("a", "b")]
+    sup = Supervisor(stubborn)
+    sup.start_all(ready_timeout_s=20)
+    pids = [c.pid for c in sup.children.values() if c.pid]
+    assert len(pids) == 2
+    stopping = threading.Thread(target=sup.stop_all)
+    started = time.monotonic()
+    stopping.start()
+    assert wait_for(lambda: sup._stopping)  # stop_all is waiting out the first grace period
+    sup.kill_all_now()  # what the second signal's handler calls
+    stopping.join(20)
+    assert not stopping.is_alive()
+    assert time.monotonic() - started < 5.0  # not 2 x 5 s of grace
+    for pid in pids:
+        assert not _alive(pid)
