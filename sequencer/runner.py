@@ -63,6 +63,7 @@ def run_program(
     sim = backend.run(program.schedule, shots, seed)
     counts, probabilities = sim.counts, sim.probabilities
     num_bits = program.schedule.num_clbits
+    cut = truncated(program.circuit.truncations, probabilities)
     if program.circuit.outputs is not None:
         counts = remap_records(counts, program.circuit.outputs)
         probabilities = remap_records(probabilities, program.circuit.outputs)
@@ -79,8 +80,25 @@ def run_program(
             "seed": seed,
             "compile": program.report.to_json(),
             "device": device_snapshot(device),
+            **({"truncated": cut} if cut else {}),
         },
     )
+
+
+def truncated(truncations: list[Any], probabilities: dict[int, float]) -> list[dict[str, Any]]:
+    """For each while loop on measurement results cut off at its bound: where, the bound, and
+    the share of shots (the probability mass) still looping there, from the records."""
+    out = []
+    for line, bound, (records, table) in truncations:
+        share = 0.0
+        for key, p in probabilities.items():
+            index = 0
+            for pos, r in enumerate(records):
+                index |= ((key >> r) & 1) << pos
+            if table[index]:
+                share += p
+        out.append({"line": line, "bound": bound, "fraction": share})
+    return out
 
 
 def remap_records(values: dict[int, Any], outputs: list[Any]) -> dict[int, Any]:
