@@ -254,7 +254,7 @@ class SimulatedChain:
                 steps,
                 self.device,
                 self.ideal,
-                schedule.derived,
+                derived=schedule.derived,
             ).sample(shots, np.random.default_rng(seed))
         if schedule.num_clbits > MAX_CLBITS:
             raise SequencerError(f"the simulator handles at most {MAX_CLBITS} classical bits")
@@ -514,6 +514,7 @@ class _Trajectories:
         steps: list[Step],
         device: DeviceSettings,
         ideal: bool,
+        *,
         derived: Sequence[tuple[int, tuple[int, ...], tuple[int, ...]]] = (),
     ) -> None:
         em = device.error_model

@@ -167,7 +167,7 @@ class ChainRun:
                     psi, own = self._detect_some(
                         psi, p.ions, duration, cond, fluorescing=fluorescing, tau=tau
                     )
-                    self._record(p, own, duration, columns, seen, mask)
+                    self._record(p, own, duration, columns, seen, played=mask)
                 else:
                     psi = self._reset_some(psi, p.ions, chain.prep_error)
                 psi = self._hide(psi, [i for i in range(n) if i not in p.ions])
@@ -180,7 +180,7 @@ class ChainRun:
                 before = psi
                 if p.channel == "detect":
                     psi, own = self._detect(psi, duration, cond, fluorescing, tau)
-                    self._record(p, own, duration, columns, seen, mask)
+                    self._record(p, own, duration, columns, seen, played=mask)
                 else:
                     psi = self._prepare(self._ground(shots), chain.prep_error)
                 psi = np.where(mask[:, None], psi, before)
@@ -396,6 +396,7 @@ class ChainRun:
         window_s: float,
         columns: list[list[int] | list[list[int]]],
         seen: list[dict[str, int | list[int]]],
+        *,
         played: Bools | None = None,
     ) -> None:
         """A window's counts in every shot; a conditional window not played in a shot counts
