@@ -132,7 +132,7 @@ def translate_schedule(
             for q, c in zip(e.qubits, e.clbits, strict=False):
                 if c >= 0:
                     records[c] = (e.name, q)
-                    ready_ns[c] = to_ns(e)[1] + latency_ns
+                    ready_ns[c] = round(e.end_mu * ns_per_mu) + latency_ns
     registers: dict[int, str] = {}  # derived record -> the controller register holding it
     register_entries: list[dict[str, Any]] = []
 
