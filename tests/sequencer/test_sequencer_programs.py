@@ -148,7 +148,7 @@ def test_repeat_until_success_compiles_to_a_bounded_loop_with_the_promised_stati
     bound = QasmLimits().measured_while_iterations
     assert cut["bound"] == bound and cut["line"] == 14
     # each try fails with probability sin²(phi / 4) = 0.32: the cut-off share is 0.32^16
-    assert cut["fraction"] <= 1e-3
+    assert cut["fraction"] <= 1e-3 and cut["fraction_upper_95"] <= 2e-3
     assert sum(result["counts"].values()) == shots
     assert _share(result["counts"], 1) == 0  # every shot ends on success: `failed` reads 0
     p = math.sin(0.6) ** 2
@@ -166,6 +166,9 @@ def test_a_loop_on_measurements_past_its_bound_is_cut_off_and_said_or_refused(de
     (cut,) = result["truncated"]
     assert cut["bound"] == 3 and cut["line"] == 5
     assert abs(cut["fraction"] - 0.125) <= 5 * math.sqrt(0.125 * 0.875 / 4000)
+    assert (
+        cut["shots"] == round(4000 * cut["fraction"]) and cut["fraction_upper_95"] > cut["fraction"]
+    )
     strict = QasmLimits(measured_while_iterations=3, truncate_measured_loops=False)
     with pytest.raises(
         NeedsShotByShot, match=r"line 5.*still be running after 3 iterations.*truncation is off"
