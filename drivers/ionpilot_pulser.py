@@ -296,6 +296,15 @@ class IonpilotPulser(Instrument, IonpilotDriver):
         """Check one pulse against the limits; returns the time its shot lasts at least (ns)."""
         if not isinstance(pulse, dict):
             raise TypeError(f"pulse {index} is not a map")
+        if "register" in pulse and "channel" not in pulse:  # a classical register (PROTOCOLS §9)
+            t_ns, cond = pulse.get("t_ns"), pulse.get("condition")
+            if not isinstance(pulse["register"], str) or not pulse["register"]:
+                raise ValueError(f"entry {index}: a register's name must be a non-empty string")
+            if isinstance(t_ns, bool) or not isinstance(t_ns, int) or t_ns < 0:
+                raise ValueError(f"entry {index}: t_ns must be a non-negative int, not {t_ns!r}")
+            if not isinstance(cond, dict) or not isinstance(cond.get("bits"), list):
+                raise ValueError(f"entry {index}: a register needs a condition with 'bits'")
+            return t_ns
         channel = pulse.get("channel")
         if channel not in PULSE_CHANNELS:
             raise ValueError(f"pulse {index}: channel {channel!r} is not one of {PULSE_CHANNELS}")

@@ -9,6 +9,9 @@ Dynamic circuits: a measurement writes a *record* (the classical bits of the IR 
 op with a `condition` (records, accepted assignments) runs only in shots whose records read one
 of the accepted assignments (bit j of an assignment is record j). `outputs`, when set, says how
 each bit of the result registers (`cregs`) is computed from the records at the end of a shot.
+`derived` are records the pulse controller computes during the shot from earlier ones (its
+registers: `classical.Registers`); `truncations` name the while loops on measurement results cut
+off at their bound, each with the table that says a shot was cut off (results state the share).
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ from ionpilot.sequencer.gates import IR_GATES, CArray, apply_matrix, evolve_iden
 NON_UNITARY = ("measure", "reset", "barrier", "delay", "cal")
 Condition = tuple[tuple[int, ...], tuple[int, ...]]
 OutputBit = tuple[tuple[int, ...], tuple[int, ...]]
+Derived = tuple[int, tuple[int, ...], tuple[int, ...]]  # record, inputs, accepted assignments
+Truncation = tuple[int, int, OutputBit]  # source line, iteration bound, "cut off" over records
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +58,8 @@ class Circuit:
     global_phase: float = 0.0
     name: str = "circuit"
     outputs: list[OutputBit] | None = None
+    derived: list[Derived] = field(default_factory=list)
+    truncations: list[Truncation] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if not self.qregs and self.num_qubits:

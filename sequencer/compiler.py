@@ -74,6 +74,8 @@ class NativeCircuit:
     final_rz: list[float]
     qregs: list[tuple[str, int]] = field(default_factory=list)
     cregs: list[tuple[str, int]] = field(default_factory=list)
+    # records the controller computes from earlier ones (record, inputs, accepted assignments)
+    derived: list[tuple[int, tuple[int, ...], tuple[int, ...]]] = field(default_factory=list)
 
     def counts(self) -> dict[str, int]:
         """Operations by kind, with the virtual RZs that are not zero."""
@@ -400,6 +402,7 @@ def compile_circuit(circuit: Circuit) -> tuple[NativeCircuit, CompileReport]:
         final_rz,
         list(circuit.qregs),
         list(circuit.cregs),
+        list(circuit.derived),
     )
     counts = native.counts()
     report = CompileReport(

@@ -6,7 +6,11 @@ the program level. Classical values are Python numbers while they are known when
 `Dyn` (a function of measurement records, `ionpilot.sequencer.classical`) once they depend on a
 measurement in the same shot. A branch, loop or gate parameter on a `Dyn` becomes operations with
 a `condition`; the compiler and scheduler turn those into conditional segments of the pulse
-schedule. Loops whose condition stays a `Dyn` are unrolled up to `QasmLimits.while_iterations`.
+schedule. A stored value over many records goes into controller registers (derived records,
+`classical.Registers`), so conditions stay small tables however long the program branches.
+Loops whose condition stays a `Dyn` are unrolled up to `QasmLimits.measured_while_iterations`;
+the shots still looping then are cut off (the program's `truncations` say which: every result
+states the fraction), or, with `truncate_measured_loops` off, the program is refused.
 
 Every size is checked before anything of that size is built: registers, arrays, loop ranges and
 the qubit count (against the simulator's state vector, or the device's ions).
@@ -27,6 +31,7 @@ from ionpilot.sequencer.classical import (
     MAX_RECORDS_PER_VALUE,
     Dyn,
     DynTooWide,
+    Registers,
     accepting,
     lift,
     renumber,
@@ -57,6 +62,11 @@ class QasmLimits:
     qubit_limit_reason: str = "a state vector of the simulator holds at most 22 qubits"
     loop_iterations: int = 1_000_000
     while_iterations: int = 1000
+    # a while loop on measurement results: iterations unrolled into the pulse schedule, after
+    # which the shots still looping are cut off (stated in the result) or, without truncation,
+    # the program is refused
+    measured_while_iterations: int = 16
+    truncate_measured_loops: bool = True
     register_bits: int = 4096
     array_elements: int = 1 << 16
     call_depth: int = 64
@@ -158,6 +168,8 @@ class ProgramFrontend(_Frontend):
         self.externs: dict[str, ast.ExternDeclaration] = {}
         self.condition: Any = True  # the run-time condition of the code being walked
         self.fresh = 0
+        self.registers = Registers(self.new_record)
+        self.truncations: list[tuple[int, int, Any]] = []  # (line, bound, still running)
         self.home_used: set[int] = set()
         self.rename: dict[int, int] = {}
         self.executed = 0
@@ -169,6 +181,18 @@ class ProgramFrontend(_Frontend):
         self.grammar: str | None = None
 
     # --- program ---------------------------------------------------------------------------
+
+    def new_record(self) -> int:
+        """A provisional record id (a measurement's, or a derived record's)."""
+        rec = _FRESH + self.fresh
+        self.fresh += 1
+        return rec
+
+    def compact(self, value: Any) -> Any:
+        """A value about to be stored, narrowed into controller registers if it is wide."""
+        if isinstance(value, list):
+            return [self.compact(v) for v in value]
+        return self.registers.compact(value)
 
     def run(self, program: ast.Program) -> Circuit:
         self.check_qubit_count(program)
@@ -257,6 +281,16 @@ class ProgramFrontend(_Frontend):
                         outputs.append(((), (int(bit),)))
         if extra:
             identity = False
+        derived = []
+        for rec, inputs, accepted in self.registers.defined:
+            moved = accepting(renumber(_dyn_of((inputs, accepted)), mapping))
+            assert isinstance(moved, tuple)
+            derived.append((mapping(rec), moved[0], moved[1]))
+        truncations = []
+        for line, bound, running in self.truncations:
+            flag = renumber(lift(lambda v: int(bool(v)), running), mapping)
+            if isinstance(flag, Dyn):
+                truncations.append((line, bound, (flag.records, tuple(flag.table))))
         return Circuit(
             num_qubits=self.num_qubits,
             num_clbits=total,
@@ -265,6 +299,8 @@ class ProgramFrontend(_Frontend):
             cregs=regs if regs else [],
             global_phase=self.global_phase,
             outputs=None if identity else outputs,
+            derived=derived,
+            truncations=truncations,
         )
 
     # --- statements ------------------------------------------------------------------------
@@ -491,7 +527,7 @@ class ProgramFrontend(_Frontend):
                     first = self.measure_expr(s.init_expression, env, s)
                 else:
                     first = self.eval(s.init_expression, env)
-                var.value = self.coerce("bit", width, first, s)
+                var.value = self.compact(self.coerce("bit", width, first, s))
                 if env is self.globals and not const:
                     self._claim_home(name, var, list(range(size)))
             return
@@ -514,7 +550,7 @@ class ProgramFrontend(_Frontend):
             value = 0.0
         elif kind == "bool":
             value = False
-        env.vars[name] = _Var(kind, width, self.coerce(kind, width, value, s), const)
+        env.vars[name] = _Var(kind, width, self.compact(self.coerce(kind, width, value, s)), const)
         if const:
             self._publish_const(name, env.vars[name].value)
 
@@ -1088,8 +1124,7 @@ class ProgramFrontend(_Frontend):
         line = _pos(node)[0] or 0
         bits: list[Any] = []
         for q in qubits:
-            rec = _FRESH + self.fresh
-            self.fresh += 1
+            rec = self.new_record()
             window = self.calibrations.capture_window(q)  # a `defcal measure $q` of its own
             params = () if window is None else (window,)
             self.emit([Operation("measure", (q,), params, clbits=(rec,), line=line)], node)
@@ -1227,10 +1262,12 @@ class ProgramFrontend(_Frontend):
 
     def _under_condition(self, new: Any, old: Any) -> Any:
         if self.condition is True:
-            return new
+            return self.compact(new)
         if isinstance(new, list):
-            return [select(self.condition, n, o) for n, o in zip(new, old, strict=True)]
-        return select(self.condition, new, old)
+            return [
+                self.compact(select(self.condition, n, o)) for n, o in zip(new, old, strict=True)
+            ]
+        return self.compact(select(self.condition, new, old))
 
     def assignment(self, s: ast.ClassicalAssignment, env: _Env) -> None:
         op = s.op.name
@@ -1262,10 +1299,10 @@ class ProgramFrontend(_Frontend):
         outer = self.condition
         truth = lift(bool, cond)
         try:
-            self.condition = lift(lambda a, b: bool(a) and bool(b), outer, truth)
+            self.condition = self.compact(lift(lambda a, b: bool(a) and bool(b), outer, truth))
             self.block(s.if_block, _Env(parent=env))
             if s.else_block:
-                self.condition = lift(lambda a, b: bool(a) and not b, outer, truth)
+                self.condition = self.compact(lift(lambda a, b: bool(a) and not b, outer, truth))
                 self.block(s.else_block, _Env(parent=env))
         finally:
             self.condition = outer
@@ -1283,14 +1320,14 @@ class ProgramFrontend(_Frontend):
                     hit = lift(lambda h, t, c: bool(h) or t == c, hit, target, self.eval(v, env))
                 if hit is False:
                     continue
-                self.condition = lift(
-                    lambda a, h, m: bool(a) and bool(h) and not m, outer, hit, matched
+                self.condition = self.compact(
+                    lift(lambda a, h, m: bool(a) and bool(h) and not m, outer, hit, matched)
                 )
                 if self.condition is not False:
                     self.block(body.statements, _Env(parent=env))
-                matched = lift(lambda m, h: bool(m) or bool(h), matched, hit)
+                matched = self.compact(lift(lambda m, h: bool(m) or bool(h), matched, hit))
             if s.default is not None:
-                self.condition = lift(lambda a, m: bool(a) and not m, outer, matched)
+                self.condition = self.compact(lift(lambda a, m: bool(a) and not m, outer, matched))
                 if self.condition is not False:
                     self.block(s.default.statements, _Env(parent=env))
         finally:
@@ -1342,6 +1379,7 @@ class ProgramFrontend(_Frontend):
 
     def while_loop(self, s: ast.WhileLoop, env: _Env) -> None:
         limit = self.limits.while_iterations
+        measured = self.limits.measured_while_iterations
         outer = self.condition
         running: Any = outer
         saved_base = self.flow_base
@@ -1351,8 +1389,11 @@ class ProgramFrontend(_Frontend):
                 cond = self.eval(s.while_condition, env)
                 if isinstance(cond, list):
                     cond = _bits_value(cond)
-                running = lift(lambda a, c: bool(a) and bool(c), running, cond)
+                running = self.compact(lift(lambda a, c: bool(a) and bool(c), running, cond))
                 if running is False:
+                    return
+                if isinstance(running, Dyn) and iteration >= measured:
+                    self.cut_loop(s, running, measured)
                     return
                 if iteration == limit:
                     kind = NeedsShotByShot if isinstance(running, Dyn) else QasmError
@@ -1379,6 +1420,22 @@ class ProgramFrontend(_Frontend):
         finally:
             self.condition = outer
             self.flow_base = saved_base
+
+    def cut_loop(self, s: ast.WhileLoop, running: Dyn, bound: int) -> None:
+        """A loop on measurement results that may still run after `bound` iterations: its
+        shots are cut off there (the condition that says so is kept, so every result states
+        what fraction it was), or the program is refused if truncation is not allowed."""
+        line, column = _pos(s)
+        if not self.limits.truncate_measured_loops:
+            raise NeedsShotByShot(
+                f"while loop on measurement results may still be running after {bound} "
+                "iterations, the most a pulse schedule unrolls (QasmLimits."
+                "measured_while_iterations), and truncation is off (QasmLimits."
+                "truncate_measured_loops)",
+                line,
+                column,
+            )
+        self.truncations.append((line or 0, bound, running))
 
     # --- timing ----------------------------------------------------------------------------
 

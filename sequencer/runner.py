@@ -14,7 +14,7 @@ from ionpilot.sequencer.errors import QasmError
 from ionpilot.sequencer.jobs import Job
 from ionpilot.sequencer.qasm import parse_qasm, read_program
 from ionpilot.sequencer.qasm_program import NeedsShotByShot, QasmLimits
-from ionpilot.sequencer.results import result_json
+from ionpilot.sequencer.results import result_json, wilson_interval
 from ionpilot.sequencer.schedule import Schedule, build_schedule, validate_schedule
 from ionpilot.sequencer.settings import DeviceSettings
 from ionpilot.sequencer.shots import run_shot_by_shot
@@ -63,6 +63,7 @@ def run_program(
     sim = backend.run(program.schedule, shots, seed)
     counts, probabilities = sim.counts, sim.probabilities
     num_bits = program.schedule.num_clbits
+    cut = truncated(program.circuit.truncations, probabilities, sim.shots, exact=sim.exact)
     if program.circuit.outputs is not None:
         counts = remap_records(counts, program.circuit.outputs)
         probabilities = remap_records(probabilities, program.circuit.outputs)
@@ -79,8 +80,34 @@ def run_program(
             "seed": seed,
             "compile": program.report.to_json(),
             "device": device_snapshot(device),
+            **({"truncated": cut} if cut else {}),
         },
     )
+
+
+def truncated(
+    truncations: list[Any], probabilities: dict[int, float], shots: int, *, exact: bool
+) -> list[dict[str, Any]]:
+    """For each while loop on measurement results cut off at its bound: where, the bound, and
+    the share of shots (the probability mass) still looping there, from the records; from
+    sampled shots also how many were cut off and the share's 95 % upper bound (none cut off
+    in 2,000 shots still allows 0.19 %)."""
+    out = []
+    for line, bound, (records, table) in truncations:
+        share = 0.0
+        for key, p in probabilities.items():
+            index = 0
+            for pos, r in enumerate(records):
+                index |= ((key >> r) & 1) << pos
+            if table[index]:
+                share += p
+        entry: dict[str, Any] = {"line": line, "bound": bound, "fraction": share}
+        if not exact:
+            cut = round(share * shots)
+            entry["shots"] = cut
+            entry["fraction_upper_95"] = wilson_interval(cut, shots)[1]
+        out.append(entry)
+    return out
 
 
 def remap_records(values: dict[int, Any], outputs: list[Any]) -> dict[int, Any]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -67,6 +68,9 @@ class Schedule:
     cregs: list[tuple[str, int]] = field(default_factory=list)
     final_frame: list[float] = field(default_factory=list)
     time_unit_s: float = 1e-9
+    # records the controller computes during a shot from earlier ones: (record, input records,
+    # accepted assignments), in definition order (`classical.Registers`)
+    derived: list[tuple[int, tuple[int, ...], tuple[int, ...]]] = field(default_factory=list)
 
     @property
     def duration_mu(self) -> int:
@@ -83,6 +87,7 @@ class Schedule:
             "cregs": [[name, size] for name, size in self.cregs],
             "final_frame": list(self.final_frame),
             "events": [_event_json(e) for e in self.events],
+            "derived": [[r, list(inputs), list(acc)] for r, inputs, acc in self.derived],
         }
 
     def dumps(self) -> str:
@@ -126,6 +131,10 @@ class Schedule:
                 cregs=[(str(n), int(s)) for n, s in data.get("cregs", [])],
                 final_frame=[float(x) for x in data.get("final_frame", [])],
                 time_unit_s=float(data.get("time_unit_s", 1e-9)),
+                derived=[
+                    (int(r), tuple(int(x) for x in inputs), tuple(int(a) for a in acc))
+                    for r, inputs, acc in data.get("derived", [])
+                ],
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise SequencerError(f"malformed schedule: {exc}") from None
@@ -356,6 +365,7 @@ def build_schedule(
         cregs=list(native.cregs),
         final_frame=list(native.final_rz),
         time_unit_s=unit,
+        derived=list(native.derived),
     )
 
 
@@ -586,7 +596,7 @@ def validate_schedule(schedule: Schedule, device: DeviceSettings) -> None:
                 problems.append(
                     (e.name, f"channel '{e.channel}' addresses ion {ch.ion}, not in the program")
                 )
-    problems.extend(_feedback(schedule.events, device))
+    problems.extend(_feedback(schedule.events, device, schedule.derived))
     # both branches of every conditional segment: all taken (the union of events) and none taken
     branches = [schedule.events]
     if any(e.condition is not None for e in schedule.events):
@@ -614,9 +624,14 @@ def validate_schedule(schedule: Schedule, device: DeviceSettings) -> None:
         raise ScheduleError(problems)
 
 
-def _feedback(events: list[PulseEvent], device: DeviceSettings) -> list[tuple[str, str]]:
-    """A conditional event may start only once the detections it depends on have ended and the
-    controller's feedback latency has passed."""
+def _feedback(
+    events: list[PulseEvent],
+    device: DeviceSettings,
+    derived: Sequence[tuple[int, tuple[int, ...], tuple[int, ...]]] = (),
+) -> list[tuple[str, str]]:
+    """A conditional event may start only once the detections it depends on (through the
+    derived records it reads, too) have ended and the controller's feedback latency has
+    passed; a derived record reads only records measured or derived before it."""
     latency_mu = math.ceil(device.feedback_latency / device.time_unit - 1e-6)
     written: dict[int, list[PulseEvent]] = {}
     for e in events:
@@ -624,10 +639,31 @@ def _feedback(events: list[PulseEvent], device: DeviceSettings) -> list[tuple[st
             for c in e.clbits:
                 written.setdefault(c, []).append(e)
     out = []
+    beneath: dict[int, frozenset[int]] = {}  # derived record -> the measured records under it
+    for record, inputs, _ in derived:
+        under: set[int] = set()
+        for r in inputs:
+            if r in beneath:
+                under |= beneath[r]
+            elif r in written:
+                under.add(r)
+            else:
+                out.append(
+                    (
+                        f"derived record {record}",
+                        f"reads record {r}, which no detection nor earlier derived record writes",
+                    )
+                )
+        if record in written or record in beneath:
+            out.append((f"derived record {record}", "is written twice"))
+        beneath[record] = frozenset(under)
     for e in events:
         if e.condition is None:
             continue
+        measured: set[int] = set()
         for r in e.condition[0]:
+            measured |= beneath.get(r, {r})
+        for r in sorted(measured):
             sources = [d for d in written.get(r, []) if d.end_mu <= e.start_mu]
             if not sources:
                 out.append((e.name, f"depends on record {r}, which no earlier detection writes"))

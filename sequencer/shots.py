@@ -1,9 +1,10 @@
 """Shot-by-shot execution of OpenQASM programs no pulse schedule can hold, on the simulator.
 
-A loop that repeats until a measurement says so (repeat-until-success) has no fixed length: its
-pulse schedule would need a loop on the pulse controller, which ionpilot's controller does not
-have, and unrolling it gives conditions over more measurement results than a schedule can
-branch on. For the simulator such programs are walked once per shot by the same front end,
+A loop that repeats until a measurement says so (repeat-until-success) has no fixed length: the
+front end unrolls it into the pulse schedule up to `QasmLimits.measured_while_iterations` and
+cuts off (and reports) the shots still looping; where truncation is off, or a program needs a
+condition over more measurement results than a register can hold, no schedule is made. For the
+simulator such programs are walked once per shot by the same front end,
 with every measurement sampled on the spot, so each classical value is known when it is
 used. The quantum state evolves gate by gate (the library gates' exact matrices); the device's
 preparation and readout errors apply unless `ideal`, its pulse-level errors (over-rotation,

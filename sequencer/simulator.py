@@ -19,6 +19,7 @@ from __future__ import annotations
 import cmath
 import math
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -239,7 +240,7 @@ class SimulatedChain:
         validate_schedule(schedule, self.device)
         if schedule.num_qubits > MAX_QUBITS:
             raise SequencerError(f"the simulator handles at most {MAX_QUBITS} ions")
-        if any(e.condition is not None for e in schedule.events):
+        if schedule.derived or any(e.condition is not None for e in schedule.events):
             if shots < 1:
                 raise SequencerError("shots must be at least 1")
             if schedule.num_clbits > MAX_RECORDS:
@@ -248,7 +249,12 @@ class SimulatedChain:
                 )
             steps = interpret(schedule, self.device, self.ideal)
             return _Trajectories(
-                schedule.num_qubits, schedule.num_clbits, steps, self.device, self.ideal
+                schedule.num_qubits,
+                schedule.num_clbits,
+                steps,
+                self.device,
+                self.ideal,
+                derived=schedule.derived,
             ).sample(shots, np.random.default_rng(seed))
         if schedule.num_clbits > MAX_CLBITS:
             raise SequencerError(f"the simulator handles at most {MAX_CLBITS} classical bits")
@@ -502,10 +508,19 @@ class _Trajectories:
     and re-uses ions (teleportation chains) needs only as many slots as it has live qubits."""
 
     def __init__(
-        self, n: int, nrec: int, steps: list[Step], device: DeviceSettings, ideal: bool
+        self,
+        n: int,
+        nrec: int,
+        steps: list[Step],
+        device: DeviceSettings,
+        ideal: bool,
+        *,
+        derived: Sequence[tuple[int, tuple[int, ...], tuple[int, ...]]] = (),
     ) -> None:
         em = device.error_model
         self.nrec = nrec
+        self.derived = {r: (inputs, accepted) for r, inputs, accepted in derived}
+        self.order = [r for r, _, _ in derived]
         self.readout = (0.0, 0.0) if ideal else (em.readout_error_dark, em.readout_error_bright)
         self.prep = 0.0 if ideal else em.prep_error
         self.t2 = math.inf if ideal else em.dephasing_time
@@ -548,7 +563,10 @@ class _Trajectories:
         slot: dict[int, int] = {}
         free = list(range(m - 1, -1, -1))
         every = np.ones(shots, dtype=bool)
+        known: set[int] = set()  # derived records computed so far (their inputs are final)
         for i, st in enumerate(self.steps):
+            if st.condition is not None:
+                self._derive(st.condition[0], rec, known)
             mask = every if st.condition is None else self._mask(st.condition, rec)
             if not mask.any():
                 continue
@@ -601,8 +619,20 @@ class _Trajectories:
                     bit, psi = _measure(psi, m, k, every, rng)
                     psi = _flip_rows(psi, m, k, bit.astype(bool))
                     free.append(k)
+        self._derive(self.order, rec, known)
         weights = np.left_shift(np.int64(1), np.arange(rec.shape[1], dtype=np.int64))
         return (rec * weights).sum(axis=1) if self.nrec else np.zeros(shots, dtype=np.int64)
+
+    def _derive(self, records: Sequence[int], rec: np.ndarray, known: set[int]) -> None:
+        """Compute the derived records among `records` (and those they read), as the pulse
+        controller does once their inputs are measured."""
+        for r in records:
+            if r in known or r not in self.derived:
+                continue
+            inputs, accepted = self.derived[r]
+            self._derive(inputs, rec, known)
+            rec[:, r] = self._mask((inputs, accepted), rec)
+            known.add(r)
 
     def _mask(self, condition: tuple[tuple[int, ...], tuple[int, ...]], rec: np.ndarray) -> Any:
         records, accepted = condition

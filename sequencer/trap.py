@@ -38,6 +38,7 @@ from urllib.parse import urlsplit
 from ionpilot.bus.client import CommandClient
 from ionpilot.bus.codec import BusError, ErrorCode
 from ionpilot.bus.settings import BusSettings
+from ionpilot.sequencer.classical import derived_values
 from ionpilot.sequencer.errors import BackendUnavailable, SequencerError, TrapTranslationError
 from ionpilot.sequencer.schedule import PulseEvent, Schedule, validate_schedule
 from ionpilot.sequencer.settings import DeviceSettings
@@ -69,6 +70,9 @@ class Readout:
     window: str
     qubits: tuple[int, ...]
     clbits: tuple[int, ...]
+    # a conditional detection: played only in shots whose records read one of the accepted
+    # assignments (elsewhere its bits read 0, as the simulator's)
+    condition: tuple[tuple[int, ...], tuple[int, ...]] | None = None
 
 
 @dataclass
@@ -81,6 +85,8 @@ class PulserProgram:
     num_clbits: int
     shot_s: float
     chain_windows: tuple[str, ...] = ()  # per-ion cooling counts that say the chain is whole
+    # records the controller computes during the shot (its registers): record, inputs, accepted
+    derived: tuple[tuple[int, tuple[int, ...], tuple[int, ...]], ...] = ()
 
 
 @dataclass
@@ -119,32 +125,62 @@ def translate_schedule(
         return round(start), round(start) + max(1, round(length))
 
     records: dict[int, tuple[str, int]] = {}
+    ready_ns: dict[int, int] = {}  # record -> when the controller may branch on it
+    latency_ns = math.ceil(device.feedback_latency / 1e-9 - 1e-6)
     for e in schedule.events:
         if e.kind == "detect":
             for q, c in zip(e.qubits, e.clbits, strict=False):
                 if c >= 0:
                     records[c] = (e.name, q)
+                    ready_ns[c] = round(e.end_mu * ns_per_mu) + latency_ns
+    registers: dict[int, str] = {}  # derived record -> the controller register holding it
+    register_entries: list[dict[str, Any]] = []
+
+    def bit(r: int, name: str) -> Any:
+        if r in registers:
+            return registers[r]
+        if r not in records:
+            problems.append((name, f"branches on record {r}, which no detection writes"))
+            return None
+        return list(records[r])
 
     def condition(e: PulseEvent) -> dict[str, Any] | None:
         if e.condition is None:
             return None
-        bits = []
-        for r in e.condition[0]:
-            if r not in records:
-                problems.append((e.name, f"branches on record {r}, which no detection writes"))
-                return None
-            bits.append(list(records[r]))
+        bits = [bit(r, e.name) for r in e.condition[0]]
+        if any(b is None for b in bits):
+            return None
         return {
             "bits": bits,
             "accept": list(e.condition[1]),
             "threshold": device.detection_threshold,
         }
 
+    for record, inputs, accepted in schedule.derived:
+        name = f"register:{record}"
+        bits = [bit(r, name) for r in inputs]
+        at = max((ready_ns.get(r, 0) for r in inputs), default=0)
+        registers[record] = name
+        ready_ns[record] = at
+        register_entries.append(
+            {
+                "register": name,
+                "t_ns": at,
+                "condition": {
+                    "bits": bits,
+                    "accept": list(accepted),
+                    "threshold": device.detection_threshold,
+                },
+            }
+        )
+
     def place(e: PulseEvent, touches: frozenset[int] | None, coherent: bool, **pulse: Any) -> None:
         start, end = to_ns(e)
         if e.condition is not None:
-            if not coherent:
-                problems.append((e.name, "the controller branches only raman, ms and clock pulses"))
+            if not coherent and e.kind not in ("detect", "pump"):
+                problems.append(
+                    (e.name, "the controller branches coherent pulses, detection and pumping")
+                )
             cond = condition(e)
             if cond is not None:
                 pulse["condition"] = cond
@@ -187,7 +223,7 @@ def translate_schedule(
             if e.channel != device.detection_channel:
                 problems.append((e.name, f"detection on '{e.channel}', not on the PMT"))
                 continue
-            readouts.append(Readout(e.name, e.qubits, e.clbits))
+            readouts.append(Readout(e.name, e.qubits, e.clbits, e.condition))
             some = {"ions": sorted(e.qubits)} if set(e.qubits) != every else {}
             place(e, None, False, channel="detect", window=e.name, per_ion=True, **some)
         elif e.kind == "pulse" and e.channel == device.clock_channel:
@@ -253,12 +289,13 @@ def translate_schedule(
         raise TrapTranslationError(problems)
     shot_ns = max((p.end_ns for p in placed), default=0)
     return PulserProgram(
-        pulses=[p.pulse for p in placed],
+        pulses=[*register_entries, *(p.pulse for p in placed)],
         readouts=readouts,
         num_qubits=n,
         num_clbits=schedule.num_clbits,
         shot_s=shot_ns * 1e-9,
         chain_windows=tuple(chain_windows),
+        derived=tuple(schedule.derived),
     )
 
 
@@ -327,19 +364,30 @@ def decode_counts(
     if missing:
         raise SequencerError(f"trap backend: the controller returned no window {missing[0]!r}")
     out: Counter[int] = Counter()
+    derived = list(program.derived)
     for shot in counts:
         value = 0
         for r in program.readouts:
             per_ion = shot[index[r.window]] if isinstance(shot, list) else None
             if not isinstance(per_ion, list) or len(per_ion) < program.num_qubits:
                 raise SequencerError(f"trap backend: window {r.window!r} has no per-ion counts")
+            played = r.condition is None or _holds(r.condition, derived_values(value, derived))
             for q, c in zip(r.qubits, r.clbits, strict=True):
                 if c < 0:
                     continue
-                dark = per_ion[q] < threshold
+                dark = played and per_ion[q] < threshold
                 value = (value & ~(1 << c)) | (int(dark) << c)
-        out[value] += 1
+        out[derived_values(value, derived) if derived else value] += 1
     return out
+
+
+def _holds(condition: tuple[tuple[int, ...], tuple[int, ...]], value: int) -> bool:
+    """Whether records `value` read one of the condition's accepted assignments."""
+    records, accepted = condition
+    assignment = 0
+    for j, r in enumerate(records):
+        assignment |= ((value >> r) & 1) << j
+    return assignment in accepted
 
 
 def check_chain(program: PulserProgram, reply: dict[str, Any]) -> None:

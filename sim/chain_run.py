@@ -148,23 +148,43 @@ class ChainRun:
             start = p.t_ns * 1e-9
             duration = p.duration_ns * 1e-9
             mask: Bools | None = None
+            if p.channel == "register" and p.condition is not None:
+                # a classical register of the controller, computed in every shot (PROTOCOLS §9)
+                assert p.window is not None
+                for k in range(shots):
+                    seen[k][p.window] = int(p.condition(seen[k]))
+                continue
             if p.condition is not None:
                 test = p.condition
                 mask = np.fromiter((test(seen[k]) for k in range(shots)), bool, shots)
-                if not mask.any():
+                if not mask.any() and p.window is None:
                     continue
             if p.ions is not None and p.channel in ("detect", "repump"):
                 # some ions only: the others are hidden meanwhile (PROTOCOLS §10)
                 psi = frame.catch_up(self, psi, range(n), start, gate_detuning)
+                before = psi
                 if p.channel == "detect":
                     psi, own = self._detect_some(
                         psi, p.ions, duration, cond, fluorescing=fluorescing, tau=tau
                     )
-                    self._record(p, own, duration, columns, seen)
+                    self._record(p, own, duration, columns, seen, played=mask)
                 else:
                     psi = self._reset_some(psi, p.ions, chain.prep_error)
                 psi = self._hide(psi, [i for i in range(n) if i not in p.ions])
+                if mask is not None:  # a conditional segment: the other shots keep their state
+                    psi = np.where(mask[:, None], psi, before)
                 frame.touched(p.ions, start + duration)
+                continue
+            if mask is not None and p.channel in ("detect", "repump"):
+                psi = frame.catch_up(self, psi, range(n), start, gate_detuning)
+                before = psi
+                if p.channel == "detect":
+                    psi, own = self._detect(psi, duration, cond, fluorescing, tau)
+                    self._record(p, own, duration, columns, seen, played=mask)
+                else:
+                    psi = self._prepare(self._ground(shots), chain.prep_error)
+                psi = np.where(mask[:, None], psi, before)
+                frame.touched(range(n), start + duration)
                 continue
             if p.channel in ("cool", "repump"):
                 psi = self._ground(shots)
@@ -376,18 +396,28 @@ class ChainRun:
         window_s: float,
         columns: list[list[int] | list[list[int]]],
         seen: list[dict[str, int | list[int]]],
+        *,
+        played: Bools | None = None,
     ) -> None:
+        """A window's counts in every shot; a conditional window not played in a shot counts
+        nothing there (zeros) and stays unseen by the shot's later conditions."""
         assert p.window is not None
         if p.per_ion:
             rows: list[list[int]] = self.detector.pixels(self.rng, own, window_s).tolist()
+            if played is not None:
+                rows = [row if played[k] else [0] * len(row) for k, row in enumerate(rows)]
             columns.append(rows)
             for k, row in enumerate(rows):
-                seen[k][p.window] = row
+                if played is None or played[k]:
+                    seen[k][p.window] = row
         else:
             totals: list[int] = self.detector.total(self.rng, own, window_s).tolist()
+            if played is not None:
+                totals = [t if played[k] else 0 for k, t in enumerate(totals)]
             columns.append(totals)
             for k, total in enumerate(totals):
-                seen[k][p.window] = total
+                if played is None or played[k]:
+                    seen[k][p.window] = total
 
 
 class _LaserFrame:

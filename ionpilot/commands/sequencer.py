@@ -292,6 +292,13 @@ def run_qasm_file(args: argparse.Namespace) -> int:
             f"ran {duration(job['ran_s'])}"
         )
     print("\n".join(result_lines(result, args.shots)))
+    for cut in result.get("truncated", []):  # a while loop on measurements, bounded
+        upper = cut.get("fraction_upper_95")
+        print(
+            f"  while loop at line {cut['line']}: cut off after {cut['bound']} tries in "
+            f"{100 * cut['fraction']:.3g} % of shots"
+            + ("" if upper is None else f" (at most {100 * upper:.3g} % at 95 % confidence)")
+        )
     return 0
 
 

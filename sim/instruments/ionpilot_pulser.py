@@ -19,6 +19,7 @@ MAX_COUNT_S = 10.0
 MAX_LINE_BYTES = 1 << 20
 FEEDBACK_LATENCY_NS = 1000  # from the end of a detection window to a pulse that branches on it
 MAX_CONDITION_BITS = 12
+MAX_REGISTERS = 1024  # classical registers a schedule may define (computed during each shot)
 CHANNELS = ("cool", "detect", "repump", "clock", "raman", "ms")
 
 
@@ -92,6 +93,7 @@ class Pulser(Protocol):
                     "max_run_s": MAX_RUN_S,
                     "feedback_latency_ns": FEEDBACK_LATENCY_NS,
                     "max_condition_bits": MAX_CONDITION_BITS,
+                    "max_registers": MAX_REGISTERS,
                 },
             }
         if op == "set_dds":
@@ -155,65 +157,127 @@ class Pulser(Protocol):
     def _program(self, raw: list[Any]) -> tuple[list[Pulse], list[str], float]:
         """A schedule's pulses parsed and checked, its counting windows in time order and the
         length of one shot (s)."""
-        pulses = [self._pulse(p, i) for i, p in enumerate(raw)]
-        pulses = self._conditions(raw, pulses)
-        shot_s = max(p.t_ns + p.duration_ns for p in pulses) * 1e-9
-        windows = [p.window for p in sorted(pulses, key=lambda p: p.t_ns) if p.window]
-        return pulses, windows, shot_s
-
-    def _conditions(self, raw: list[Any], pulses: list[Pulse]) -> list[Pulse]:
-        """Conditional segments: `condition` = {"bits": [[window, ion], ...], "accept": [ints],
-        "threshold": counts}. Bit j reads 1 (dark) when ion's count in window is below the
-        threshold; the pulse plays if the bits read one of `accept`. Every window must end at
-        least FEEDBACK_LATENCY_NS before the pulse starts."""
+        entries = [(i, p) for i, p in enumerate(raw) if not _is_register(p)]
+        if not entries:
+            raise _bad("'schedule' has registers but no pulse")
+        pulses = [self._pulse(p, i) for i, p in entries]
         ends = {
             p.window: p.t_ns + p.duration_ns for p in pulses if p.window and p.channel == "detect"
         }
-        n = self.world.settings.n_ions
+        registers = self._registers(raw, ends)
+        pulses = self._conditions([raw[i] for i, _ in entries], pulses, ends, registers)
+        shot_s = max(p.t_ns + p.duration_ns for p in pulses) * 1e-9
+        windows = [p.window for p in sorted(pulses, key=lambda p: p.t_ns) if p.window]
+        # registers first: at equal times they are computed before the pulses that read them
+        return [*registers.values(), *pulses], windows, shot_s
+
+    def _registers(self, raw: list[Any], ends: dict[str, int]) -> dict[str, Pulse]:
+        """Classical registers, computed in each shot at `t_ns` from detection bits and earlier
+        registers: {"register": name, "t_ns": t, "condition": {...}} sets the register to 1 when
+        its condition holds, else 0 (a repeat-until-success loop's "still running")."""
+        out: dict[str, Pulse] = {}
+        for index, body in enumerate(raw):
+            if not _is_register(body):
+                continue
+            name = body["register"]
+            if not isinstance(name, str) or not name or name in ends or name in out:
+                raise _bad(
+                    f"entry {index}: register name {name!r} must be a new string, not a window's"
+                )
+            if len(out) >= MAX_REGISTERS:
+                raise RequestError("out_of_range", f"more than {MAX_REGISTERS} registers")
+            t_ns = _integer(body, "t_ns")
+            if t_ns < 0:
+                raise _bad(f"entry {index}: t_ns must be >= 0")
+            cond = body.get("condition")
+            if not isinstance(cond, dict):
+                raise _bad(f"entry {index}: a register needs a condition object")
+            test = self._test(f"register {name!r}", cond, t_ns, ends, out)
+            out[name] = Pulse(t_ns=t_ns, duration_ns=0, channel="register", window=name)
+            out[name] = replace(out[name], condition=test)
+        return out
+
+    def _conditions(
+        self,
+        raw: list[Any],
+        pulses: list[Pulse],
+        ends: dict[str, int],
+        registers: dict[str, Pulse],
+    ) -> list[Pulse]:
+        """Conditional segments: `condition` = {"bits": [[window, ion] or register, ...],
+        "accept": [ints], "threshold": counts}. Bit j reads 1 (dark) when ion's count in
+        window is below the threshold (or is the register's value); the pulse plays if the
+        bits read one of `accept`. Every window must end at least FEEDBACK_LATENCY_NS before
+        the pulse starts, every register be computed by then. Coherent pulses, detections and
+        pumping (repump) can be conditional; cooling cannot."""
         out = []
         for index, (body, pulse) in enumerate(zip(raw, pulses, strict=True)):
             cond = body.get("condition")
             if cond is None:
                 out.append(pulse)
                 continue
-            if pulse.channel in ("detect", "cool", "repump"):
-                raise _bad(f"pulse {index}: only raman, ms and clock pulses can be conditional")
-            if not isinstance(cond, dict):
-                raise _bad(f"pulse {index}: condition must be an object")
-            bits = cond.get("bits")
-            accept = cond.get("accept")
-            threshold = cond.get("threshold", 1)
-            if (
-                not isinstance(bits, list)
-                or not 1 <= len(bits) <= MAX_CONDITION_BITS
-                or not isinstance(accept, list)
-                or not all(isinstance(a, int) and 0 <= a < (1 << len(bits)) for a in accept)
-                or isinstance(threshold, bool)
-                or not isinstance(threshold, int)
-            ):
-                raise _bad(
-                    f"pulse {index}: condition needs bits (1..{MAX_CONDITION_BITS} [window, ion]"
-                    " pairs), accept (assignments) and an integer threshold"
-                )
-            refs: list[tuple[str, int]] = []
-            for bit in bits:
-                if (
-                    not isinstance(bit, list)
-                    or len(bit) != 2
-                    or bit[0] not in ends
-                    or not isinstance(bit[1], int)
-                    or not 0 <= bit[1] < n
-                ):
-                    raise _bad(f"pulse {index}: condition bit {bit!r} names no detect window/ion")
-                if ends[bit[0]] + FEEDBACK_LATENCY_NS > pulse.t_ns:
+            if pulse.channel == "cool":
+                raise _bad(f"pulse {index}: cooling cannot be conditional")
+            test = self._test(f"pulse {index}", cond, pulse.t_ns, ends, registers)
+            out.append(replace(pulse, condition=test))
+        return out
+
+    def _test(
+        self,
+        where: str,
+        cond: Any,
+        t_ns: int,
+        ends: dict[str, int],
+        registers: dict[str, Pulse],
+    ) -> Callable[[dict[str, Any]], bool]:
+        """A condition object checked (bits, accept, threshold, timing) and made a test."""
+        n = self.world.settings.n_ions
+        if not isinstance(cond, dict):
+            raise _bad(f"{where}: condition must be an object")
+        bits = cond.get("bits")
+        accept = cond.get("accept")
+        threshold = cond.get("threshold", 1)
+        if (
+            not isinstance(bits, list)
+            or not 1 <= len(bits) <= MAX_CONDITION_BITS
+            or not isinstance(accept, list)
+            or not all(isinstance(a, int) and 0 <= a < (1 << len(bits)) for a in accept)
+            or isinstance(threshold, bool)
+            or not isinstance(threshold, int)
+        ):
+            raise _bad(
+                f"{where}: condition needs bits (1..{MAX_CONDITION_BITS} [window, ion]"
+                " pairs or register names), accept (assignments) and an integer threshold"
+            )
+        refs: list[tuple[str, int | None]] = []
+        for bit in bits:
+            if isinstance(bit, str):
+                if bit not in registers:
+                    raise _bad(f"{where}: condition bit {bit!r} names no earlier register")
+                if registers[bit].t_ns > t_ns:
                     raise RequestError(
                         "out_of_range",
-                        f"pulse {index}: starts {pulse.t_ns - ends[bit[0]]} ns after window "
-                        f"{bit[0]!r} ends; the feedback latency is {FEEDBACK_LATENCY_NS} ns",
+                        f"{where}: at {t_ns} ns reads register {bit!r}, computed only at "
+                        f"{registers[bit].t_ns} ns",
                     )
-                refs.append((bit[0], bit[1]))
-            out.append(replace(pulse, condition=_branch(refs, frozenset(accept), threshold)))
-        return out
+                refs.append((bit, None))
+                continue
+            if (
+                not isinstance(bit, list)
+                or len(bit) != 2
+                or bit[0] not in ends
+                or not isinstance(bit[1], int)
+                or not 0 <= bit[1] < n
+            ):
+                raise _bad(f"{where}: condition bit {bit!r} names no detect window/ion")
+            if ends[bit[0]] + FEEDBACK_LATENCY_NS > t_ns:
+                raise RequestError(
+                    "out_of_range",
+                    f"{where}: starts {t_ns - ends[bit[0]]} ns after window "
+                    f"{bit[0]!r} ends; the feedback latency is {FEEDBACK_LATENCY_NS} ns",
+                )
+            refs.append((bit[0], bit[1]))
+        return _branch(refs, frozenset(accept), threshold)
 
     def _pulse(self, raw: object, index: int) -> Pulse:
         if not isinstance(raw, dict):
@@ -294,18 +358,25 @@ class Pulser(Protocol):
         return frequency
 
 
+def _is_register(entry: Any) -> bool:
+    return isinstance(entry, dict) and "register" in entry
+
+
 def _branch(
-    refs: list[tuple[str, int]], accept: frozenset[int], threshold: int
+    refs: list[tuple[str, int | None]], accept: frozenset[int], threshold: int
 ) -> Callable[[dict[str, Any]], bool]:
-    """The test a conditional pulse applies to the windows counted so far in its shot."""
+    """The test a conditional pulse (or a register) applies to the windows counted and the
+    registers computed so far in its shot (a window not counted in it reads 0, as does a
+    register not computed)."""
 
     def test(seen: dict[str, Any]) -> bool:
         value = 0
-        for j, (window, ion) in enumerate(refs):
-            counts = seen.get(window)
-            if not isinstance(counts, list):
-                return False
-            value |= int(counts[ion] < threshold) << j
+        for j, (name, ion) in enumerate(refs):
+            got = seen.get(name)
+            if ion is None:
+                value |= int(bool(got)) << j
+            elif isinstance(got, list):
+                value |= int(got[ion] < threshold) << j
         return value in accept
 
     return test

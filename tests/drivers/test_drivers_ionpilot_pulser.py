@@ -138,3 +138,19 @@ def test_wrong_model_is_refused():
         pytest.raises(InstrumentReplyError),
     ):
         open_instrument("pulser_x", "ionpilot_pulser", f"tcp://127.0.0.1:{server.port}")
+
+
+def test_a_schedule_with_a_register_is_sent_and_a_bad_register_refused_before_sending():
+    detect = {"t_ns": 0, "duration_ns": 1000, "channel": "detect", "window": "d", "per_ion": True}
+    register = {"register": "r1", "t_ns": 2000, "condition": {"bits": [["d", 0]], "accept": [1]}}
+    schedule = [register, detect]
+    script = [op("run", {"windows": ["d"], "counts": [[[0]]]}, shots=1, schedule=schedule)]
+
+    def body(pulser):
+        assert pulser.run(1, schedule)["counts"] == [[[0]]]
+        with pytest.raises(ValueError, match="entry 0: t_ns must be a non-negative int"):
+            pulser.run(1, [{**register, "t_ns": -1}, detect])
+        with pytest.raises(ValueError, match="a register needs a condition"):
+            pulser.run(1, [{"register": "r1", "t_ns": 0}, detect])
+
+    _run(script, body)

@@ -22,12 +22,13 @@ from ionpilot.sequencer import (
     run_program,
     run_qasm,
 )
-from ionpilot.sequencer.qasm_program import NeedsShotByShot
+from ionpilot.sequencer.qasm_program import NeedsShotByShot, QasmLimits
 from ionpilot.sequencer.runner import qasm_limits, run_without_schedule
 from ionpilot.sequencer.settings import DeviceSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 QASM = Path(__file__).parent / "qasm"
+V3 = 'OPENQASM 3.0;\ninclude "stdgates.inc";\n'
 
 
 @pytest.fixture(scope="module")
@@ -134,18 +135,50 @@ def test_right_aligned_box_ends_the_rotation_with_the_entangling_gates(device):
     assert detect >= t_end
 
 
-def test_repeat_until_success_walks_shot_by_shot_with_the_promised_statistics(device):
+def test_repeat_until_success_compiles_to_a_bounded_loop_with_the_promised_statistics(device):
+    """The while loop on the helper's reading is unrolled into conditional segments (its
+    "still failing" kept in controller registers, so conditions stay small), cut off at the
+    bound the limits state, and the result says what share of shots was cut off there."""
     text = _text("repeat_until_success")
     backend = get_backend("sim", device, ideal=True)
     shots = 4000
     result = run_qasm(text, backend, device, shots=shots, seed=3)
-    assert "shot by shot" in result["compile"]["mode"]
+    assert "mode" not in result["compile"]  # a pulse schedule, not the shot-by-shot walker
+    (cut,) = result["truncated"]
+    bound = QasmLimits().measured_while_iterations
+    assert cut["bound"] == bound and cut["line"] == 14
+    # each try fails with probability sin²(phi / 4) = 0.32: the cut-off share is 0.32^16
+    assert cut["fraction"] <= 1e-3 and cut["fraction_upper_95"] <= 2e-3
     assert sum(result["counts"].values()) == shots
     assert _share(result["counts"], 1) == 0  # every shot ends on success: `failed` reads 0
     p = math.sin(0.6) ** 2
     assert abs(_share(result["counts"], 0) - p) <= 5 * math.sqrt(p * (1 - p) / shots)
+
+
+def test_a_loop_on_measurements_past_its_bound_is_cut_off_and_said_or_refused(device):
+    # a loop that fails half the time, bounded at 3 tries: 1/8 of the shots are cut off
+    text = V3 + (
+        "qubit q;\nbit c = 1;\nwhile (c == 1) {\n  reset q;\n  h q;\n  c = measure q;\n}\n"
+    )
+    limits = QasmLimits(measured_while_iterations=3, max_qubits=5)
+    program = compile_program(parse_qasm(text, device=device, limits=limits), device)
+    result = run_program(program, get_backend("sim", device, ideal=True), device, 4000, 5)
+    (cut,) = result["truncated"]
+    assert cut["bound"] == 3 and cut["line"] == 5
+    assert abs(cut["fraction"] - 0.125) <= 5 * math.sqrt(0.125 * 0.875 / 4000)
+    assert (
+        cut["shots"] == round(4000 * cut["fraction"]) and cut["fraction_upper_95"] > cut["fraction"]
+    )
+    strict = QasmLimits(measured_while_iterations=3, truncate_measured_loops=False)
+    with pytest.raises(
+        NeedsShotByShot, match=r"line 5.*still be running after 3 iterations.*truncation is off"
+    ):
+        parse_qasm(text, device=device, limits=strict)
+    # refused for the trap; the simulator runs it shot by shot (and never cuts it off)
     with pytest.raises(QasmError, match="plays pulse schedules only"):
-        run_qasm(text, TrapBackend(device, None), device, shots=10)
+        run_without_schedule(
+            text, NeedsShotByShot("bounded"), TrapBackend(device, None), device, shots=10, seed=1
+        )
 
 
 @pytest.mark.parametrize("numerator", [5, 3, 6])

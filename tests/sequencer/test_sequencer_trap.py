@@ -321,6 +321,21 @@ def test_python_builder_circuit_on_the_trap_uses_the_global_beam(live):
     assert result["counts"].get("11", 0) >= 0.95 * 200
 
 
+def test_repeat_until_success_runs_through_the_drivers_with_registers(live):
+    """The unrolled loop's registers and conditional detections pass the driver and the live
+    controller; every shot ends on success and the result states what the bound cut off."""
+    text = (QASM_DIR / "repeat_until_success_v3.qasm").read_text()
+    program = compile_program(parse_qasm(text), live.device)
+    assert program.schedule.derived
+    shots = 200
+    result = run_program(program, TrapBackend(live.device, live.link), live.device, shots=shots)
+    assert result["truncated"][0]["fraction"] <= 0.02
+    failed = sum(v for k, v in result["counts"].items() if k.split()[1] == "1")
+    assert failed <= 0.03 * shots  # a misread helper only
+    out = sum(v for k, v in result["counts"].items() if k.split()[0] == "1")
+    assert binomial_ok(out, shots, math.sin(0.6) ** 2)
+
+
 def test_three_qubits_on_a_two_ion_trap_are_refused(live):
     program = compile_program(parse_qasm(V3 + "qubit[3] q;\nh q;\n"), live.device)
     with pytest.raises(SequencerError, match="holds 2 ion"):

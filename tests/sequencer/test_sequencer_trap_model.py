@@ -32,7 +32,6 @@ SHOTS = 2000
 # what the five-qubit device itself refuses (compile time, whatever the backend)
 REFUSED_BY_THE_DEVICE = {
     "adder_v2.qasm": "program needs 10 qubits, the device has 5 ions",
-    "repeat_until_success_v3.qasm": "branches on at most 12",
 }
 
 
