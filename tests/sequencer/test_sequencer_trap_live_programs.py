@@ -1,7 +1,8 @@
 """Every bundled QASM program the device accepts, run as a user would on the default lab under
 `ionpilot up` (`ionpilot run-qasm FILE --backend trap`: a job in the sequencer service's queue,
-sharing the pulse controller with the clock servo's interrogations, on the five-ion chain), and
-its probabilities against the noisy simulator's: the total variation distance within 3 standard
+sharing the pulse controller with the clock servo's interrogations, on the five-ion chain): each
+result names the lock it ran under (locked at its start and end, the laser's fractional offset),
+and its probabilities against the noisy simulator's: the total variation distance within 3 standard
 deviations of what shot noise alone gives at this many shots.
 
 The 3σ comparison at 2,000 shots per program runs on virtual time in
@@ -14,6 +15,7 @@ which any mapping error (bit order, a wrong gate, a wrong ion) exceeds many time
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -46,6 +48,7 @@ def test_every_accepted_program_runs_on_the_live_trap(
 ) -> None:
     device = load_config(shared_up.lab_file).device
     report: list[str] = []
+    offsets: list[float | None] = []
     ran = 0
     for path in sorted(QASM_DIR.glob("*.qasm")):
         try:
@@ -61,6 +64,11 @@ def test_every_accepted_program_runs_on_the_live_trap(
         result = json.loads(out.out)
         measured: dict[str, float] = result["probabilities"]
         assert sum(result["counts"].values()) == SHOTS
+        # each result names the lock it ran under: the servo kept the gate light on the line
+        lock = result["lock"]
+        assert lock["state_at_start"] == "locked" and lock["state"] == "locked", lock
+        assert lock["age_s"] < 30, lock
+        offsets.append(lock["fractional_offset"])  # None until the lock's first servo update
         model = run_program(program, get_backend("sim", device), device, SHOTS, 3)["probabilities"]
         keys = sorted(set(measured) | set(model))
         p = np.array([model.get(k, 0.0) for k in keys])
@@ -74,4 +82,6 @@ def test_every_accepted_program_runs_on_the_live_trap(
         assert tvd <= mean + 5 * sigma, report
         ran += 1
     print("\n".join(report))
-    assert ran >= 13, report
+    assert ran >= 14, report  # all but adder_v2 (10 qubits on five ions)
+    measured_offsets = [x for x in offsets if x is not None]
+    assert measured_offsets and all(math.isfinite(x) and abs(x) < 1e-13 for x in measured_offsets)
