@@ -38,6 +38,7 @@ Target: duty cycle >= 0.8 (alone; shared, the users' share is at most 1 − the 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import signal
@@ -57,6 +58,7 @@ from ionpilot.drivers.hardware import MODELS
 from ionpilot.sequencer.qasm import parse_qasm
 from ionpilot.sequencer.runner import compile_program, run_program
 from ionpilot.sequencer.trap import BusPulserLink, TrapBackend, translate_schedule
+from ionpilot.servo.interrogation import min_interrogation_rate_hz
 
 ROOT = Path(__file__).resolve().parents[1]
 BELL = ROOT / "tests/sequencer/qasm/bell_v2.qasm"
@@ -253,10 +255,27 @@ def shared_stream(config: LabConfig, text: str, shots: int, jobs: int) -> dict[s
         if j["started_s"] is not None and j["finished_s"] is not None
     )
     clock_jobs = sum(1 for j in clock["jobs"] if start <= (j["started_s"] or 0.0) < end)
+    # the interrogations' probes (runs of more than one shot; a fluorescence check is one)
+    probes = sum(
+        int(j["shots"])
+        for j in clock["jobs"]
+        if j["started_s"] is not None and start <= j["started_s"] < end and j["shots"] > 1
+    )
+    lock = config.servo.clock_lock
     shot_s = shot_length_s(config, text)
     user_s = jobs * shots * shot_s
     min_share = float(status["clock"]["min_duty"])
     ran = [j["finished_s"] - j["started_s"] for j in mine]
+    # the servo's own time between two of its jobs: one finished, its next one submitted
+    done = sorted(
+        (j for j in clock["jobs"] if j["finished_s"] is not None and start <= j["submitted_s"]),
+        key=lambda j: j["submitted_s"],
+    )
+    gaps = sorted(
+        b["submitted_s"] - a["finished_s"]
+        for a, b in itertools.pairwise(done)
+        if start <= a["finished_s"] <= b["submitted_s"] <= end
+    ) or [0.0]
     return {
         "jobs": jobs,
         "span_s": span,
@@ -267,6 +286,16 @@ def shared_stream(config: LabConfig, text: str, shots: int, jobs: int) -> dict[s
         "controller_duty": (user_s + clock_s) / span,
         "user_duty_of_time_left_by_clock": user_s / (span - clock_s),
         "clock_jobs_in_span": clock_jobs,
+        "interrogations_per_s": probes / lock.probes_per_side / span,
+        "min_interrogations_per_s": min_interrogation_rate_hz(lock),
+        "controller_idle_share": 1 - (sum(ran) + clock_s) / span,
+        "servo_gaps_s": {
+            "count": len(gaps),
+            "median": _median(gaps),
+            "p90": gaps[int(0.9 * (len(gaps) - 1))],
+            "max": gaps[-1],
+            "total": sum(gaps),
+        },
         "queue_job_ran_s": _median(ran),
         "queue_job_overhead_s": _median(ran) - shots * shot_s,
     }
