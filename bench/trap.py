@@ -459,6 +459,8 @@ def main() -> int:
         "clock_share": shared["clock_share"],
         "clock_min_share": shared["clock_min_share"],
         "controller_duty_shared": shared["controller_duty"],
+        "interrogations_per_s_shared": shared["interrogations_per_s"],
+        "min_interrogations_per_s": shared["min_interrogations_per_s"],
         "target_duty_cycle": TARGET,
         "alone": {
             **alone_summary,
@@ -502,7 +504,9 @@ def main() -> int:
             f" s/job\nshared with the clock servo: user duty {sh['user_duty']:.3f} (at most "
             f"{sh['user_max_share']:.3f}), clock share {sh['clock_share']:.3f} (minimum "
             f"{sh['clock_min_share']:.3f}), controller duty {sh['controller_duty']:.3f}, user "
-            f"duty of the time the clock leaves {sh['user_duty_of_time_left_by_clock']:.3f}\n"
+            f"duty of the time the clock leaves {sh['user_duty_of_time_left_by_clock']:.3f}, "
+            f"interrogations {sh['interrogations_per_s']:.3f}/s (min "
+            f"{sh['min_interrogations_per_s']:.3f}/s)\n"
             f"direct beside the queue while shared: duty "
             f"{asked['describe_every_job']['duty_cycle']:.3f} (describe every job), "
             f"kept: {asked['kept']['duty_cycle']:.3f}"
