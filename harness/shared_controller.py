@@ -258,7 +258,7 @@ class SharedController:
         self.queue = JobQueue(None, clock=lambda: self.world.epoch_unix + self.world.now())
         # as the `sequencer` process wires it (ionpilot/commands/sequencer.py)
         self.share = ClockShare(
-            min_duty=clock_duty(lock), max_user_slice_s=max_user_slice_s, grace_s=grace_s
+            min_duty=clock_duty(lock, pulses), max_user_slice_s=max_user_slice_s, grace_s=grace_s
         )
         self.backend = TrapBackend(
             device, WorldPulserLink(lab.pulser, self._played), self.share.max_user_slice_s

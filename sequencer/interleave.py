@@ -2,18 +2,27 @@
 
 The servo asks for interrogations back to back; user jobs would take the controller for as long
 as they run. Neither may starve the other: the clock keeps at least `min_duty` of the
-controller's time whenever user jobs wait (its minimum interrogation rate, which the servo's time
-constant sets: `ionpilot.servo.interrogation.clock_duty`), user jobs fill the rest, and with no
-user job waiting the clock has it all.
+controller's time whenever user jobs wait (its minimum interrogation rate and its fluorescence
+checks, which the servo's time constant and lab file set: `ionpilot.servo.interrogation.
+clock_duty`), user jobs fill the rest, and with no user job waiting the clock has it all.
 
-The account is a credit in seconds of controller time the clock is owed: a user slice of `t`
-adds `min_duty·t`, a clock job of `t` takes `(1 − min_duty)·t` (and, with no user job waiting,
-never leaves the clock in debt: running alone owes nobody anything). The credit stays within
-±`max_user_slice_s`, so neither kind waits for more than about one slice. A clock that is owed
-time but has no job queued (the servo computing its update between two interrogations) gets
-`grace_s` before a user slice starts; a servo that stays away longer (paused, stopped) idles the
-controller no more than that once. The servo's own time between two of its jobs counts against
-it: with jobs of `t_c` and gaps of `g`, it gets at least `min_duty·t_c/(t_c + g)` of the time.
+The account is a credit in seconds of controller time the clock is owed. Every second that
+passes while user jobs wait earns the clock `min_duty`, whether the controller plays a user's
+slice or idles for the servo (`wait`: the clock is owed time but has no job queued, the servo
+computing its update between two interrogations); a clock job of `t` costs it `t`. So a user
+slice of `t` adds `min_duty·t`, a clock job takes `(1 − min_duty)·t` (and, with no user job
+waiting, never leaves the clock in debt: running alone owes nobody anything), an idle wait adds
+`min_duty·t`. The servo's own gaps therefore come out of the users' share, not the clock's: over
+any span of `T` with users waiting the clock plays at least `min_duty·T` less one credit swing.
+The credit stays within ±`max_user_slice_s`, so neither kind waits for more than about one slice.
+An owed clock gets `grace_s` to queue its next job before a user slice starts. Live, the servo's
+gaps are its round trip between two runs (median 3-4 ms) and, once per lock cycle, the
+recovery's sensor pass reading the lab over the bus (0.25-2 s): the controller idles through the
+shorter ones (3-5 % of its time, bench/trap.py), and the clock keeps its share (0.34 against
+0.35 over a minute). A grace of 0.1 s lets user jobs, which cannot be cut below a slice, fill
+those gaps: the controller idled 3 %, but the clock, whose demand its own gaps limit, got 0.30.
+A servo that stays away longer (paused, stopped) idles the controller no more than one grace,
+and its credit cannot grow beyond one slice.
 """
 
 from __future__ import annotations
@@ -22,6 +31,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 Choice = Literal["clock", "user", "wait", "idle"]
+Ran = Literal["clock", "user", "wait"]
 
 
 @dataclass
@@ -30,7 +40,7 @@ class ClockShare:
 
     min_duty: float = 0.5  # the clock's share of the controller while user jobs wait
     max_user_slice_s: float = 2.0  # the longest controller call of a user job between looks
-    grace_s: float = 1.0  # how long an owed clock may take to queue its next interrogation
+    grace_s: float = 1.0  # how long an owed clock may take to queue its next job (see above)
     credit_s: float = 0.0  # controller time the clock is owed (negative: the users are)
 
     def __post_init__(self) -> None:
@@ -52,11 +62,12 @@ class ClockShare:
             return "wait", self.grace_s - since_clock_s
         return "user", 0.0
 
-    def ran(self, kind: str, seconds: float, users_waiting: bool) -> None:
-        """Account `seconds` of controller time used by a job of `kind`."""
+    def ran(self, kind: Ran, seconds: float, users_waiting: bool) -> None:
+        """Account `seconds` of controller time: a job of `kind` (`clock`, `user`), or the
+        controller left idle after a `wait` choice (`wait`, users waiting)."""
         t = max(0.0, seconds)
         if kind == "clock":
             floor = -self.max_user_slice_s if users_waiting else min(self.credit_s, 0.0)
             self.credit_s = max(floor, self.credit_s - (1.0 - self.min_duty) * t)
-        else:
+        elif users_waiting:
             self.credit_s = min(self.max_user_slice_s, self.credit_s + self.min_duty * t)

@@ -143,6 +143,7 @@ class SequencerService:
         self._generation = 0  # bumped on every change a waiting worker must look at
         self._last_clock_end = -math.inf
         self._slice_start = 0.0
+        self._waited_from: float | None = None  # the controller idle for an owed clock since
         self._clock_ends: deque[float] = deque(maxlen=4096)  # for the clock-job rate
         self._lock_report: dict[str, Any] = {}  # the daemon's last word on the lock
         self._lock_report_at = -math.inf
@@ -259,8 +260,12 @@ class SequencerService:
         self._drop_abandoned()
         clock_ready = bool(self.queue.ready("clock"))
         user_ready = user_running or bool(self.queue.ready("user"))
-        since = self._clock.now() - self._last_clock_end
+        now = self._clock.now()
+        if self._waited_from is not None:  # idle for the servo while users waited: its time
+            self.share.ran("wait", now - self._waited_from, users_waiting=True)
+        since = now - self._last_clock_end
         choice, wait = self.share.choose(clock_ready, user_ready, since)
+        self._waited_from = now if choice == "wait" else None
         if choice == "clock":
             return self.queue.next_job(self.PROCESS, kind="clock"), 0.0
         if choice == "user" and not user_running:

@@ -364,7 +364,7 @@ def run_service_command(args: argparse.Namespace) -> int:
     port = config.processes[process].command_port
     # the clock keeps the share of the controller its shared time constant needs (lab file:
     # servo.clock_lock.shared_time_constant); user jobs play in calls of at most one slice
-    share = ClockShare(min_duty=clock_duty(config.servo.clock_lock))
+    share = ClockShare(min_duty=clock_duty(config.servo.clock_lock, config.servo.pulses))
     store = CalibrationStore(config.lab.data_dir)
     service = SequencerService(
         queue,

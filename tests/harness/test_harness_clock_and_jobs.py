@@ -4,8 +4,10 @@ process, its interrogations clock jobs in the sequencer service's queue, and Bel
 user played on the same World's pulse controller by the trap backend, the service's `ClockShare`
 (the clock's minimum duty from the lab file's lock settings) deciding who runs. For ten
 simulated minutes after the first lock: the lock stays locked, the servo keeps its configured
-minimum interrogation rate, the users get the rest, and every user result names the lock state
-it ran under (and its fractional offset and calibration).
+minimum interrogation rate (its share `clock_duty` reserves a fluorescence check per
+interrogation, and the servo's own gaps between its jobs come out of the users' time, not the
+clock's: `ClockShare`), the users get the rest, and every user result names the lock state it ran
+under (and its fractional offset and calibration).
 
 The lock's reported state is sampled after every lock cycle and every controller run: a lock
 sharing the controller updates less often than alone (every ~6 s at its minimum rate here, not
@@ -98,7 +100,6 @@ def test_the_clock_stays_locked_while_user_jobs_share_the_controller(tmp_path: P
             assert world.now() < 600.0, f"no lock in 10 min: {shared.lock_states}"
             shared.run_until(world.now() + 5.0, users)
         first_lock = next(t for t, state in shared.lock_states if state == "locked")
-        held_jobs = len(shared.queue.jobs("queued"))
         interrogations_0 = lab.calls
         clock_s0, user_s0 = shared.played.seconds["clock"], shared.played.seconds["user"]
         end = first_lock + MINUTES_LOCKED * 60.0
@@ -116,6 +117,12 @@ def test_the_clock_stays_locked_while_user_jobs_share_the_controller(tmp_path: P
     user_duty = (shared.played.seconds["user"] - user_s0) / span
     rate = (lab.calls - interrogations_0) / span
     done = [j for j in shared.queue.jobs("done") if j.kind == "user"]
+    # the stream waited (held) while the lock was acquired: submitted before the first lock
+    held_jobs = sum(
+        1
+        for j in shared.queue.jobs()
+        if j.kind == "user" and j.submitted_s - world.epoch_unix < first_lock
+    )
     failed = [j for j in shared.queue.jobs("failed") if j.kind == "user"]
     print(
         f"first lock at {first_lock:.1f} s; over {span:.0f} s: locked {fraction:.4f}, clock duty "
@@ -125,17 +132,16 @@ def test_the_clock_stays_locked_while_user_jobs_share_the_controller(tmp_path: P
         f"states {shared.lock_states}, cpu {time.process_time() - cpu:.1f} s"
     )
     assert fraction >= 0.95, shared.lock_states
-    # the policy: the clock keeps `min_duty` of the controller's job time while users wait
-    # (its credit within one user slice over the span)
-    job_s = shared.played.seconds["clock"] - clock_s0 + shared.played.seconds["user"] - user_s0
-    clock_of_jobs = (shared.played.seconds["clock"] - clock_s0) / job_s
-    assert clock_of_jobs >= shared.share.min_duty - shared.share.max_user_slice_s / span
-    # the interrogation rate: the configured minimum less what the policy counts against the
-    # servo. Its fluorescence counts (health) are clock jobs too, each waiting its turn behind a
-    # user slice, and the policy counts them and the servo's own time between two of its jobs
-    # (ClockShare) against it: 0.320/s here against the configured 0.333/s
-    assert rate >= 0.95 * min_interrogation_rate_hz(lock_settings)
-    assert user_duty >= 0.6  # the rest (0.667 of the jobs' time; the servo's own time is lost)
+    # the policy: the clock keeps `min_duty` of the controller's time while users wait, within
+    # one swing of its credit (±one user slice) over the span; it takes no more than that
+    swing = 2 * shared.share.max_user_slice_s / span
+    assert shared.share.min_duty - swing <= clock_duty <= shared.share.min_duty + swing
+    # the configured minimum interrogation rate, its fluorescence checks (clock jobs too) and the
+    # servo's own time between its jobs notwithstanding
+    assert rate >= min_interrogation_rate_hz(lock_settings)
+    # the users get the rest, less the servo's own gaps (the controller idle while the owed
+    # clock's next job comes: 0.016 of the time here)
+    assert user_duty >= 1 - shared.share.min_duty - 0.02
     assert not failed, [j.error for j in failed]
     assert len(done) >= 100
     assert held_jobs >= QUEUED_USERS  # the stream waited (held) while the lock was acquired

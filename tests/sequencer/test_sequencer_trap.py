@@ -180,12 +180,18 @@ class FakeLink:
     def __init__(self, ions: int = 2) -> None:
         self.ions = ions
         self.calls: list[tuple[int, float]] = []
+        self.described = 0
+        self.refuse_next_run = False
 
     def describe(self) -> dict[str, Any]:
+        self.described += 1
         return {"n_ions": self.ions, "limits": {"dds_frequency_hz": [1e6, 4e8], "max_shots": 300}}
 
     def run(self, shots: int, pulses: list[dict[str, Any]], timeout_s: float) -> dict[str, Any]:
         self.calls.append((shots, timeout_s))
+        if self.refuse_next_run:
+            self.refuse_next_run = False
+            raise BackendUnavailable("trap backend: pulser: not connected")
         windows = [p["window"] for p in pulses if "window" in p]
         per_shot = [[9] * self.ions for _ in windows]  # every ion bright in every window
         return {"windows": windows, "counts": [per_shot for _ in range(shots)]}
@@ -201,6 +207,31 @@ def test_long_runs_are_split_into_bounded_calls():
     shots = [n for n, _ in link.calls]
     assert sum(shots) == 1000 and max(shots) <= 300  # the controller's max_shots
     assert all(n * program.report.estimated_duration_s <= 0.5 + 1e-9 for n in shots)
+
+
+def test_the_controllers_description_is_kept_until_a_call_fails_or_the_chain_changes():
+    """Asked once, not per job (it waits behind the clock servo's run on the controller); asked
+    again after a failed call, and when a run's per-ion counts show another number of ions."""
+    device = lab_device()
+    link = FakeLink(ions=5)
+    backend = TrapBackend(device, link)
+    program = compile_program(parse_qasm(BELL), device)
+    for _ in range(3):
+        assert run_program(program, backend, device, shots=100)["counts"] == {"00": 100}
+    clock = Schedule.loads(clock_interrogation(device, "rabi", 80e-3, 12.0).dumps())
+    backend.play(clock, 5)  # the servo's clock jobs use the kept description too
+    assert link.described == 1
+    link.refuse_next_run = True
+    with pytest.raises(BackendUnavailable, match="not connected"):
+        run_program(program, backend, device, shots=100)
+    run_program(program, backend, device, shots=100)
+    assert link.described == 2  # asked again after the failed call
+    link.ions = 1  # a chain of another size than described: forgotten at the next reply
+    with pytest.raises(SequencerError, match="per-ion counts"):
+        run_program(program, backend, device, shots=100)
+    with pytest.raises(SequencerError, match="holds 1 ion"):
+        run_program(program, backend, device, shots=100)
+    assert link.described == 3
 
 
 def test_more_qubits_than_ions_and_no_link_are_refused():

@@ -26,10 +26,11 @@ def test_the_clock_share_follows_the_shared_time_constant():
     alone = ClockLockSettings()  # 10 probes of 0.1 s a side, gain 0.5: 4 s alone
     assert servo_time_constant_s(alone) == pytest.approx(4.0)
     assert min_interrogation_rate_hz(alone) == pytest.approx(1 / 3)  # default: 3 x 4 s = 12 s
-    assert clock_duty(alone) == pytest.approx(1 / 3)
+    pulses = PulseCalibration()  # a 0.05 s fluorescence check reserved per interrogation
+    assert clock_duty(alone, pulses) == pytest.approx((1 + 0.05) / 3)
     slower = ClockLockSettings(shared_time_constant=20.0)
     assert min_interrogation_rate_hz(slower) == pytest.approx(0.2)
-    assert clock_duty(slower) == pytest.approx(0.2)  # τ_alone / τ_shared
+    assert clock_duty(slower, pulses) == pytest.approx(0.2 * 1.05)  # τ_alone / τ_shared, + checks
 
 
 @pytest.mark.parametrize("tau", [4.0, 2.0, 601.0, -1.0])
