@@ -43,6 +43,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ionpilot.access import as_principal
 from ionpilot.bus.client import CommandClient
 from ionpilot.bus.codec import BusError
 from ionpilot.config import LabConfig, load_config
@@ -50,9 +51,11 @@ from ionpilot.drivers.hardware import MODELS
 from ionpilot.sequencer.qasm import parse_qasm
 from ionpilot.sequencer.runner import compile_program
 from ionpilot.sequencer.schedule import validate_schedule
+from ionpilot.sequencer.service import SequencerService
 from ionpilot.sequencer.trap import BusPulserLink, decode_counts, translate_schedule
 
 ROOT = Path(__file__).resolve().parents[1]
+SEQUENCER = SequencerService.PROCESS
 BELL = ROOT / "tests/sequencer/qasm/bell_v2.qasm"
 TARGET = 0.8
 MAX_CALL_S = 2.0  # the trap backend's longest call (TrapBackend.max_call_s)
@@ -127,7 +130,11 @@ def direct_jobs(
     device = config.device
     instrument = config.instruments[device.pulse_controller]
     port = config.processes[instrument.host].command_port
-    link = BusPulserLink(config.bus, f"tcp://127.0.0.1:{port}", device.pulse_controller)
+    # the pulser's `run` is the sequencer's alone: this path stands in for the service, as it
+    # (its key under data_dir/keys on a secured bus; its declared name on this unsecured one)
+    bus = as_principal(config, SEQUENCER)
+    where = f"tcp://127.0.0.1:{port}"
+    link = BusPulserLink(bus, where, device.pulse_controller, client=SEQUENCER)
     out: list[dict[str, Any]] = []
     try:
         for _ in range(jobs):

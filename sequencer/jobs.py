@@ -67,6 +67,9 @@ class Job:
     finished_s: float | None = None
     result: dict[str, Any] | None = None
     error: str | None = None
+    # what `program` is: OpenQASM text, or a pulse schedule's JSON (a clock job's, or a user's
+    # own schedule, e.g. a detection-only fluorescence count)
+    program_format: str = "qasm"
 
 
 @dataclass(frozen=True)
@@ -177,6 +180,7 @@ class JobQueue:
         due_s: float | None = None,
         kind: str = "user",
         backend: str = "sim",
+        program_format: str | None = None,
     ) -> str:
         """Queue a program; returns its job id. Refused (JobError, nothing queued) if the queue
         is full, or the due time or a user job's priority is out of range."""
@@ -205,6 +209,7 @@ class JobQueue:
             submitter=submitter,
             submitted_s=now,
             seq=self._state.seq,
+            program_format=program_format or ("schedule" if kind == "clock" else "qasm"),
         )
         self._state.jobs[job.job_id] = job
         if kind == "clock":  # in memory only, audited in aggregate when finished
