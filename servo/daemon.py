@@ -68,6 +68,9 @@ LockHoldHook = Callable[[bool, str], bool]  # (hold, reason) -> whether the sequ
 # it: the borrower of the clock laser or the trap may then submit clock jobs with the token
 LeaseHook = Callable[[str, dict[str, Any] | None], bool]
 LEASED_TO_SEQUENCER = ("clock", TRAP)  # lent lasers whose borrower plays clock-kind schedules
+# the recovery engine's holds that keep the lock in hold-over (no playbook is of these kinds)
+HELD_FOR_BORROWER = "clock_lent"
+HELD_FOR_OPERATOR = "operator_pause"
 LOCK_HOLD_RETRY_S = 2.0  # a hold the sequencer did not take is sent again after this
 
 
@@ -457,19 +460,33 @@ class Daemon:
             return
         if action == "lend:clock":  # hold over, and a fresh comb reading for the borrower's scale
             self._guarded(self.lock.measure_optical_frequency, "comb reading for a borrower")
-            self.cycle.operator_paused = True
-            self.lock.pause("clock laser lent")
+            self._hold_over(HELD_FOR_BORROWER, "clock laser lent")
         elif action == "pause":
-            self.cycle.operator_paused = True
-            self.lock.pause("operator request")
+            self._hold_over(HELD_FOR_OPERATOR, "operator request")
         elif action == "take_back:clock" and TRAP in self._lent:
+            self._release_holdover()
             return  # the trap is still lent: the lock holds over until it is back
         elif action in ("resume", "take_back:clock"):
+            self._release_holdover()
             self.cycle.operator_paused = False
             self.lock.resume()
         else:
+            self._release_holdover()
             self.cycle.operator_paused = False
             self.lock.reacquire("operator request")
+
+    def _hold_over(self, holder: str, reason: str) -> None:
+        """Pause the lock and keep it in hold-over until resumed or taken back: the recovery
+        engine, which resumes a lock a lab error paused after its grace, leaves a held one."""
+        self.cycle.operator_paused = True
+        if self.recovery is not None:
+            self.recovery.engine.held[holder] = reason
+        self.lock.pause(reason)
+
+    def _release_holdover(self) -> None:
+        if self.recovery is not None:
+            for holder in (HELD_FOR_BORROWER, HELD_FOR_OPERATOR):
+                self.recovery.engine.held.pop(holder, None)
 
     def _status(self, request: Request) -> Any:
         if request.args.get("name") == "audit":  # `get name=audit [limit=N]`: the audit trail
