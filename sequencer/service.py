@@ -55,7 +55,7 @@ from typing import Any
 import zmq
 
 from ionpilot.bus.codec import BusError, ErrorCode, Request
-from ionpilot.bus.pubsub import HeartbeatPublisher, Publisher
+from ionpilot.bus.pubsub import HeartbeatPublisher, Publisher, Subscriber
 from ionpilot.bus.server import CommandServer
 from ionpilot.bus.settings import BusSettings
 from ionpilot.core.clock import Clock, SystemClock
@@ -83,6 +83,8 @@ CLOCK_SERVO = "daemon"  # the principal whose clock jobs are the servo's interro
 LENT = ("clock", "trap")  # what the daemon lends, whose borrower may submit clock jobs
 MAX_LEASE_S = 3600.0  # the daemon's longest lease; a lease here ends by itself after it
 OPERATOR = "operator"  # the shared identity of people and scripts: never a reserved name
+STALE_HOLD_S = 60.0  # a hold whose holder's process has not beaten for this long is stale
+RECV_TIMEOUT_S = 0.2  # how often the holder watch looks at its stop flag
 
 
 @dataclass(frozen=True)
@@ -154,8 +156,16 @@ class SequencerService:
         share: ClockShare | None = None,
         calibrations: Calibrations | None = None,
         clock_servo: str = CLOCK_SERVO,
+        stale_hold_s: float = STALE_HOLD_S,
     ) -> None:
-        """`clock_servo`: the principal whose clock jobs need no lease (the daemon)."""
+        """`clock_servo`: the principal whose clock jobs need no lease (the daemon). A hold of
+        its (`daemon`, `daemon.lock`) whose heartbeat (`hb.daemon`) has been silent for
+        `stale_hold_s` is marked stale in every hold state (not released: with the servo gone
+        the laser is off the ions' line, and a job run then would measure nothing)."""
+        if not stale_hold_s > 0:
+            raise ValueError(f"stale_hold_s must be positive, not {stale_hold_s!r}")
+        self.stale_hold_s = stale_hold_s
+        self._holder_watch: HolderWatch | None = None
         self.queue = queue
         self.device = device
         self.backend = backend
@@ -208,6 +218,7 @@ class SequencerService:
         self.server.bind(self._endpoint)
         self.server.start()
         self.heartbeat.start()
+        self._holder_watch = HolderWatch(self._bus, self.clock_servo, self._clock, self._context)
         self._stop.clear()
         self._worker = threading.Thread(target=self._work, name="sequencer-jobs", daemon=True)
         self._worker.start()
@@ -223,6 +234,9 @@ class SequencerService:
             self._worker.join(timeout)
             self._worker = None
         self.heartbeat.stop()
+        if self._holder_watch is not None:
+            self._holder_watch.stop()
+            self._holder_watch = None
         self.server.close()
         with self._cond:
             waiters, self._waiters = list(self._waiters.values()), {}
@@ -594,6 +608,26 @@ class SequencerService:
             self._leases[lease.laser] = lease
         return {"laser": laser, "lent": True, "holder": lease.holder}
 
+    def hold_state(self) -> dict[str, Any]:
+        """The queue's hold state; each hold of the clock servo's says how long its process
+        has been silent (`holder_silent_s`) and whether that makes it `stale`, and
+        `stale_holds` names those (`jobs resume --force` releases them)."""
+        state = self.queue.hold_state()
+        watch = self._holder_watch
+        stale: list[str] = []
+        for hold in state["holds"]:
+            process = str(hold["by"]).partition(".")[0]
+            silent = None if watch is None else watch.silent_s(process)
+            if silent is None:
+                continue
+            hold["holder_silent_s"] = silent
+            hold["stale"] = silent >= self.stale_hold_s
+            if hold["stale"]:
+                stale.append(hold["by"])
+        state["stale_holds"] = stale
+        state["stale_hold_s"] = self.stale_hold_s
+        return state
+
     def leases(self) -> dict[str, dict[str, Any]]:
         """Who holds what, for `status` (never the token)."""
         with self._cond:
@@ -635,7 +669,7 @@ class SequencerService:
                     self.queue.resume(who, everyone=request.args.get("all") is True)
                     self._generation += 1
                     self._cond.notify_all()
-                    return self.queue.hold_state()
+                    return self.hold_state()
             if name == "compile":
                 return self._compile(_text(request.args, "qasm"))
             if name == "simulate":
@@ -721,7 +755,7 @@ class SequencerService:
                         f"most {self.share.max_user_slice_s:g} s; submit fewer shots per job",
                     )
         with self._cond:
-            hold = self.queue.hold_state()
+            hold = self.hold_state()
             if kind == "user" and if_held == "refuse" and hold["held"]:
                 since = hold["held_since_s"]
                 held_for = "" if since is None else f", for {self.queue.clock() - since:.0f} s"
@@ -781,7 +815,7 @@ class SequencerService:
                 # a forgotten (pruned) job's records only when every kind is asked for
                 if not a.job_id or known.get(a.job_id, "") in kinds or kinds == JOB_KINDS
             ][-limit:]
-            return {**self.queue.hold_state(), "jobs": jobs, "audit": audit}
+            return {**self.hold_state(), "jobs": jobs, "audit": audit}
 
     def _status(self, request: Request) -> Any:
         with self._cond:
@@ -800,12 +834,48 @@ class SequencerService:
         return {
             "process": self.PROCESS,
             "backend": self.backend,
-            **self.queue.hold_state(),
+            **self.hold_state(),
             "running": self.running_job,
             "jobs": counts,
             "clock": clock,
             "leases": self.leases(),
         }
+
+
+class HolderWatch:
+    """The heartbeat (`hb.<process>`) of the process that holds jobs, from its own thread and
+    socket: how long it has been silent (since this watch started, if it never beat)."""
+
+    def __init__(
+        self,
+        bus: BusSettings,
+        process: str,
+        clock: Clock,
+        context: zmq.Context[zmq.Socket[bytes]] | None = None,
+    ) -> None:
+        self.process = process
+        self._clock = clock
+        self._started = clock.now()
+        self._sub = Subscriber(bus, prefixes=[f"hb.{process}"], clock=clock, context=context)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"watch-{process}", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._sub.recv(timeout=RECV_TIMEOUT_S)  # the subscriber beats its liveness table
+
+    def silent_s(self, process: str) -> float | None:
+        """Seconds since `process` last beat (None: not the process watched)."""
+        if process != self.process:
+            return None
+        since_start = self._clock.now() - self._started
+        return min(self._sub.liveness.age(process), since_start)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(2.0)
+        self._sub.close()
 
 
 def _settle(

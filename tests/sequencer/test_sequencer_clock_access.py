@@ -211,3 +211,49 @@ def test_a_lease_ends_by_itself_and_takes_only_what_the_daemon_lends(tmp_path: P
             call("daemon", **{**lease, "token": "d" * 32, "lease_s": 5.0, **bad})
         assert refused.value.code == "bad_request"
     assert json.loads(CLOCK_SCHEDULE)  # the schedule itself was never the problem
+
+
+def test_a_hold_whose_daemon_is_silent_is_marked_stale_and_said_so(tmp_path: Path):
+    """A daemon that stopped and never came back leaves its `daemon.lock` hold: kept (the
+    laser is off the ions' line without it), but marked stale once `hb.daemon` has been silent
+    for `stale_hold_s`, in every hold state and in `ionpilot jobs`' text."""
+    from ionpilot.commands.jobs import hold_text
+    from ionpilot.sequencer.service import HolderWatch
+
+    clock = ManualClock()
+    service = SequencerService(
+        JobQueue(None),
+        DEVICE,
+        lambda job: {"windows": [], "counts": [[0]]},
+        BusSettings(),
+        "tcp://127.0.0.1:0",
+        backend="sim",
+        clock=clock,
+        stale_hold_s=60.0,
+    )
+    bus = BusSettings(publish_port=free_port(), subscribe_port=free_port())  # no hub there
+    watch = HolderWatch(bus, "daemon", clock)
+    service._holder_watch = watch
+    try:
+        hold = {"name": "hold", "reason": "clock lock is acquiring"}
+        service.call_in_process(hold, "daemon.lock").result(timeout=0)
+        service.call_in_process({"name": "hold", "reason": "cleaning"}, "alice").result(timeout=0)
+        clock.advance(30.0)
+        watch._sub.liveness.beat("daemon")  # as a heartbeat arriving would
+        clock.advance(59.0)
+        state = service.hold_state()
+        assert state["stale_holds"] == []
+        mine = {h["by"]: h for h in state["holds"]}
+        assert mine["daemon.lock"]["holder_silent_s"] == 59.0
+        assert "holder_silent_s" not in mine["alice"]  # a person has no heartbeat
+        clock.advance(2.0)
+        state = service.hold_state()
+        assert state["held"] and state["stale_holds"] == ["daemon.lock"]
+        text = hold_text(state, 1.7e9)
+        assert (
+            "[stale: daemon silent for 1 min 1 s; `ionpilot jobs resume --force` releases it]"
+            in text
+        )
+        assert text.count("stale") == 1  # alice's hold is hers to release
+    finally:
+        watch.stop()
