@@ -178,7 +178,7 @@ def test_a_users_fluorescence_count_is_a_user_job_held_with_the_others(secured: 
 
 def test_a_lease_ends_by_itself_and_takes_only_what_the_daemon_lends(tmp_path: Path):
     """In process, on a manual clock: the daemon whose `return_laser` never came (it died)
-    leaves no lease behind beyond the one it gave."""
+    leaves no lease behind beyond the one it gave; nobody else cancels the daemon's jobs."""
     clock = ManualClock()
     service = SequencerService(
         JobQueue(None),
@@ -211,6 +211,15 @@ def test_a_lease_ends_by_itself_and_takes_only_what_the_daemon_lends(tmp_path: P
             call("daemon", **{**lease, "token": "d" * 32, "lease_s": 5.0, **bad})
         assert refused.value.code == "bad_request"
     assert json.loads(CLOCK_SCHEDULE)  # the schedule itself was never the problem
+
+    # the daemon's interrogations are its own to cancel: a script cancelling each one as it
+    # came would starve the lock
+    servo = {"name": "submit", "kind": "clock", "schedule": CLOCK_SCHEDULE, "client": "daemon"}
+    interrogation = call("daemon", **servo)["id"]
+    with pytest.raises(BusError, match="is 'daemon''s \\(its interrogation\\); 'alice' may not"):
+        call("alice", name="cancel", id=interrogation)
+    assert service.queue.get(interrogation).state == "queued"
+    assert call("daemon", name="cancel", id=interrogation)["state"] == "cancelled"
 
 
 def test_a_hold_whose_daemon_is_silent_is_marked_stale_and_said_so(tmp_path: Path):
