@@ -121,10 +121,13 @@ class SequencerService:
     """Serves the job queue on target `sequencer`:
 
     * `call name=submit qasm=TEXT [shots priority due_s client backend if_held]` -> `{id, ahead,
-      held, hold_reason, held_by, held_since_s, holds}`; `backend` (if given) must be the one this
-      service runs; `if_held=refuse` refuses (`busy`, nothing queued) while user jobs are held;
-      clock interrogations as `call name=submit kind=clock schedule=JSON-TEXT` (they run even
-      while held);
+      held, hold_reason, held_by, held_since_s, holds, stale_holds}`; `backend` (if given) must
+      be the one this service runs; `if_held=refuse` refuses (`busy`, nothing queued) while user
+      jobs are held; a user's own pulse schedule as `schedule=JSON-TEXT` instead of `qasm`;
+      clock interrogations as `call name=submit kind=clock schedule=JSON-TEXT [lease=TOKEN]`
+      (they run even while held: the daemon's, or its borrower's with the lease token);
+    * `call name=lease laser=clock|trap holder owner token lease_s` / `lease laser=L end=true`:
+      the daemon says who borrows the clock laser or the trap (the daemon's alone);
     * `call name=run_clock schedule=JSON-TEXT shots=N [lock_state fractional_offset]` -> the
       clock job's raw controller reply (`windows`, per-shot `counts`) and its `id`, once it has
       run (the daemon's interrogations; the reply is deferred, nobody else waits for it);
@@ -541,7 +544,9 @@ class SequencerService:
         with self._cond:
             self._drop_ended_leases()
             for lease in self._leases.values():
-                if lease.holder == me and isinstance(token, str) and _same(token, lease.token):
+                # without CURVE no identity is checked: the token alone tells the borrower
+                mine = lease.holder == me or not self.authenticated
+                if mine and isinstance(token, str) and _same(token, lease.token):
                     return
             lent = [
                 f"the {lease.laser} is lent to {lease.owner!r} ({lease.holder}) for another "
