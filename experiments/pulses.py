@@ -38,6 +38,7 @@ __all__ = [
 ]
 
 FINISHED = ("done", "failed", "cancelled")
+USER_COUNT_JOB_S = 1.0  # a count as user jobs: each within the service's user slice (2 s)
 
 
 class JobFailed(RuntimeError):
@@ -172,9 +173,19 @@ def count_per_ion(
     schedule = presence_schedule(device, window_s)
     validate_schedule(schedule, device)
     played_s = schedule.events[0].duration_mu * device.time_unit  # the window on the grid
-    reply = SequencerJobs(lab).run_schedule(schedule, shots, lease)
-    windows, counts = reply.get("windows"), reply.get("counts")
-    if not isinstance(counts, list) or len(counts) != shots:
+    shot_s = schedule.duration_mu * schedule.time_unit_s
+    # a user job plays in one controller call of at most one user slice: several jobs then
+    per_job = shots if lease is not None else max(1, int(USER_COUNT_JOB_S / shot_s))
+    jobs = SequencerJobs(lab)
+    counts: list[Any] = []
+    windows: Any = None
+    for first in range(0, shots, per_job):
+        reply = jobs.run_schedule(schedule, min(per_job, shots - first), lease)
+        windows, part = reply.get("windows"), reply.get("counts")
+        if not isinstance(part, list):
+            raise BusError(ErrorCode.BAD_REQUEST, "the sequencer's reply has no counts")
+        counts += part
+    if len(counts) != shots:
         raise BusError(ErrorCode.BAD_REQUEST, f"the sequencer ran no {shots} shots of counts")
     if not isinstance(windows, list) or PRESENCE_WINDOW not in windows:
         raise BusError(ErrorCode.BAD_REQUEST, f"the sequencer's reply has no {PRESENCE_WINDOW!r}")
