@@ -359,7 +359,8 @@ class InstrumentWorker:
                     f"authenticated identity on the bus), not {command.caller or 'anonymous'!r}'s"
                     + (
                         ": every pulse goes through the sequencer's queue (submit a job: "
-                        "`ionpilot jobs submit`, `run-qasm --backend trap`)"
+                        "`ionpilot jobs submit`, `run-qasm --backend trap`; a sequencer service "
+                        "started by hand speaks as itself with IONPILOT_IDENTITY=sequencer)"
                         if "sequencer" in callers
                         else ""
                     ),
