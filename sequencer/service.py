@@ -21,7 +21,8 @@ Who may submit clock jobs: they run even while user jobs are held (a recovery, a
 `locked`), so only the clock servo (the principal `daemon`) and the current borrower of the clock
 laser or the trap may submit them. The borrower is who the daemon says it lent them to
 (`call name=lease`, the daemon's alone): its authenticated identity on the bus plus the secret
-lease token the daemon gave it (`lend_laser`'s reply), which its clock jobs carry (`lease=`).
+lease token the daemon gave it (`lend_laser`'s reply), which its clock jobs carry (`lease=`);
+they pass only the lock's own hold (`daemon.lock`), never a recovery's (`JobQueue.ready`).
 Anyone else's schedule is a user job (`kind=user schedule=...`): queued, held and sliced like a
 program. Identities are the bus's authenticated ones (`Request.user`, CURVE); a lab file that
 turns CURVE off has none, and the declared `client` name stands in for them (forgeable: say
