@@ -51,16 +51,19 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ionpilot.access import as_principal
 from ionpilot.bus.client import CommandClient
 from ionpilot.bus.codec import BusError
 from ionpilot.config import LabConfig, load_config
 from ionpilot.drivers.hardware import MODELS
 from ionpilot.sequencer.qasm import parse_qasm
 from ionpilot.sequencer.runner import compile_program, run_program
+from ionpilot.sequencer.service import SequencerService
 from ionpilot.sequencer.trap import BusPulserLink, TrapBackend, translate_schedule
 from ionpilot.servo.interrogation import min_interrogation_rate_hz
 
 ROOT = Path(__file__).resolve().parents[1]
+SEQUENCER = SequencerService.PROCESS
 BELL = ROOT / "tests/sequencer/qasm/bell_v2.qasm"
 TARGET = 0.8
 OWNER = "bench-trap"
@@ -177,9 +180,11 @@ def backend_jobs(
     device = config.device
     instrument = config.instruments[device.pulse_controller]
     port = config.processes[instrument.host].command_port
-    link = BusPulserLink(
-        config.bus, f"tcp://127.0.0.1:{port}", device.pulse_controller, client=OWNER
-    )
+    # the pulser's `run` is the sequencer's alone: this path stands in for the service, as it
+    # (its key under data_dir/keys on a secured bus; its declared name on this unsecured one)
+    bus = as_principal(config, SEQUENCER)
+    where = f"tcp://127.0.0.1:{port}"
+    link = BusPulserLink(bus, where, device.pulse_controller, client=SEQUENCER)
     timed = TimedLink(link)
     backend = TrapBackend(device, timed)
     shot_s = shot_length_s(config, text)

@@ -247,11 +247,13 @@ class IonpilotDriver(InstrumentBase):
     """Mixin with what the driver host needs: telemetry names, callable whitelist, parameter paths.
 
     `model_name` is the key in `hardware.MODELS`. `bus_methods` lists the only methods the bus may
-    call (no private names, nothing else).
+    call (no private names, nothing else); `bus_callers` narrows some of them to the principals
+    named (their authenticated identity on the bus), e.g. the pulser's `run` to the sequencer.
     """
 
     model_name: ClassVar[str] = ""
     bus_methods: ClassVar[tuple[str, ...]] = ()
+    bus_callers: ClassVar[dict[str, tuple[str, ...]]] = {}
     # Paths whose readings belong to something the path does not name (the wavemeter's routed
     # fibre input): their telemetry name comes from `reading_name` at each reading.
     routed_parameters: ClassVar[frozenset[str]] = frozenset()

@@ -84,6 +84,7 @@ class _Command:
     args: list[Any] = field(default_factory=list)
     future: Future[Any] = field(default_factory=Future)
     deadline: float = math.inf  # host clock; a command still queued after it is not applied
+    caller: str = ""  # who sent it: authenticated identity (CURVE), else the declared name
 
 
 class _Signal:
@@ -349,6 +350,20 @@ class InstrumentWorker:
                 raise BusError(
                     ErrorCode.FORBIDDEN,
                     f"{self.spec.name} does not serve {command.name!r}; methods: {', '.join(allowed) or 'none'}",
+                )
+            callers = type(instrument).bus_callers.get(command.name)
+            if callers is not None and command.caller not in callers:
+                raise BusError(
+                    ErrorCode.FORBIDDEN,
+                    f"{self.spec.name}.{command.name} is {' and '.join(callers)}'s alone (its "
+                    f"authenticated identity on the bus), not {command.caller or 'anonymous'!r}'s"
+                    + (
+                        ": every pulse goes through the sequencer's queue (submit a job: "
+                        "`ionpilot jobs submit`, `run-qasm --backend trap`; a sequencer service "
+                        "started by hand speaks as itself with IONPILOT_IDENTITY=sequencer)"
+                        if "sequencer" in callers
+                        else ""
+                    ),
                 )
             result = _wire(getattr(instrument, command.name)(*command.args))
             call_reading = getattr(instrument, "call_reading", None)
@@ -646,7 +661,9 @@ class DriverHost:
         args = request.args.get("args", [])
         if not isinstance(args, list):
             raise BusError(ErrorCode.BAD_REQUEST, "args.args must be a list")
-        return self._run(request, _Command("call", self._name(request), args=args))
+        # the authenticated identity on a secured bus; without CURVE, the name it declares
+        caller = request.user or request.client
+        return self._run(request, _Command("call", self._name(request), args=args, caller=caller))
 
     def _describe(self, request: Request) -> Any:
         return self.workers[request.target].describe()

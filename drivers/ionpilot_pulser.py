@@ -34,6 +34,7 @@ MAX_COUNT_S = 10.0
 MAX_RUN_S = 60.0  # the longest run (all shots) the driver starts, whoever asks
 MAX_SHOTS = 10_000
 PULSE_CHANNELS = ("cool", "detect", "repump", "clock", "raman", "ms")
+SEQUENCER = "sequencer"  # the sequencer service's principal (its process name in the lab file)
 
 
 def parse_tcp_address(address: str) -> tuple[str, int]:
@@ -84,6 +85,9 @@ class IonpilotPulser(Instrument, IonpilotDriver):
 
     model_name: ClassVar[str] = MODEL
     bus_methods: ClassVar[tuple[str, ...]] = ("ping", "describe", "run")
+    # every pulse goes through the sequencer's queue (held during recoveries, shared with the
+    # clock servo): over the bus, only the sequencer service's identity may play a schedule
+    bus_callers: ClassVar[dict[str, tuple[str, ...]]] = {"run": (SEQUENCER,)}
 
     def __init__(
         self,

@@ -105,7 +105,7 @@ def rabi(lab: Lab, settings: RabiSettings, progress: Progress | None = None) -> 
         def measure() -> float:
             pulse = (0.0, float(duration.get()), settings.amplitude, 0.0)
             schedule = clock_probe(device, [pulse], loan.line_aom_hz())
-            return excitation(jobs.run_schedule(schedule, settings.shots))
+            return excitation(jobs.run_schedule(schedule, settings.shots, loan.lease))
 
         probe = _probe_parameter("excitation", "clock excitation", measure)
         result, x, y = run_scan(lab, "rabi", duration, values, probe, progress=progress)
@@ -208,7 +208,7 @@ def clock_line(
             steers.append(line)
             pulse = (0.0, settings.probe_time, amplitude, 0.0)
             schedule = clock_probe(device, [pulse], line + float(detuning.get()))
-            return excitation(jobs.run_schedule(schedule, settings.shots))
+            return excitation(jobs.run_schedule(schedule, settings.shots, loan.lease))
 
         probe = _probe_parameter("excitation", "clock excitation", measure)
         result, x, y = run_scan(lab, "clock-line", detuning, values, probe, progress=progress)
@@ -341,7 +341,8 @@ def ramsey(lab: Lab, settings: RamseySettings, progress: Progress | None = None)
                 (float(free.get()), settings.pulse_time, amplitude, 0.0),
             ]
             line = _line(loan) + settings.detuning
-            return excitation(jobs.run_schedule(clock_probe(device, pulses, line), settings.shots))
+            schedule = clock_probe(device, pulses, line)
+            return excitation(jobs.run_schedule(schedule, settings.shots, loan.lease))
 
         probe = _probe_parameter("excitation", "clock excitation", measure)
         result, x, y = run_scan(lab, "ramsey", free, values, probe, progress=progress)

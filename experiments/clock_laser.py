@@ -7,6 +7,10 @@ needs its wavemeter lock to let go of the piezo. The daemon lends a laser for a 
 script that dies cannot keep it) and refuses during a recovery; `clock_laser(lab, owner)` and
 `borrowed_laser(lab, laser, owner)` are the context managers that borrow, wait until the lock
 has let go, and always give the laser back.
+
+While the clock lock holds over, user jobs are held (the laser is not on the ion's line for
+them); the borrower of the clock laser or the trap plays its schedules as clock jobs with the
+loan's `lease` token, which the daemon gave it and told the sequencer: nobody else may.
 """
 
 from __future__ import annotations
@@ -42,6 +46,9 @@ class ClockLaserLoan:
     laser: str = "clock"
     lease_ends_s: float = 0.0
     status: dict[str, Any] = field(default_factory=dict)
+    # the secret the daemon lent the clock laser or the trap with: the borrower's clock-kind
+    # schedules carry it (`SequencerJobs.run_schedule(..., lease=loan.lease)`); None otherwise
+    lease: str | None = None
 
     def refresh(self) -> dict[str, Any]:
         reply = self.lab.call(self.daemon, "status", timeout=5.0)
@@ -101,6 +108,8 @@ def borrowed_laser(
     loan = ClockLaserLoan(lab, owner, daemon, laser)
     if isinstance(reply, dict) and isinstance(reply.get("lease_ends_s"), int | float):
         loan.lease_ends_s = float(reply["lease_ends_s"])
+    if isinstance(reply, dict) and isinstance(reply.get("lease"), str):
+        loan.lease = reply["lease"]
     try:
         # the lock thread takes the request between its steps: wait until it has let go
         while True:

@@ -87,7 +87,7 @@ def cooling_scan(
     owner = f"experiment cooling-scan ({settings.lock})"
     # the clock lock holds over too: its shots' cooling windows would see the dimmed
     # fluorescence as an ion leaving
-    with borrowed_laser(lab, "clock", owner), borrowed_laser(lab, settings.lock, owner):
+    with borrowed_laser(lab, "clock", owner) as loan, borrowed_laser(lab, settings.lock, owner):
         start_v = laser.get("piezo_voltage")
         if not isinstance(start_v, int | float) or isinstance(start_v, bool):
             raise ValueError(f"{aux.laser}: no piezo voltage reading ({start_v!r})")
@@ -115,7 +115,9 @@ def cooling_scan(
             "fluorescence",
             label="fluorescence",
             unit="1/s",
-            get_cmd=lambda: count_fluorescence(lab, device, settings.window, settings.shots),
+            get_cmd=lambda: count_fluorescence(
+                lab, device, settings.window, settings.shots, loan.lease
+            ),
         )
         # in a fixed random order: a slow drift of the rest of the lab (the repump's lock still
         # settling, say) then scatters the points, which the fit's χ² shows, instead of

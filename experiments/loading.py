@@ -100,6 +100,7 @@ class Trap:
     settings: LoadingCurveSettings
     clock: Callable[[], float] = time.monotonic
     sleep: Callable[[float], None] = time.sleep
+    lease: str | None = None  # the trap's loan: counts then are the borrower's clock jobs
 
     def __post_init__(self) -> None:
         r = self.lab.config.recovery
@@ -119,7 +120,7 @@ class Trap:
     def ions(self) -> int:
         """Ions fluorescing on their own pixels (from the chain's total on one detector)."""
         s = self.settings
-        rates = count_per_ion(self.lab, self.lab.config.device, s.window, s.shots)
+        rates = count_per_ion(self.lab, self.lab.config.device, s.window, s.shots, self.lease)
         if len(rates) == 1 and self.chain_ions > 1:
             return min(self.chain_ions, int(rates[0] / self.threshold))
         return sum(rate > self.threshold for rate in rates)
@@ -252,7 +253,8 @@ def loading_curve(
 
     lease_s = len(currents) * (settings.timeout + 4 * settings.empty_s + 30.0)
     experiment = load_or_create_experiment("loading-curve", sample_name=lab.config.lab.name)
-    with borrowed_laser(lab, "trap", OWNER, lease_s=min(lease_s, 3600.0)), trap.kept():
+    with borrowed_laser(lab, "trap", OWNER, lease_s=min(lease_s, 3600.0)) as loan, trap.kept():
+        trap.lease = loan.lease  # its counts are the borrower's clock jobs
         result = scan(
             sweep,
             currents,

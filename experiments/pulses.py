@@ -1,7 +1,13 @@
 """Pulses for experiments, always through the sequencer: schedules built with its program
 builders (`Schedule`, `PulseEvent`) and OpenQASM programs, submitted to the sequencer service's
 queue (validated there against the device, run on the trap's pulse controller). A photon count
-is the daemon's own presence check (`sequencer.clock.presence_schedule`) played as a clock job.
+is the daemon's own presence check (`sequencer.clock.presence_schedule`).
+
+A schedule is a clock job only for the borrower of the clock laser or the trap (the loan's
+`lease` token: clock jobs run while user jobs are held, since the lock holds over for the
+borrower); anyone else's schedule, a fluorescence count included, is a user job: held during a
+recovery (the recovery owns the trap then, and a count would measure its reload, not the scan),
+queued at user priority, so it never takes the servo's share of the controller.
 
 A count is its own run, with its own window, played after the set that precedes it has been
 applied: nothing of it is shared with the daemon (the pulser's `count_duration` is).
@@ -32,6 +38,7 @@ __all__ = [
 ]
 
 FINISHED = ("done", "failed", "cancelled")
+USER_COUNT_JOB_S = 1.0  # a count as user jobs: each within the service's user slice (2 s)
 
 
 class JobFailed(RuntimeError):
@@ -48,10 +55,18 @@ class SequencerJobs:
     timeout_s: float = 300.0
     sleep: Callable[[float], None] = time.sleep
 
-    def run_schedule(self, schedule: Schedule, shots: int) -> dict[str, Any]:
-        """A clock-beam schedule (a `kind=clock` job: the clock laser is the experiment's while
-        it has borrowed it); the result document."""
-        return self._run({"kind": "clock", "schedule": schedule.dumps(), "shots": shots})
+    def run_schedule(
+        self, schedule: Schedule, shots: int, lease: str | None = None
+    ) -> dict[str, Any]:
+        """A pulse schedule; the controller's reply (`windows`, per-shot `counts`). With the
+        `lease` of a loan of the clock laser or the trap (`ClockLaserLoan.lease`) a clock job,
+        run while the lock holds over for the borrower; without, a user job (held while the
+        lock is not locked or a recovery runs)."""
+        if lease is None:
+            return self._run({"kind": "user", "schedule": schedule.dumps(), "shots": shots})
+        return self._run(
+            {"kind": "clock", "schedule": schedule.dumps(), "shots": shots, "lease": lease}
+        )
 
     def run_qasm(self, program: str, shots: int) -> dict[str, Any]:
         """An OpenQASM program as a user job (held while the daemon recovers the lab)."""
@@ -139,23 +154,38 @@ def clock_probe(
     return Schedule(1, 1, events, cregs=[("clock", 1)], final_frame=[0.0], time_unit_s=unit)
 
 
-def count_fluorescence(lab: Lab, device: DeviceSettings, window_s: float, shots: int) -> float:
+def count_fluorescence(
+    lab: Lab, device: DeviceSettings, window_s: float, shots: int, lease: str | None = None
+) -> float:
     """Cooling fluorescence (counts per second, all ions): `shots` cooling windows of
-    `window_s`, built by the sequencer and played as a clock job through its queue (the pulse
-    controller is the queue's: nothing reaches it past the sequencer)."""
-    return sum(count_per_ion(lab, device, window_s, shots))
+    `window_s`, built by the sequencer and played through its queue (the pulse controller is
+    the queue's: nothing reaches it past the sequencer): a user job, or with the `lease` of a
+    loan of the clock laser or the trap, a clock job of the borrower's."""
+    return sum(count_per_ion(lab, device, window_s, shots, lease))
 
 
-def count_per_ion(lab: Lab, device: DeviceSettings, window_s: float, shots: int) -> list[float]:
+def count_per_ion(
+    lab: Lab, device: DeviceSettings, window_s: float, shots: int, lease: str | None = None
+) -> list[float]:
     """Cooling fluorescence (counts per second) on each ion's own pixel (one entry for a
     detector that counts the whole chain), played as `count_fluorescence` plays it."""
     # the daemon's own presence check (one counting cooling pulse), here over `shots` shots
     schedule = presence_schedule(device, window_s)
     validate_schedule(schedule, device)
     played_s = schedule.events[0].duration_mu * device.time_unit  # the window on the grid
-    reply = SequencerJobs(lab).run_schedule(schedule, shots)
-    windows, counts = reply.get("windows"), reply.get("counts")
-    if not isinstance(counts, list) or len(counts) != shots:
+    shot_s = schedule.duration_mu * schedule.time_unit_s
+    # a user job plays in one controller call of at most one user slice: several jobs then
+    per_job = shots if lease is not None else max(1, int(USER_COUNT_JOB_S / shot_s))
+    jobs = SequencerJobs(lab)
+    counts: list[Any] = []
+    windows: Any = None
+    for first in range(0, shots, per_job):
+        reply = jobs.run_schedule(schedule, min(per_job, shots - first), lease)
+        windows, part = reply.get("windows"), reply.get("counts")
+        if not isinstance(part, list):
+            raise BusError(ErrorCode.BAD_REQUEST, "the sequencer's reply has no counts")
+        counts += part
+    if len(counts) != shots:
         raise BusError(ErrorCode.BAD_REQUEST, f"the sequencer ran no {shots} shots of counts")
     if not isinstance(windows, list) or PRESENCE_WINDOW not in windows:
         raise BusError(ErrorCode.BAD_REQUEST, f"the sequencer's reply has no {PRESENCE_WINDOW!r}")

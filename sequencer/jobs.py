@@ -17,6 +17,10 @@ do not release each other's); among ready jobs the highest priority goes first, 
 due time, then submission order. A job that was running when the process stopped is queued again
 on restart (and the audit says so).
 
+A clock job of a borrower's (the clock laser or the trap lent by the daemon; any submitter but
+`SERVO`) passes only the lock's own hold (`LOCK_HOLDER`, which the loan itself puts on): any
+other hold, a recovery's or an operator's, holds it like a user job.
+
 Clock jobs are the servo's, several a second, and their caller waits for each: they live in memory
 only (never journalled: a restart loses the ones in flight, and their callers, which time out and
 ask again), the last `max_finished_clock` finished ones are kept for `list kind=clock`, and the
@@ -43,6 +47,8 @@ from ionpilot.sequencer.errors import JobError
 
 JOB_STATES = ("queued", "running", "done", "failed", "cancelled")
 JOB_KINDS = ("user", "clock")
+SERVO = "daemon"  # the clock servo: its clock jobs pass every hold
+LOCK_HOLDER = "daemon.lock"  # the lock's own hold (not `locked`), which a borrower's jobs pass
 USER_PRIORITIES = (-100, 100)  # a user job cannot outrank the lab's own (clock) jobs
 DUE_PAST_S = 3600.0  # a due time further back is a mistake (units, epoch), not "now"
 DUE_AHEAD_S = 366 * 86400.0  # a due time further ahead is a mistake, and would never run
@@ -67,6 +73,9 @@ class Job:
     finished_s: float | None = None
     result: dict[str, Any] | None = None
     error: str | None = None
+    # what `program` is: OpenQASM text, or a pulse schedule's JSON (a clock job's, or a user's
+    # own schedule, e.g. a detection-only fluorescence count)
+    program_format: str = "qasm"
 
 
 @dataclass(frozen=True)
@@ -177,6 +186,7 @@ class JobQueue:
         due_s: float | None = None,
         kind: str = "user",
         backend: str = "sim",
+        program_format: str | None = None,
     ) -> str:
         """Queue a program; returns its job id. Refused (JobError, nothing queued) if the queue
         is full, or the due time or a user job's priority is out of range."""
@@ -205,6 +215,7 @@ class JobQueue:
             submitter=submitter,
             submitted_s=now,
             seq=self._state.seq,
+            program_format=program_format or ("schedule" if kind == "clock" else "qasm"),
         )
         self._state.jobs[job.job_id] = job
         if kind == "clock":  # in memory only, audited in aggregate when finished
@@ -309,15 +320,21 @@ class JobQueue:
     # --- serving ----------------------------------------------------------------------------
 
     def ready(self, kind: str | None = None) -> list[Job]:
-        """Queued jobs (of `kind`) that could start now: due, and not held (user jobs)."""
+        """Queued jobs (of `kind`) that could start now: due, and not held (user jobs, and a
+        borrower's clock jobs under a hold other than the lock's own)."""
         now = self.clock()
+        holds = self._state.holds
+        borrower_held = any(who != LOCK_HOLDER for who in holds)
         return [
             j
             for j in self._state.jobs.values()
             if j.state == "queued"
             and j.due_s <= now
-            and (j.kind == "clock" or not self._state.held)
             and (kind is None or j.kind == kind)
+            and not (
+                (j.kind == "user" and holds)
+                or (j.kind == "clock" and j.submitter != SERVO and borrower_held)
+            )
         ]
 
     def next_job(self, who: str = "sequencer", kind: str | None = None) -> Job | None:

@@ -218,12 +218,14 @@ def execute_job(
     seed: int | None = None,
     backend: Backend | None = None,
 ) -> dict[str, Any]:
-    """Run one queued job: OpenQASM text for user jobs, schedule JSON for clock jobs (on
-    `backend` when given, else on a fresh backend named by the job)."""
+    """Run one queued job: OpenQASM text, or schedule JSON (clock jobs, and a user's own
+    schedule: the controller's windows and counts on the trap), on `backend` when given, else
+    on a fresh backend named by the job."""
     if backend is None:
         backend = get_backend(job.backend, device, ideal=ideal)
-    if job.kind == "clock" and isinstance(backend, TrapBackend):  # the servo reads the windows
+    schedule = job.kind == "clock" or job.program_format == "schedule"
+    if schedule and isinstance(backend, TrapBackend):  # the caller reads the windows
         return backend.play(Schedule.loads(job.program), job.shots)
-    if job.kind == "clock":
+    if schedule:
         return run_schedule(Schedule.loads(job.program), backend, device, job.shots, seed)
     return run_qasm(job.program, backend, device, shots=job.shots, seed=seed, name=job.job_id)

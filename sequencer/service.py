@@ -17,6 +17,19 @@ command server defers the reply (a future the worker completes), so other caller
 meanwhile and no thread waits on a poll. A clock job that has not started by the caller's
 deadline (its request's `ttl_s`) is dropped unplayed.
 
+Who may submit clock jobs: they run even while user jobs are held (a recovery, a lock not
+`locked`), so only the clock servo (the principal `daemon`) and the current borrower of the clock
+laser or the trap may submit them. The borrower is who the daemon says it lent them to
+(`call name=lease`, the daemon's alone): its authenticated identity on the bus plus the secret
+lease token the daemon gave it (`lend_laser`'s reply), which its clock jobs carry (`lease=`);
+they pass only the lock's own hold (`daemon.lock`), never a recovery's (`JobQueue.ready`).
+Anyone else's schedule is a user job (`kind=user schedule=...`): queued, held and sliced like a
+program. Identities are the bus's authenticated ones (`Request.user`, CURVE); a lab file that
+turns CURVE off has none, and the declared `client` name stands in for them (forgeable: say
+so in the lab file). A declared `client` that names another principal of the lab (`daemon`,
+`daemon.lock`, ...) is refused, so no one holds or releases jobs in the daemon's name. The clock
+lock's state in results is the servo's word alone (`lock_state` from anyone else is refused).
+
 Retention: user jobs are persisted after every change (a restart loses nothing; a job cut off
 mid-run is queued again), their audit records kept up to the queue's cap (100k). Clock jobs,
 several a second, are kept in memory only (the last `max_finished_clock`, 100, for `list
@@ -33,16 +46,17 @@ from __future__ import annotations
 import concurrent.futures
 import logging
 import math
+import secrets
 import threading
 from collections import deque
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import zmq
 
 from ionpilot.bus.codec import BusError, ErrorCode, Request
-from ionpilot.bus.pubsub import HeartbeatPublisher, Publisher
+from ionpilot.bus.pubsub import HeartbeatPublisher, Publisher, Subscriber
 from ionpilot.bus.server import CommandServer
 from ionpilot.bus.settings import BusSettings
 from ionpilot.core.clock import Clock, SystemClock
@@ -66,6 +80,24 @@ IDLE_WAIT_S = 1.0  # longest the worker sleeps without looking at due times
 LOCK_REPORT_STALE_S = 30.0  # no clock job for this long: the lock state is unknown here
 RATE_WINDOW_S = 60.0  # the clock-job rate in `status` is over this window
 LOCK_STATES = ("unlocked", "acquiring", "locked", "holdover", "unknown")
+CLOCK_SERVO = "daemon"  # the principal whose clock jobs are the servo's interrogations
+LENT = ("clock", "trap")  # what the daemon lends, whose borrower may submit clock jobs
+MAX_LEASE_S = 3600.0  # the daemon's longest lease; a lease here ends by itself after it
+OPERATOR = "operator"  # the shared identity of people and scripts: never a reserved name
+STALE_HOLD_S = 60.0  # a hold whose holder's process has not beaten for this long is stale
+RECV_TIMEOUT_S = 0.2  # how often the holder watch looks at its stop flag
+
+
+@dataclass(frozen=True)
+class ClockLease:
+    """The clock laser or the trap lent by the daemon: to whom (authenticated identity and the
+    name it gave), with which secret token, until when (this service's clock)."""
+
+    laser: str
+    holder: str
+    owner: str
+    token: str
+    until: float
 
 
 def _summary(job: Job) -> dict[str, Any]:
@@ -90,10 +122,13 @@ class SequencerService:
     """Serves the job queue on target `sequencer`:
 
     * `call name=submit qasm=TEXT [shots priority due_s client backend if_held]` -> `{id, ahead,
-      held, hold_reason, held_by, held_since_s, holds}`; `backend` (if given) must be the one this
-      service runs; `if_held=refuse` refuses (`busy`, nothing queued) while user jobs are held;
-      clock interrogations as `call name=submit kind=clock schedule=JSON-TEXT` (they run even
-      while held);
+      held, hold_reason, held_by, held_since_s, holds, stale_holds}`; `backend` (if given) must
+      be the one this service runs; `if_held=refuse` refuses (`busy`, nothing queued) while user
+      jobs are held; a user's own pulse schedule as `schedule=JSON-TEXT` instead of `qasm`;
+      clock interrogations as `call name=submit kind=clock schedule=JSON-TEXT [lease=TOKEN]`
+      (they run even while held: the daemon's, or its borrower's with the lease token);
+    * `call name=lease laser=clock|trap holder owner token lease_s` / `lease laser=L end=true`:
+      the daemon says who borrows the clock laser or the trap (the daemon's alone);
     * `call name=run_clock schedule=JSON-TEXT shots=N [lock_state fractional_offset]` -> the
       clock job's raw controller reply (`windows`, per-shot `counts`) and its `id`, once it has
       run (the daemon's interrogations; the reply is deferred, nobody else waits for it);
@@ -124,7 +159,17 @@ class SequencerService:
         context: zmq.Context[zmq.Socket[bytes]] | None = None,
         share: ClockShare | None = None,
         calibrations: Calibrations | None = None,
+        clock_servo: str = CLOCK_SERVO,
+        stale_hold_s: float = STALE_HOLD_S,
     ) -> None:
+        """`clock_servo`: the principal whose clock jobs need no lease (the daemon). A hold of
+        its (`daemon`, `daemon.lock`) whose heartbeat (`hb.daemon`) has been silent for
+        `stale_hold_s` is marked stale in every hold state (not released: with the servo gone
+        the laser is off the ions' line, and a job run then would measure nothing)."""
+        if not stale_hold_s > 0:
+            raise ValueError(f"stale_hold_s must be positive, not {stale_hold_s!r}")
+        self.stale_hold_s = stale_hold_s
+        self._holder_watch: HolderWatch | None = None
         self.queue = queue
         self.device = device
         self.backend = backend
@@ -139,6 +184,14 @@ class SequencerService:
         self.running_job: str | None = None
         self.share = share or ClockShare()
         self._calibrations = calibrations
+        self.clock_servo = clock_servo
+        # with CURVE on, the bus authenticates every caller (`Request.user`); off, it cannot
+        self.authenticated = bool(bus.security.curve)
+        # declared client names only their own principal may use (`daemon`, `daemon.lock`)
+        self._reserved = {
+            n for n in (*bus.security.clients, clock_servo, self.PROCESS) if n != OPERATOR
+        }
+        self._leases: dict[str, ClockLease] = {}  # laser -> its lease, while lent
         self._waiters: dict[str, concurrent.futures.Future[Any]] = {}  # clock job -> its reply
         self._generation = 0  # bumped on every change a waiting worker must look at
         self._last_clock_end = -math.inf
@@ -170,6 +223,7 @@ class SequencerService:
         self.server.bind(self._endpoint)
         self.server.start()
         self.heartbeat.start()
+        self._holder_watch = HolderWatch(self._bus, self.clock_servo, self._clock, self._context)
         self._stop.clear()
         self._worker = threading.Thread(target=self._work, name="sequencer-jobs", daemon=True)
         self._worker.start()
@@ -185,6 +239,9 @@ class SequencerService:
             self._worker.join(timeout)
             self._worker = None
         self.heartbeat.stop()
+        if self._holder_watch is not None:
+            self._holder_watch.stop()
+            self._holder_watch = None
         self.server.close()
         with self._cond:
             waiters, self._waiters = list(self._waiters.values()), {}
@@ -398,7 +455,9 @@ class SequencerService:
         """`call` without the bus, in the caller's thread (the harness's daemon on virtual time,
         where no pool thread may race the worker): the same handlers; the reply as a future,
         which a `run_clock` completes once its job has run."""
-        request = Request(0, "call", self.PROCESS, dict(args), client=client)
+        # an in-process caller is this process's own code: its name is its identity
+        user = client.partition(".")[0]
+        request = Request(0, "call", self.PROCESS, dict(args), client=client, user=user)
         if args.get("name") == "run_clock":
             waiter: concurrent.futures.Future[Any] = concurrent.futures.Future()
             self._run_clock_request(request, waiter)
@@ -412,14 +471,26 @@ class SequencerService:
 
     def _run_clock_request(self, request: Request, waiter: concurrent.futures.Future[Any]) -> None:
         try:
-            self._note_lock(request.args)
+            self._may_submit_clock(request)
+            self._lock_report_from(request)
             args = {k: v for k, v in request.args.items() if k != "name"}
-            self._submit({**args, "kind": "clock"}, _who(request), waiter=waiter)
+            self._submit({**args, "kind": "clock"}, self._who(request), waiter=waiter)
         except BusError as exc:
             _settle(waiter, error=exc)
         except Exception as exc:  # a bug here must still answer the caller
             log.exception("run_clock failed")
             _settle(waiter, error=BusError(ErrorCode.INTERNAL, f"{type(exc).__name__}: {exc}"))
+
+    def _lock_report_from(self, request: Request) -> None:
+        """Keep what `request` says about the lock: the clock servo's word only, since every
+        user result carries it (refused from anyone else, nothing kept)."""
+        if "lock_state" in request.args and self.identity(request) != self.clock_servo:
+            raise BusError(
+                ErrorCode.FORBIDDEN,
+                f"lock_state is reported by the clock servo ({self.clock_servo!r}) alone, "
+                f"not by {self.identity(request)!r}",
+            )
+        self._note_lock(request.args)
 
     def _note_lock(self, args: dict[str, Any]) -> None:
         """Keep what a clock job says about the lock (state, fractional offset) for results."""
@@ -444,21 +515,174 @@ class SequencerService:
             }
             self._lock_report_at = self._clock.now()
 
+    # ----------------------------------------------------------------- who may do what
+
+    def identity(self, request: Request) -> str:
+        """Who sent `request`: its authenticated identity on a secured bus; on a bus without
+        CURVE (the lab file turned it off), the name it declares, which nothing checks."""
+        if request.user:
+            return request.user
+        if self.authenticated:
+            return "anonymous"  # a secured server answers only authenticated users
+        return _declared(request).partition(".")[0]  # `daemon.lock` is the daemon's
+
+    def _who(self, request: Request) -> str:
+        """The name a request acts under (holder of a hold, submitter of a job): the `client`
+        it declares, unless that names another principal of the lab (`daemon`, `daemon.lock`):
+        nobody holds or releases jobs in the daemon's name but the daemon."""
+        declared = _declared(request)
+        me = self.identity(request)
+        owner = declared.partition(".")[0]
+        if owner in self._reserved and owner != me:
+            raise BusError(
+                ErrorCode.FORBIDDEN,
+                f"client name {declared!r} is {owner!r}'s; you are {me!r}: name yourself otherwise",
+            )
+        return declared
+
+    def _may_submit_clock(self, request: Request) -> None:
+        """Clock jobs run while user jobs are held: the clock servo's, or the current
+        borrower's of the clock laser or the trap (its identity and its lease token)."""
+        me = self.identity(request)
+        if me == self.clock_servo:
+            return
+        token = request.args.get("lease")
+        with self._cond:
+            self._drop_ended_leases()
+            for lease in self._leases.values():
+                # without CURVE no identity is checked: the token alone tells the borrower
+                mine = lease.holder == me or not self.authenticated
+                if mine and isinstance(token, str) and _same(token, lease.token):
+                    return
+            lent = [
+                f"the {lease.laser} is lent to {lease.owner!r} ({lease.holder}) for another "
+                f"{lease.until - self._clock.now():.0f} s"
+                for lease in self._leases.values()
+            ]
+        why = "a lease token that is not the current one" if token is not None else "no lease"
+        raise BusError(
+            ErrorCode.FORBIDDEN,
+            "clock jobs (kind=clock, run_clock) run even while user jobs are held, so only the "
+            f"clock servo ({self.clock_servo!r}) and the current borrower of the clock laser or "
+            "the trap (the lease token of the daemon's lend_laser, as `lease`) may submit them; "
+            f"{me!r} sent {why}"
+            + (f" ({'; '.join(lent)})" if lent else "")
+            + ". Submit the schedule as a user job (kind=user schedule=...) instead",
+        )
+
+    def _may_cancel(self, job: Job, request: Request) -> None:
+        """A clock job submitted in a principal's name (the daemon's interrogations) is that
+        principal's to cancel: a script cancelling each as it comes would starve the lock."""
+        owner = job.submitter.partition(".")[0]
+        me = self.identity(request)
+        if job.kind == "clock" and owner in self._reserved and owner != me:
+            raise BusError(
+                ErrorCode.FORBIDDEN,
+                f"clock job {job.job_id} is {owner!r}'s (its interrogation); {me!r} may not "
+                "cancel it",
+            )
+
+    def _drop_ended_leases(self) -> None:
+        now = self._clock.now()
+        for laser in [k for k, lease in self._leases.items() if lease.until <= now]:
+            del self._leases[laser]
+
+    def _lease(self, request: Request) -> dict[str, Any]:
+        """`call name=lease laser=L holder=ID owner=TEXT token=TEXT lease_s=S` (the daemon's
+        alone: it has lent laser L to `holder`), or `lease laser=L end=true` (taken back)."""
+        me = self.identity(request)
+        if me != self.clock_servo:
+            raise BusError(
+                ErrorCode.FORBIDDEN,
+                f"leases are the clock servo's ({self.clock_servo!r}) to give, not {me!r}'s",
+            )
+        args = request.args
+        laser = args.get("laser")
+        if laser not in LENT:
+            raise BusError(ErrorCode.BAD_REQUEST, f"laser must be one of {', '.join(LENT)}")
+        if args.get("end") is True:
+            with self._cond:
+                self._leases.pop(str(laser), None)
+            return {"laser": laser, "lent": False}
+        fields = {key: args.get(key) for key in ("holder", "owner", "token")}
+        for key, value in fields.items():
+            if not isinstance(value, str) or not value or len(value) > 128:
+                raise BusError(
+                    ErrorCode.BAD_REQUEST, f"{key} (text, 1..128 characters) is required"
+                )
+        lease_s = args.get("lease_s")
+        if (
+            isinstance(lease_s, bool)
+            or not isinstance(lease_s, int | float)
+            or not 0 < lease_s <= MAX_LEASE_S
+        ):
+            raise BusError(
+                ErrorCode.BAD_REQUEST,
+                f"lease_s must be a number of seconds in (0, {MAX_LEASE_S:g}]",
+            )
+        lease = ClockLease(
+            str(laser),
+            str(fields["holder"]),
+            str(fields["owner"]),
+            str(fields["token"]),
+            self._clock.now() + float(lease_s),
+        )
+        with self._cond:
+            self._leases[lease.laser] = lease
+        return {"laser": laser, "lent": True, "holder": lease.holder}
+
+    def hold_state(self) -> dict[str, Any]:
+        """The queue's hold state; each hold of the clock servo's says how long its process
+        has been silent (`holder_silent_s`) and whether that makes it `stale`, and
+        `stale_holds` names those (`jobs resume --force` releases them)."""
+        state = self.queue.hold_state()
+        watch = self._holder_watch
+        stale: list[str] = []
+        for hold in state["holds"]:
+            process = str(hold["by"]).partition(".")[0]
+            silent = None if watch is None else watch.silent_s(process)
+            if silent is None:
+                continue
+            hold["holder_silent_s"] = silent
+            hold["stale"] = silent >= self.stale_hold_s
+            if hold["stale"]:
+                stale.append(hold["by"])
+        state["stale_holds"] = stale
+        state["stale_hold_s"] = self.stale_hold_s
+        return state
+
+    def leases(self) -> dict[str, dict[str, Any]]:
+        """Who holds what, for `status` (never the token)."""
+        with self._cond:
+            self._drop_ended_leases()
+            now = self._clock.now()
+            return {
+                k: {"owner": v.owner, "holder": v.holder, "ends_in_s": v.until - now}
+                for k, v in self._leases.items()
+            }
+
+    # -------------------------------------------------------------------------- calls
+
     def _call(self, request: Request) -> Any:
         name = request.args.get("name")
-        who = _who(request)
+        if name == "lease":
+            return self._lease(request)
+        who = self._who(request)
         try:
             if name == "submit":
+                if request.args.get("kind") == "clock":
+                    self._may_submit_clock(request)
                 return self._submit(request.args, who)
             if name == "cancel":
                 job_id = _text(request.args, "id")
                 with self._cond:
+                    self._may_cancel(self.queue.get(job_id), request)
                     self.queue.cancel(job_id, who)
                 return {"id": job_id, "state": "cancelled"}
             if name in ("hold", "resume"):
                 # the daemon's lock hold says the lock state with it: a job released when the
                 # lock is back names `locked`, not the state of the last clock job before
-                self._note_lock(request.args)
+                self._lock_report_from(request)
             if name == "hold":
                 reason = str(request.args.get("reason", "") or "recovery")
                 with self._cond:
@@ -469,7 +693,7 @@ class SequencerService:
                     self.queue.resume(who, everyone=request.args.get("all") is True)
                     self._generation += 1
                     self._cond.notify_all()
-                    return self.queue.hold_state()
+                    return self.hold_state()
             if name == "compile":
                 return self._compile(_text(request.args, "qasm"))
             if name == "simulate":
@@ -479,7 +703,7 @@ class SequencerService:
         raise BusError(
             ErrorCode.UNKNOWN_METHOD,
             f"sequencer does not serve call {name!r}; calls: submit, run_clock, cancel, hold, "
-            "resume, compile, simulate",
+            "resume, compile, simulate, lease",
         )
 
     def _compile(self, qasm: str) -> dict[str, Any]:
@@ -527,22 +751,35 @@ class SequencerService:
         if_held = args.get("if_held", "wait")
         if if_held not in ("wait", "refuse"):
             raise BusError(ErrorCode.BAD_REQUEST, "if_held must be 'wait' or 'refuse'")
-        if kind == "user":
+        program_format = "schedule" if kind == "clock" or "schedule" in args else "qasm"
+        if kind not in ("user", "clock"):
+            raise BusError(ErrorCode.BAD_REQUEST, "kind must be 'user' or 'clock'")
+        if kind == "user" and "schedule" in args and "qasm" in args:
+            raise BusError(ErrorCode.BAD_REQUEST, "a user job is a qasm program or a schedule")
+        if program_format == "qasm":
             program = _text(args, "qasm")
             try:
                 compile_program(parse_qasm(program, name="job"), self.device)
             except SequencerError as exc:
                 raise BusError(ErrorCode.BAD_REQUEST, f"program refused: {exc}") from None
-        elif kind == "clock":
+        else:
             program = _text(args, "schedule")
             try:
-                validate_schedule(Schedule.loads(program), self.device)
-            except (SequencerError, ValueError) as exc:
+                schedule = Schedule.loads(program)
+                validate_schedule(schedule, self.device)
+            except (SequencerError, ValueError, TypeError, KeyError) as exc:
                 raise BusError(ErrorCode.BAD_REQUEST, f"schedule refused: {exc}") from None
-        else:
-            raise BusError(ErrorCode.BAD_REQUEST, "kind must be 'user' or 'clock'")
+            if kind == "user":  # played in one controller call: no longer than a user slice
+                played_s = shots * schedule.duration_mu * schedule.time_unit_s
+                if played_s > self.share.max_user_slice_s:
+                    raise BusError(
+                        ErrorCode.BAD_REQUEST,
+                        f"a user schedule plays in one call: {shots} shots x "
+                        f"{schedule.duration_mu * schedule.time_unit_s:g} s = {played_s:g} s, at "
+                        f"most {self.share.max_user_slice_s:g} s; submit fewer shots per job",
+                    )
         with self._cond:
-            hold = self.queue.hold_state()
+            hold = self.hold_state()
             if kind == "user" and if_held == "refuse" and hold["held"]:
                 since = hold["held_since_s"]
                 held_for = "" if since is None else f", for {self.queue.clock() - since:.0f} s"
@@ -560,6 +797,7 @@ class SequencerService:
                     due_s=None if due is None else float(due),
                     kind=kind,
                     backend=self.backend,
+                    program_format=program_format,
                 )
             except JobError as exc:
                 raise BusError(ErrorCode.BAD_REQUEST, str(exc)) from None
@@ -601,7 +839,7 @@ class SequencerService:
                 # a forgotten (pruned) job's records only when every kind is asked for
                 if not a.job_id or known.get(a.job_id, "") in kinds or kinds == JOB_KINDS
             ][-limit:]
-            return {**self.queue.hold_state(), "jobs": jobs, "audit": audit}
+            return {**self.hold_state(), "jobs": jobs, "audit": audit}
 
     def _status(self, request: Request) -> Any:
         with self._cond:
@@ -620,11 +858,48 @@ class SequencerService:
         return {
             "process": self.PROCESS,
             "backend": self.backend,
-            **self.queue.hold_state(),
+            **self.hold_state(),
             "running": self.running_job,
             "jobs": counts,
             "clock": clock,
+            "leases": self.leases(),
         }
+
+
+class HolderWatch:
+    """The heartbeat (`hb.<process>`) of the process that holds jobs, from its own thread and
+    socket: how long it has been silent (since this watch started, if it never beat)."""
+
+    def __init__(
+        self,
+        bus: BusSettings,
+        process: str,
+        clock: Clock,
+        context: zmq.Context[zmq.Socket[bytes]] | None = None,
+    ) -> None:
+        self.process = process
+        self._clock = clock
+        self._started = clock.now()
+        self._sub = Subscriber(bus, prefixes=[f"hb.{process}"], clock=clock, context=context)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"watch-{process}", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._sub.recv(timeout=RECV_TIMEOUT_S)  # the subscriber beats its liveness table
+
+    def silent_s(self, process: str) -> float | None:
+        """Seconds since `process` last beat (None: not the process watched)."""
+        if process != self.process:
+            return None
+        since_start = self._clock.now() - self._started
+        return min(self._sub.liveness.age(process), since_start)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(2.0)
+        self._sub.close()
 
 
 def _settle(
@@ -644,11 +919,16 @@ def _settle(
         pass  # cancelled meanwhile: the server has answered `timeout`
 
 
-def _who(request: Request) -> str:
+def _declared(request: Request) -> str:
+    """The name a request gives itself: its `client` argument, else its envelope's client."""
     client = request.args.get("client")
     if isinstance(client, str) and client:
         return client[:128]
     return request.client or "anonymous"
+
+
+def _same(given: str, token: str) -> bool:
+    return secrets.compare_digest(given.encode("utf-8", "replace"), token.encode("utf-8"))
 
 
 def _text(args: dict[str, Any], key: str) -> str:

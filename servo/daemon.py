@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import math
 import re
+import secrets
 import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -63,6 +64,13 @@ MAX_LEASE_S = 3600.0  # a lent laser comes back by itself after at most this
 
 
 LockHoldHook = Callable[[bool, str], bool]  # (hold, reason) -> whether the sequencer took it
+# (laser, {holder, owner, token, lease_s} or None when taken back) -> whether the sequencer took
+# it: the borrower of the clock laser or the trap may then submit clock jobs with the token
+LeaseHook = Callable[[str, dict[str, Any] | None], bool]
+LEASED_TO_SEQUENCER = ("clock", TRAP)  # lent lasers whose borrower plays clock-kind schedules
+# the recovery engine's holds that keep the lock in hold-over (no playbook is of these kinds)
+HELD_FOR_BORROWER = "clock_lent"
+HELD_FOR_OPERATOR = "operator_pause"
 LOCK_HOLD_RETRY_S = 2.0  # a hold the sequencer did not take is sent again after this
 
 
@@ -289,12 +297,15 @@ class Daemon:
         clock_shots: ClockShots | None = None,
         lock_hold: LockHoldHook | None = None,
         driver_hosts: Mapping[str, tuple[str, ...]] | None = None,
+        lease_hook: LeaseHook | None = None,
     ) -> None:
         """`lab` (with its `clock_shots`) replaces the bus lab: the in-process harness lab on
         virtual time, so a test runs exactly this assembly without driver hosts. `lock_hold`
         holds the sequencer's user jobs while the lock is not `locked` (LockHold).
         `driver_hosts` (host -> its instruments, from the lab file): every host's heartbeat is
-        watched, each with its stale-driver playbook (default: `recovery.driver_process`)."""
+        watched, each with its stale-driver playbook (default: `recovery.driver_process`).
+        `lease_hook` tells the sequencer who borrows the clock laser or the trap (and the
+        lease's secret token), so that borrower's clock-kind schedules are taken."""
         self._clock = clock or SystemClock()
         self._bus = bus
         self.publisher = Publisher(bus, self.PROCESS, clock=self._clock)
@@ -357,6 +368,8 @@ class Daemon:
         self.cycle.operator_paused = False
         self._pending_lock = threading.Lock()
         self._lent: dict[str, tuple[str, float]] = {}  # laser lent -> (owner, lease end, s)
+        self._tokens: dict[str, tuple[str, str]] = {}  # laser lent -> (holder identity, token)
+        self._lease_hook = lease_hook
         self._thread = threading.Thread(target=self._run, name="clock-lock", daemon=True)
 
     def start(self) -> Daemon:
@@ -447,19 +460,33 @@ class Daemon:
             return
         if action == "lend:clock":  # hold over, and a fresh comb reading for the borrower's scale
             self._guarded(self.lock.measure_optical_frequency, "comb reading for a borrower")
-            self.cycle.operator_paused = True
-            self.lock.pause("clock laser lent")
+            self._hold_over(HELD_FOR_BORROWER, "clock laser lent")
         elif action == "pause":
-            self.cycle.operator_paused = True
-            self.lock.pause("operator request")
+            self._hold_over(HELD_FOR_OPERATOR, "operator request")
         elif action == "take_back:clock" and TRAP in self._lent:
+            self._release_holdover()
             return  # the trap is still lent: the lock holds over until it is back
         elif action in ("resume", "take_back:clock"):
+            self._release_holdover()
             self.cycle.operator_paused = False
             self.lock.resume()
         else:
+            self._release_holdover()
             self.cycle.operator_paused = False
             self.lock.reacquire("operator request")
+
+    def _hold_over(self, holder: str, reason: str) -> None:
+        """Pause the lock and keep it in hold-over until resumed or taken back: the recovery
+        engine, which resumes a lock a lab error paused after its grace, leaves a held one."""
+        self.cycle.operator_paused = True
+        if self.recovery is not None:
+            self.recovery.engine.held[holder] = reason
+        self.lock.pause(reason)
+
+    def _release_holdover(self) -> None:
+        if self.recovery is not None:
+            for holder in (HELD_FOR_BORROWER, HELD_FOR_OPERATOR):
+                self.recovery.engine.held.pop(holder, None)
 
     def _status(self, request: Request) -> Any:
         if request.args.get("name") == "audit":  # `get name=audit [limit=N]`: the audit trail
@@ -506,7 +533,7 @@ class Daemon:
     def _command(self, request: Request) -> Any:
         name = request.args.get("name")
         if name in ("lend_laser", "return_laser"):
-            return self._laser_lease(str(name), request.args)
+            return self._laser_lease(str(name), request.args, _identity(request))
         names = (
             "pause",
             "resume",
@@ -549,12 +576,14 @@ class Daemon:
             "optical_measured_s": optical.t_s if optical is not None else None,
         }
 
-    def _laser_lease(self, name: str, args: dict[str, Any]) -> dict[str, Any]:
+    def _laser_lease(self, name: str, args: dict[str, Any], holder: str = "") -> dict[str, Any]:
         """`call name=lend_laser laser=L owner=WHO lease_s=S` (L: `clock`, or an aux lock's
         name): the clock lock holds over (steering on its drift estimate), an aux lock lets go
         of its piezo, until `return_laser laser=L owner=WHO` or the lease ends (a crashed script
         cannot keep it). Refused (`busy`, nothing changed) during a recovery, while the lock is
-        not locked, or while someone else holds the laser."""
+        not locked, or while someone else holds the laser. The clock laser and the trap come
+        with a secret `lease` token in the reply, told to the sequencer with the borrower's
+        identity (`holder`): its clock-kind schedules carry it."""
         owner, laser = args.get("owner"), args.get("laser", "clock")
         if not isinstance(owner, str) or not owner or len(owner) > 128:
             raise BusError(ErrorCode.BAD_REQUEST, "owner (text, 1..128 characters) is required")
@@ -566,18 +595,22 @@ class Daemon:
             )
         if laser == TRAP and self.recovery is None:
             raise BusError(ErrorCode.BAD_REQUEST, "no recovery engine here: nothing to hand over")
-        with self._pending_lock:
-            lent = self._lent.get(laser)
-            if name == "return_laser":
+        if name == "return_laser":
+            with self._pending_lock:
+                lent = self._lent.get(laser)
                 if lent is None or lent[0] != owner:
-                    holder = f"lent to {lent[0]!r}" if lent is not None else "not lent"
+                    now = f"lent to {lent[0]!r}" if lent is not None else "not lent"
                     raise BusError(
                         ErrorCode.BAD_REQUEST,
-                        f"{owner!r} does not hold the {laser} laser ({holder})",
+                        f"{owner!r} does not hold the {laser} laser ({now})",
                     )
                 del self._lent[laser]
+                self._tokens.pop(laser, None)
                 self._pending.append((f"take_back:{laser}", None))
-                return {"returned_by": owner, "laser": laser}
+            self._tell_sequencer(laser, None)
+            return {"returned_by": owner, "laser": laser}
+        with self._pending_lock:
+            lent = self._lent.get(laser)
             lease = args.get("lease_s")
             if (
                 isinstance(lease, bool)
@@ -610,14 +643,34 @@ class Daemon:
                 )
             if len(self._pending) >= MAX_PENDING_ACTIONS:
                 raise BusError(ErrorCode.BUSY, "the daemon's command list is full")
+            held = self._tokens.get(laser)
+            if lent is not None and held is not None and held[0] != holder:
+                raise BusError(
+                    ErrorCode.BUSY,
+                    f"the {laser} laser is lent to {lent[0]!r} as {held[0]!r}, not as {holder!r}",
+                )
             until = self._clock.now() + float(lease)
             self._lent[laser] = (owner, until)
+            token = held[1] if held is not None else secrets.token_hex(16)
+            self._tokens[laser] = (holder, token)
             if lent is None:
                 self._pending.append((f"lend:{laser}", None))
+        reply: dict[str, Any] = {"laser": laser, "lent_to": owner, "lease_ends_s": until}
+        if laser in LEASED_TO_SEQUENCER:
+            told = {"holder": holder, "owner": owner, "token": token, "lease_s": float(lease)}
+            reply["lease"] = token
+            reply["sequencer_told"] = self._tell_sequencer(laser, told)
         self.outputs.publish_event(
             "laser_lent", f"{laser} laser lent to {owner} for {float(lease):g} s", "OK", {}
         )
-        return {"laser": laser, "lent_to": owner, "lease_ends_s": until}
+        return reply
+
+    def _tell_sequencer(self, laser: str, lease: dict[str, Any] | None) -> bool:
+        """The sequencer learns who may play clock-kind schedules with this laser or trap
+        (None: nobody any more; a lease it missed ends there by itself)."""
+        if self._lease_hook is None or laser not in LEASED_TO_SEQUENCER:
+            return False
+        return self._lease_hook(laser, lease)
 
     def _trap_lease(self, lend: bool) -> None:
         """The trap lent (`lend:trap`): the ion-loss playbook may not start (the borrower empties
@@ -645,8 +698,14 @@ class Daemon:
             expired = [(k, o) for k, (o, until) in self._lent.items() if now >= until]
             for laser, _ in expired:
                 del self._lent[laser]
+                self._tokens.pop(laser, None)
         for laser, owner in expired:
             self._apply(f"take_back:{laser}")
             self.outputs.publish_event(
                 "laser_lease_expired", f"{owner} did not return the {laser} laser", "MINOR", {}
             )
+
+
+def _identity(request: Request) -> str:
+    """Who sent `request`: its authenticated identity (CURVE), else the name it declares."""
+    return request.user or request.client or "anonymous"

@@ -71,6 +71,19 @@ def run(args: argparse.Namespace) -> int:
             return False
         return True
 
+    def tell_lease(laser: str, lease: dict[str, Any] | None) -> bool:
+        """Tell the sequencer who borrows the clock laser or the trap (None: taken back), so
+        that borrower's clock-kind schedules are taken (and nobody else's)."""
+        if "sequencer" not in config.processes:
+            return False
+        args = {"name": "lease", "laser": laser, **(lease or {"end": True})}
+        try:
+            lab.call("sequencer", "call", args, timeout=1.0)
+        except BusError as exc:
+            log.warning("sequencer not told of the %s lease: %s", laser, exc)
+            return False
+        return True
+
     state_dir = Path(args.state_dir or Path(config.lab.data_dir) / "servo")
     port = config.processes["daemon"].command_port
     daemon = Daemon(
@@ -87,6 +100,7 @@ def run(args: argparse.Namespace) -> int:
         device=config.device,
         lock_hold=hold_for_lock,
         driver_hosts=driver_hosts(config),
+        lease_hook=tell_lease,
     )
 
     metrics: list[Any] = []

@@ -97,7 +97,15 @@ def hold_text(hold: dict[str, Any], now_s: float) -> str:
             "" if since is None else f" since {local_time(since)} (for {duration(now_s - since)})"
         )
         by = f" by {h['by']}" if h.get("by") else ""
-        parts.append(f"{when}{by}: {h.get('reason') or 'no reason given'}")
+        stale = ""
+        silent = h.get("holder_silent_s")
+        if h.get("stale") and isinstance(silent, int | float):
+            process = str(h.get("by", "")).partition(".")[0]
+            stale = (
+                f" [stale: {process} silent for {duration(silent)}; `ionpilot jobs resume "
+                "--force` releases it]"
+            )
+        parts.append(f"{when}{by}: {h.get('reason') or 'no reason given'}{stale}")
     return "held" + ", and".join(parts)
 
 

@@ -102,6 +102,14 @@ def register(subparsers: Any) -> None:
     service.add_argument(
         "--queue", help="job queue file (default: <lab data_dir>/sequencer/jobs.json)"
     )
+    service.add_argument(
+        "--stale-hold",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="a hold of the daemon's whose heartbeat has been silent this long is marked stale "
+        "(kept; `ionpilot jobs` says so; default 60)",
+    )
     service.set_defaults(handler=run_service_command)
 
 
@@ -343,6 +351,8 @@ def run_service_command(args: argparse.Namespace) -> int:
     if config is None:
         return 2
     process = SequencerService.PROCESS
+    if not 0 < args.stale_hold <= 86400:
+        return _error(f"--stale-hold {args.stale_hold:g}: seconds in (0, 86400]", 2)
     if process not in config.processes:
         return _error(f"the lab file has no process '{process}' (processes: section)", 2)
     link: BusPulserLink | None = None
@@ -375,6 +385,7 @@ def run_service_command(args: argparse.Namespace) -> int:
         backend=args.backend,
         share=share,
         calibrations=lambda: {q: c.to_json() for q, c in store.latest().items()},
+        stale_hold_s=args.stale_hold,
     )
     if isinstance(backend, TrapBackend):
         backend.max_call_s = share.max_user_slice_s

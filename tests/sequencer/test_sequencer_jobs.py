@@ -57,13 +57,31 @@ def test_hold_keeps_clock_jobs_running(tmp_path):
     q = JobQueue(tmp_path / "jobs.json", clock=clock)
     user = q.submit(BELL, submitter="alice", priority=10)
     clock_job = q.submit(
-        clock_interrogation(DeviceSettings()).dumps(), submitter="servo", kind="clock"
+        clock_interrogation(DeviceSettings()).dumps(), submitter="daemon", kind="clock"
     )
-    q.hold("servo", "ion loss recovery")
+    q.hold("daemon", "ion loss recovery")
     assert _next(q) == clock_job
     assert q.next_job() is None
-    q.resume("servo")
+    q.resume("daemon")
     assert _next(q) == user
+
+
+def test_a_borrowers_clock_jobs_pass_only_the_locks_own_hold(tmp_path):
+    """The clock laser lent: the lock holds over and holds user jobs (`daemon.lock`), which the
+    borrower's clock jobs pass; a recovery's hold (or an operator's) holds them too."""
+    clock = Clock()
+    q = JobQueue(tmp_path / "jobs.json", clock=clock)
+    schedule = clock_interrogation(DeviceSettings()).dumps()
+    q.hold("daemon.lock", "clock lock is holdover (clock laser lent)")
+    borrowed = q.submit(schedule, submitter="experiment rabi", kind="clock")
+    assert _next(q) == borrowed
+    q.hold("daemon", "recovery: mode_hop")
+    held = q.submit(schedule, submitter="experiment rabi", kind="clock")
+    servo = q.submit(schedule, submitter="daemon", kind="clock")
+    assert [j.job_id for j in q.ready()] == [servo]
+    assert _next(q) == servo
+    q.resume("daemon")
+    assert _next(q) == held
 
 
 def test_run_and_duration_recorded(tmp_path):

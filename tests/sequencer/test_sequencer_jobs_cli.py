@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from labprocs import lab_on_free_ports, wait_for  # type: ignore[import-not-found]
 
+from ionpilot.access import as_principal
 from ionpilot.bus.client import CommandClient
 from ionpilot.cli import build_parser, main
 from ionpilot.commands.jobs import (
@@ -68,7 +69,8 @@ def queue(tmp_path: Path) -> Iterator[Queue]:
     ).start()
     program = tmp_path / "x0.qasm"
     program.write_text(X0)
-    client = CommandClient(config.bus, service.endpoint, name="daemon")
+    # the daemon's view, with the daemon's key: only the daemon holds in its name
+    client = CommandClient(as_principal(config, "daemon"), service.endpoint, name="daemon")
     try:
         yield Queue(lab, program, client, service)
     finally:

@@ -305,7 +305,7 @@ def live() -> Iterator[LiveTrap]:
         settings=SimSettings(seed=7, n_ions=2),
         connected_within_s=15.0,
     ) as running:
-        link = BusPulserLink(running.bus, running.host.endpoint, "pulser", client="test")
+        link = BusPulserLink(running.bus, running.host.endpoint, "pulser", client="sequencer")
         try:
             yield LiveTrap(running.lab, running.host, running.bus, link, running.config.device)
         finally:
