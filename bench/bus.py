@@ -4,9 +4,13 @@
 Subscriber: delivered messages per second when the publisher sends flat out, and latency
 p50/p99 at 1 kHz and 10 kHz offered load; (c) command round trip, raw REQ/REP against
 ionpilot's CommandClient/CommandServer. Publisher, proxy and server each run in a process of
-their own (as in the lab); rounds alternate raw and ionpilot and the medians are reported.
-Round trips alternate between the two clients in blocks of 50, so whatever else runs on the
-machine loads both alike; `load_avg_1min` (before, after) says how busy the machine was.
+their own (as in the lab). Each pub/sub measurement runs in `--segments` short runs per kind,
+alternating raw and ionpilot run by run, and round trips alternate between the two clients in
+blocks of 50, so whatever else runs on the machine loads both alike (one long run per kind let a
+neighbour's burst decide the ratio: 0.33 to 0.90 with the same code); rounds repeat that and the
+medians are reported; `load_avg_1min` (before, after) says how busy the machine was. Each
+stage's CPU per delivered message (publisher, proxy, subscriber processes, from /proc) is
+reported too: unlike the rates, it does not depend on what else the machine runs.
 Proxies and servers bind port 0 and report the port they got (no free-port race). The raw
 REQ client waits forever for its reply; ionpilot's waits with the per-call timeout (a timed
 poll: about 2-3 us of each round trip on this machine), retries reads, checks every field.
@@ -24,7 +28,7 @@ import os
 import statistics
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection
 from multiprocessing.synchronize import Event as MpEvent
 from typing import Any
@@ -331,7 +335,7 @@ class IonpilotSub:
                 go.set()
 
 
-def pct(values: list[float], q: float) -> float:
+def pct(values: Sequence[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
@@ -349,22 +353,62 @@ def cpu_ns(pid: int) -> int:
     return total
 
 
-def pubsub_run(
-    sub: Any, conn: Connection, go: MpEvent, done: MpEvent, n: int, rate: float, proxy_pid: int
-) -> dict[str, float]:
+Stage = tuple[Any, Connection, MpEvent, MpEvent, dict[str, int]]  # sub, pub pipe, go, done, pids
+
+
+def pubsub_segment(
+    stage: Stage, n: int, rate: float
+) -> tuple[int, float, list[int], dict[str, int]]:
+    """One run of `n` messages at `rate` Hz (0: flat out): (received, span s, latencies ns,
+    CPU ns of each stage's process: publisher, proxy, subscriber, all their threads, ZeroMQ's
+    I/O threads included)."""
+    sub, conn, go, done, pids = stage
     go.clear()
     done.clear()
     conn.send(("run", n, rate))
-    cpu_before = cpu_ns(proxy_pid)
+    stages = {"pub": pids["pub"], "proxy": pids["proxy"], "sub": os.getpid()}
+    cpu_before = {name: cpu_ns(pid) for name, pid in stages.items()}
     count, span, lat = sub.run(go, latency=rate > 0)
-    cpu = cpu_ns(proxy_pid) - cpu_before
+    cpu = {name: cpu_ns(pid) - cpu_before[name] for name, pid in stages.items()}
     done.set()
     conn.recv()
-    out = {"received": count, "lost": n - count, "msgs_per_s": count / span if span else 0.0}
-    out["proxy_cpu_us_per_msg"] = cpu / 1e3 / count if count else 0.0
-    if lat:
-        out["p50_us"] = pct(lat, 0.50) / 1e3
-        out["p99_us"] = pct(lat, 0.99) / 1e3
+    return count, span, lat, cpu
+
+
+def pubsub_run(
+    stages: dict[str, Stage], order: tuple[str, ...], n: int, rate: float, segments: int
+) -> dict[str, dict[str, float]]:
+    """`n` messages per kind in `segments` runs, alternating the kinds run by run (the first
+    kind swapping every other pair), so both see the same load from whatever else the
+    machine runs; rates and CPU over all segments, percentiles over all latencies."""
+    size = max(1, n // segments)
+    totals = {kind: {"count": 0, "span": 0.0, "sent": 0} for kind in order}
+    lats: dict[str, list[int]] = {kind: [] for kind in order}
+    cpus: dict[str, dict[str, int]] = {kind: {} for kind in order}
+    for segment in range(segments):
+        for kind in order if segment % 2 == 0 else order[::-1]:
+            count, span, lat, cpu = pubsub_segment(stages[kind], size, rate)
+            total = totals[kind]
+            total["count"] += count
+            total["span"] += span
+            total["sent"] += size
+            lats[kind].extend(lat)
+            for name, ns in cpu.items():
+                cpus[kind][name] = cpus[kind].get(name, 0) + ns
+    out: dict[str, dict[str, float]] = {}
+    for kind, total in totals.items():
+        count, span = int(total["count"]), float(total["span"])
+        figures = {
+            "received": count,
+            "lost": total["sent"] - count,
+            "msgs_per_s": count / span if span else 0.0,
+        }
+        for name, ns in cpus[kind].items():
+            figures[f"{name}_cpu_us_per_msg"] = ns / 1e3 / count if count else 0.0
+        if lats[kind]:
+            figures["p50_us"] = pct(lats[kind], 0.50) / 1e3
+            figures["p99_us"] = pct(lats[kind], 0.99) / 1e3
+        out[kind] = figures
     return out
 
 
@@ -452,6 +496,12 @@ def main() -> int:
     parser.add_argument("--burst", type=int, default=100_000, help="messages per throughput run")
     parser.add_argument("--rpc", type=int, default=3000, help="round trips per RPC run")
     parser.add_argument(
+        "--segments",
+        type=int,
+        default=10,
+        help="pub/sub runs per measurement and kind, alternating raw and ionpilot",
+    )
+    parser.add_argument(
         "--rpc-only", action="store_true", help="measure only the command round trips"
     )
     parser.add_argument(
@@ -474,7 +524,7 @@ def main() -> int:
     subs: dict[str, Any] = {}
     pubs: dict[str, tuple[Connection, MpEvent, MpEvent]] = {}
     rpc_ports: dict[str, int] = {}
-    proxy_pids: dict[str, int] = {}
+    stage_pids: dict[str, dict[str, int]] = {}
     try:
         for kind in kinds:  # proxies and servers bind port 0 and report what they got
             proxy = raw_proxy if kind == "raw" else ionpilot_hub
@@ -490,7 +540,7 @@ def main() -> int:
             procs.extend(started)
             proxy_pid = started[0].pid
             assert proxy_pid is not None  # started
-            proxy_pids[kind] = proxy_pid
+            stage_pids[kind] = {"proxy": proxy_pid}
             for conn in (proxy_ports, server_port):
                 if not conn.poll(60):
                     raise RuntimeError(f"the {kind} proxy or server did not start")
@@ -503,24 +553,26 @@ def main() -> int:
             )
             pub.start()
             procs.append(pub)
+            assert pub.pid is not None  # started
+            stage_pids[kind]["pub"] = pub.pid
             subs[kind] = RawSub(sub_port) if kind == "raw" else IonpilotSub(sub_port)
             pubs[kind] = (parent_conn, go, done)
 
         rounds: list[dict[str, Any]] = []
+        stages: dict[str, Stage] = {
+            kind: (subs[kind], *pubs[kind], stage_pids[kind]) for kind in kinds
+        }
         for r in range(args.rounds):
-            result: dict[str, Any] = {}
+            result: dict[str, Any] = {kind: {} for kind in kinds}
             order = kinds if r % 2 == 0 else kinds[::-1]
-            for kind in order:
-                conn, go, done = pubs[kind]
-                result[kind] = {}
-                if args.rpc_only:
-                    continue
-                pid = proxy_pids[kind]
-                result[kind] = {
-                    "throughput": pubsub_run(subs[kind], conn, go, done, args.burst, 0, pid),
-                    "lat_1khz": pubsub_run(subs[kind], conn, go, done, 3000, 1000, pid),
-                    "lat_10khz": pubsub_run(subs[kind], conn, go, done, 10_000, 10_000, pid),
-                }
+            if not args.rpc_only:
+                for name, n, rate in (
+                    ("throughput", args.burst, 0.0),
+                    ("lat_1khz", 3000, 1000.0),
+                    ("lat_10khz", 10_000, 10_000.0),
+                ):
+                    for kind, figures in pubsub_run(stages, order, n, rate, args.segments).items():
+                        result[kind][name] = figures
             for kind, figures in rpc_run(rpc_ports, args.rpc).items():
                 result[kind]["rpc"] = figures
             rounds.append(result)
@@ -557,10 +609,13 @@ def main() -> int:
         summary["throughput_ratio"] = ratio("throughput", "msgs_per_s")
         summary["latency_p99_ratio_1khz"] = ratio("lat_1khz", "p99_us")
         summary["latency_p99_ratio_10khz"] = ratio("lat_10khz", "p99_us")
-        summary["proxy_cpu_ratio"] = ratio("throughput", "proxy_cpu_us_per_msg")
+        for stage in ("pub", "proxy", "sub"):
+            summary[f"{stage}_cpu_ratio"] = ratio("throughput", f"{stage}_cpu_us_per_msg")
         columns = {
             "msgs_per_s": ("throughput", "msgs_per_s"),
+            "pub_cpu_us_per_msg": ("throughput", "pub_cpu_us_per_msg"),
             "proxy_cpu_us_per_msg": ("throughput", "proxy_cpu_us_per_msg"),
+            "sub_cpu_us_per_msg": ("throughput", "sub_cpu_us_per_msg"),
             "proxy_cpu_us_per_msg_10khz": ("lat_10khz", "proxy_cpu_us_per_msg"),
             "lost_of_burst": ("throughput", "lost"),
             "p50_us_1khz": ("lat_1khz", "p50_us"),

@@ -17,7 +17,7 @@ from ionpilot.bus import (
     Request,
     Telemetry,
 )
-from ionpilot.bus.codec import check_topic, decode_topic
+from ionpilot.bus.codec import DEEP_SCAN_AT, check_topic, decode_topic, safe_unpackb
 
 
 def test_error_codes_are_the_stable_list():
@@ -143,3 +143,33 @@ def test_extension_types_are_refused_everywhere():
             codec.decode_event(pack(event))
         with pytest.raises(DecodeError):
             codec.decode_heartbeat(pack({"seq": 1, "t": 5, "src": "d", "period": odd}))
+
+
+def test_telemetry_without_optional_fields_takes_their_defaults():
+    codec = Codec()
+    msg = codec.decode_telemetry(msgpack.packb({"seq": 3, "t": 4, "src": "s"}), "tlm.s.x")
+    assert (msg.seq, msg.t, msg.src, msg.value, msg.unit, msg.status) == (3, 4, "s", None, "", "OK")
+    for missing in ("seq", "t", "src"):
+        fields = {"seq": 3, "t": 4, "src": "s", "value": 1.0, "unit": "V", "status": "OK"}
+        del fields[missing]
+        with pytest.raises(DecodeError, match=missing):
+            codec.decode_telemetry(msgpack.packb(fields))
+
+
+@pytest.mark.parametrize("size", [DEEP_SCAN_AT - 1, DEEP_SCAN_AT, DEEP_SCAN_AT + 1])
+def test_frames_too_short_to_be_counted_cannot_reach_the_c_decoders_stack(size):
+    """Frames shorter than DEEP_SCAN_AT skip the header count: as deep as such a frame can
+    nest stays far inside msgpack's own stack (no StackError, whose objects it leaks); from
+    DEEP_SCAN_AT headers on, the walk refuses a frame before msgpack sees it."""
+    assert DEEP_SCAN_AT <= 1024 // 2  # msgpack's C stack (1024 levels), with room to spare
+    deepest = b"\x91" * (size - 1) + b"\xc0"  # every byte but the last opens a level
+    codec = Codec()
+    with pytest.raises(DecodeError) as info:
+        codec.decode_message(b"tlm.s.x", deepest)
+    if size - 1 < DEEP_SCAN_AT:  # fewer headers than that: the C decoder's stack holds them
+        assert "not a map" in str(info.value)  # msgpack built it: it was within its stack
+        assert msgpack.unpackb(deepest) is not None
+    else:
+        assert "nested" in str(info.value)  # the walk refused it, msgpack never saw it
+        with pytest.raises(DecodeError, match="nested"):
+            safe_unpackb(deepest)  # every decoder's guard, not only telemetry's
