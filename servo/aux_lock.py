@@ -34,6 +34,7 @@ class AuxLock:
         self.clock = clock
         self.outputs: Outputs = outputs if outputs is not None else NullOutputs()
         self.state: AuxStateName = "stopped"
+        self.lent = False  # stopped for a borrower: not restarted until given back
         self.piezo_v = math.nan
         self.clipped_steps = 0
         self.next_due = -math.inf
@@ -52,11 +53,15 @@ class AuxLock:
         self._outside_since = None
         self._invalid_since = None
         self._alarmed.clear()
+        self.lent = False
         self.state = "relocking"
         self.next_due = self.clock.now()
 
-    def stop(self) -> None:
+    def stop(self, *, lent: bool = False) -> None:
+        """Let go of the piezo. `lent`: on purpose, for a borrower; the lock thread's retry of
+        a lock that could not start leaves it alone until `start` (the laser given back)."""
         self.state = "stopped"
+        self.lent = lent
 
     def _alarm(self, kind: str, severity: str, message: str) -> None:
         if kind in self._alarmed:

@@ -454,7 +454,7 @@ class Daemon:
         if verb in ("lend", "take_back") and who != "clock":  # an aux lock: let go / take over
             for aux in self.aux_locks:
                 if aux.name == who and verb == "lend":
-                    aux.stop()
+                    aux.stop(lent=True)
                 elif aux.name == who:
                     self._guarded(aux.start, f"{who} lock taking its laser back")
             return

@@ -65,7 +65,7 @@ class LockCycle:
                     # one that could not start is tried again; one a recovery stopped (a
                     # mode search, the safe state) stays stopped until the recovery is over
                     aux.next_due = now + aux.settings.update_period
-                    if not busy:
+                    if not busy and not aux.lent:  # a lent laser is the borrower's
                         self.guarded(aux.start, f"aux lock {aux.name} cannot start")
                 else:
                     aux.step()

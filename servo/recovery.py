@@ -165,6 +165,8 @@ class RecoveryEngine:
         self.queue.clear()
         self._trips.clear()
         for aux in self.auxes.values():
+            if aux.lent:  # its borrower still has the laser: started when given back
+                continue
             try:
                 aux.start()
             except LabError as exc:

@@ -82,8 +82,9 @@ class Running:
                 self.daemon._apply(action, signals)
             self.daemon._end_expired_leases()
             nap = self.daemon.cycle.cycle()
-            if nap > 0:
-                self.world.advance(min(nap, end - self.world.now()))
+            left = end - self.world.now()  # a step's own shots may have passed the end
+            if nap > 0 and left > 0:
+                self.world.advance(min(nap, left))
             seen.append(self.state())
         return seen
 
@@ -125,6 +126,36 @@ def test_pause_and_a_lent_clock_laser_keep_the_lock_in_holdover(tmp_path: Path) 
         assert lab.leases[-1] == ("clock", None)
         lab.run_for(2.0)
         assert lab.state() == "locked"
+    finally:
+        assert lab.daemon.recovery is not None
+        lab.daemon.recovery.close()
+        lab.daemon.server.close()
+        lab.daemon.publisher.close()
+
+
+def test_a_lent_wavemeter_lock_stays_let_go_until_given_back(tmp_path: Path) -> None:
+    """The cooling laser lent to an experiment (its cooling scan steps the piezo): the lock
+    thread's retry of a wavemeter lock that could not start restarted it one update period
+    (5 s) into the lease, and the lock pulled the piezo back to its target mid-scan."""
+    lab = Running(tmp_path)
+    try:
+        lab.until_locked()
+        cooling = next(aux for aux in lab.daemon.aux_locks if aux.name == "cooling")
+        assert cooling.state == "locked"
+        lab.command("lend_laser", laser="cooling", owner="experiment cooling-scan", lease_s=600.0)
+        lab.run_for(1.0)
+        assert cooling.state == "stopped"
+        moved_to = cooling.piezo_v + 0.01  # the borrower tunes it by hand (4 MHz further red)
+        lab.world.set_laser("369", piezo_v=moved_to)
+        states = []
+        for _ in range(int(HELD_S)):
+            lab.run_for(1.0)
+            states.append(cooling.state)
+        assert set(states) == {"stopped"}, states
+        assert lab.world.lasers["369"].piezo_v == moved_to  # nobody moved it back
+        lab.command("return_laser", laser="cooling", owner="experiment cooling-scan")
+        lab.run_for(30.0)
+        assert cooling.state == "locked"
     finally:
         assert lab.daemon.recovery is not None
         lab.daemon.recovery.close()
