@@ -141,21 +141,25 @@ def test_a_lent_wavemeter_lock_stays_let_go_until_given_back(tmp_path: Path) -> 
     try:
         lab.until_locked()
         cooling = next(aux for aux in lab.daemon.aux_locks if aux.name == "cooling")
-        assert cooling.state == "locked"
+
+        def state() -> str:
+            return cooling.state
+
+        assert state() == "locked"
         lab.command("lend_laser", laser="cooling", owner="experiment cooling-scan", lease_s=600.0)
         lab.run_for(1.0)
-        assert cooling.state == "stopped"
+        assert state() == "stopped"
         moved_to = cooling.piezo_v + 0.01  # the borrower tunes it by hand (4 MHz further red)
         lab.world.set_laser("369", piezo_v=moved_to)
         states = []
         for _ in range(int(HELD_S)):
             lab.run_for(1.0)
-            states.append(cooling.state)
+            states.append(state())
         assert set(states) == {"stopped"}, states
         assert lab.world.lasers["369"].piezo_v == moved_to  # nobody moved it back
         lab.command("return_laser", laser="cooling", owner="experiment cooling-scan")
         lab.run_for(30.0)
-        assert cooling.state == "locked"
+        assert state() == "locked"
     finally:
         assert lab.daemon.recovery is not None
         lab.daemon.recovery.close()
