@@ -80,19 +80,23 @@ class CalibrationSet:
 
     def add(self, stmt: Any, fe: ProgramFrontend) -> None:
         """Take in a `cal` block or a `defcal`."""
-        body = self._parse(stmt)
         if isinstance(stmt, ast.CalibrationStatement):
-            for s in body:
+            for s in self._parse(stmt):
                 self.declaration(s, fe)
             return
         qubits = []
         for q in stmt.qubits:
             name = q.name
             if not (name.startswith("$") and name[1:].isdigit()):
+                ions = self.device.ions
                 raise _err(
-                    q, f"defcal on '{name}': calibrations apply to physical qubits ($0, $1, ...)"
+                    q,
+                    f"defcal {stmt.name.name} ${name}: a calibration for any physical qubit is "
+                    "not offered by this device (its frames belong to one ion each); write "
+                    f"one defcal per ion, $0 to ${ions - 1}",
                 )
             qubits.append(int(name[1:]))
+        body = self._parse(stmt)
         params = []
         for a in stmt.arguments:
             params.append(a.name.name if isinstance(a, ast.ClassicalArgument) else "")

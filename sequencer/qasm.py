@@ -259,6 +259,7 @@ def read_program(text: str) -> tuple[ast.Program, set[str]]:
     """The syntax tree of `text` and the names of its untyped constants; `QasmError` with line
     and column (and what else is wrong, where it can tell) on a syntax error."""
     source, inferred = _infer_untyped_consts(text)
+    source = _generic_defcal_qubits(source)
     try:
         with contextlib.redirect_stderr(io.StringIO()):  # ANTLR's lexer prints; we report
             program = openqasm3.parse(source)
@@ -281,6 +282,19 @@ def _parse_failure(exc: Exception, text: str) -> QasmError:
 
 _OLD_REGISTER = re.compile(r"^\s*(qubit|bit)\s+[A-Za-z_]\w*\s*\[", re.MULTILINE)
 _DOLLAR_NAME = re.compile(r"\$[A-Za-z_]\w*")
+_DEFCAL_HEAD = re.compile(r"^[ \t]*defcal\b[^{\n]*", re.MULTILINE)
+
+
+def _generic_defcal_qubits(text: str) -> str:
+    """`defcal rz(angle[20] theta) $q { ... }`: the specification's pulse section calls a
+    calibration on any physical qubit by a `$` name, which the reference grammar's lexer (`$`
+    and digits) cannot read; in a defcal's head `$q` is read as the argument `q` (same line and
+    column), and the calibration set says what the device does with it."""
+    return _DEFCAL_HEAD.sub(
+        lambda m: _DOLLAR_NAME.sub(lambda d: " " + d.group()[1:], m.group()), text
+    )
+
+
 _COLON_PARAM = re.compile(r"\b(angle|float|int|uint|duration)(\[[^\]]*\])?\s*:\s*[A-Za-z_]")
 _FIXED_TYPE = re.compile(r"\bfixed\s*\[")
 
@@ -298,10 +312,10 @@ def _line_hint(text: str, line: int | None) -> str:
             f"found '{m.group()[:-1].rstrip()}': calibration parameters are written "
             "`angle[20] theta` (type, space, name; the `type:name` form is old)"
         )
-    if m := _DOLLAR_NAME.search(source):
+    if not source.lstrip().startswith("defcal") and (m := _DOLLAR_NAME.search(source)):
         notes.append(
-            f"'{m.group()}': a physical qubit is `$` and a number (`$0`); a calibration for "
-            "any qubit names it without `$` (`defcal x q {...}`)"
+            f"'{m.group()}': a `$` name stands for any physical qubit only in a defcal's head; "
+            "elsewhere a physical qubit is `$` and a number (`$0`)"
         )
     if _FIXED_TYPE.search(source):
         notes.append(

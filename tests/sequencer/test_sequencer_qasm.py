@@ -105,8 +105,14 @@ INVALID = [
     ),
     ("bad function", V3 + "qubit q;\nrx(foo(1)) q;\n", 4, "undefined function 'foo'"),
     (
-        "named physical qubit",
+        "calibration for any physical qubit",
         V3 + 'defcalgrammar "openpulse";\ndefcal h $anyone { }\n',
+        4,
+        "defcal h $anyone: a calibration for any physical qubit is not offered by this device",
+    ),
+    (
+        "named physical qubit outside a defcal",
+        V3 + "qubit[2] q;\nh $anyone;\n",
         4,
         "a physical qubit is `$` and a number",
     ),
