@@ -143,6 +143,8 @@ class JobQueue:
         max_finished: int = 1000,
         max_audit: int = 100_000,
         *,
+        max_queued_bytes: int = 20_000_000,
+        max_finished_bytes: int = 50_000_000,
         compact_every: int = 1000,
         max_finished_clock: int = 100,
         clock_audit_every: int = 1000,
@@ -155,6 +157,10 @@ class JobQueue:
         self.clock = clock
         self.max_queued = max_queued
         self.max_finished = max_finished
+        # programs are kept in memory and in the snapshot: bounded in bytes as well as in jobs
+        # (a thousand 200 kB programs would be 200 MB in the service and in every snapshot)
+        self.max_queued_bytes = max_queued_bytes
+        self.max_finished_bytes = max_finished_bytes
         self.max_audit = max_audit
         self.compact_every = max(1, compact_every)
         self.max_finished_clock = max(1, max_finished_clock)
@@ -200,9 +206,15 @@ class JobQueue:
         now = self.clock()
         if due_s is not None:
             check_due(due_s, now)
-        queued = sum(1 for j in self._state.jobs.values() if j.state == "queued")
-        if queued >= self.max_queued:
+        waiting = [j for j in self._state.jobs.values() if j.state == "queued"]
+        if len(waiting) >= self.max_queued:
             raise JobError(f"queue full ({self.max_queued} jobs waiting)")
+        waiting_bytes = sum(len(j.program) for j in waiting)
+        if waiting_bytes + len(program) > self.max_queued_bytes:
+            raise JobError(
+                f"queue full: {waiting_bytes / 1e6:.1f} MB of programs waiting and this one is "
+                f"{len(program) / 1e3:.0f} kB (at most {self.max_queued_bytes / 1e6:g} MB waiting)"
+            )
         self._state.seq += 1
         job = Job(
             job_id=uuid.uuid4().hex[:12],
@@ -410,13 +422,20 @@ class JobQueue:
 
     def _prune(self) -> None:
         """Forget the oldest finished jobs beyond `max_finished` of each kind (so frequent clock
-        jobs never push a user's results out)."""
+        jobs never push a user's results out), and beyond `max_finished_bytes` of programs."""
         finished = [j for j in self.jobs() if j.state in ("done", "failed", "cancelled")]
         old: list[Job] = []
         for kind in JOB_KINDS:
             mine = [j for j in finished if j.kind == kind]
             keep = self.max_finished_clock if kind == "clock" else self.max_finished
             old += mine[: max(0, len(mine) - keep)]
+            kept = mine[max(0, len(mine) - keep) :]
+            kept_bytes = sum(len(j.program) for j in kept)
+            for job in kept:  # the oldest go first while the kept programs are over budget
+                if kept_bytes <= self.max_finished_bytes:
+                    break
+                old.append(job)
+                kept_bytes -= len(job.program)
         for job in old:
             del self._state.jobs[job.job_id]
             if job.kind != "clock":  # clock jobs were never journalled

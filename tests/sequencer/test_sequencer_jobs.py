@@ -128,6 +128,29 @@ def test_bounded_queue(tmp_path):
         q.submit(BELL, submitter="a")
 
 
+def test_the_queue_is_bounded_in_bytes_of_programs(tmp_path):
+    """A thousand programs of 200 kB each would hold 200 MB in the service and in every
+    snapshot: waiting and kept programs are bounded in bytes too."""
+    big = BELL + "// " + "x" * 4000 + "\n"
+    q = JobQueue(
+        tmp_path / "jobs.json", clock=Clock(), max_queued_bytes=10_000, max_finished_bytes=10_000
+    )
+    first, second = q.submit(big, submitter="a"), q.submit(big, submitter="a")
+    with pytest.raises(
+        JobError, match=r"queue full: 0.0 MB of programs waiting and this one is 4 kB"
+    ):
+        q.submit(big, submitter="a")
+    assert [j.job_id for j in q.jobs("queued")] == [first, second]  # nothing queued by it
+    for _ in range(2):  # run both, then two more: only the newest two are kept
+        q.finish(_next(q), result={"counts": {}})
+    third, fourth = q.submit(big, submitter="a"), q.submit(big, submitter="a")
+    for _ in range(2):
+        q.finish(_next(q), result={"counts": {}})
+    assert [j.job_id for j in q.jobs("done")] == [third, fourth]
+    again = JobQueue(tmp_path / "jobs.json", clock=Clock())  # and so is the record on disk
+    assert [j.job_id for j in again.jobs("done")] == [third, fourth]
+
+
 @pytest.mark.parametrize("due", [float("nan"), float("inf"), float("-inf"), 1e308, -2601.0])
 def test_due_times_that_cannot_be_are_refused_and_change_nothing(tmp_path, due):
     clock = Clock()
