@@ -176,11 +176,9 @@ def test_a_users_fluorescence_count_is_a_user_job_held_with_the_others(secured: 
         assert refused.value.code == "bad_request"
 
 
-def test_a_lease_ends_by_itself_and_takes_only_what_the_daemon_lends(tmp_path: Path):
-    """In process, on a manual clock: the daemon whose `return_laser` never came (it died)
-    leaves no lease behind beyond the one it gave; nobody else cancels the daemon's jobs."""
-    clock = ManualClock()
-    service = SequencerService(
+def in_process_service(clock: ManualClock, **options: Any) -> SequencerService:
+    """The service on a manual clock, its jobs answered at once, never bound to a port."""
+    return SequencerService(
         JobQueue(None),
         DEVICE,
         lambda job: {"windows": [], "counts": [[0]]},
@@ -188,7 +186,15 @@ def test_a_lease_ends_by_itself_and_takes_only_what_the_daemon_lends(tmp_path: P
         "tcp://127.0.0.1:0",
         backend="sim",
         clock=clock,
+        **options,
     )
+
+
+def test_a_lease_ends_by_itself_and_takes_only_what_the_daemon_lends(tmp_path: Path):
+    """In process, on a manual clock: the daemon whose `return_laser` never came (it died)
+    leaves no lease behind beyond the one it gave; nobody else cancels the daemon's jobs."""
+    clock = ManualClock()
+    service = in_process_service(clock)
 
     def call(who: str, **args: Any) -> Any:
         return service.call_in_process(args, who).result(timeout=0)
@@ -230,16 +236,7 @@ def test_a_hold_whose_daemon_is_silent_is_marked_stale_and_said_so(tmp_path: Pat
     from ionpilot.sequencer.service import HolderWatch
 
     clock = ManualClock()
-    service = SequencerService(
-        JobQueue(None),
-        DEVICE,
-        lambda job: {"windows": [], "counts": [[0]]},
-        BusSettings(),
-        "tcp://127.0.0.1:0",
-        backend="sim",
-        clock=clock,
-        stale_hold_s=60.0,
-    )
+    service = in_process_service(clock, stale_hold_s=60.0)
     bus = BusSettings(publish_port=free_port(), subscribe_port=free_port())  # no hub there
     watch = HolderWatch(bus, "daemon", clock)
     service._holder_watch = watch
