@@ -19,11 +19,9 @@ several of its error bars (39 % of simulated scans beyond 3σ, against 1 % outsi
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -31,17 +29,15 @@ import numpy.typing as npt
 from qcodes.dataset import load_or_create_experiment
 from qcodes.parameters import Parameter
 
-from ionpilot.experiments.fitting import Fit, fit_curve
 from ionpilot.experiments.pulses import count_fluorescence
 from ionpilot.experiments.scan import Suspender, daemon_status_reader, outside_in, scan
+from ionpilot.experiments.standard import Progress, finish, fit_and_check
 from ionpilot.experiments.station import qcodes_station
 
 if TYPE_CHECKING:
     from ionpilot.script import Lab
 
 __all__ = ["ElectrodeNotSettled", "MicromotionSettings", "micromotion", "parabola", "wait_settled"]
-
-Progress = Callable[[int, int], None]  # (points done, points planned)
 
 
 SETTLE_TOLERANCE_V = 1e-4  # the output counts as settled within this of the set voltage
@@ -156,54 +152,30 @@ def micromotion(
     guess = [float(y.max()), float(v[int(np.argmax(y))]), max(float(np.ptp(y)), 1.0) / span**2]
     counting_s = settings.shots * settings.window
     poisson = np.sqrt(np.maximum(y, 1.0) / counting_s)  # a rate from N photons: sqrt(N)/T
-    fit = fit_curve(parabola, v, y, ["peak", "v0", "curvature"], guess, sigma=poisson)
-    if fit.converged and not (fit.values["curvature"] > 0):
-        fit = Fit(False, fit.values, fit.errors, fit.reduced_chi2, "no fluorescence maximum")
-    result.dataset.add_metadata("ionpilot_fit", json.dumps(fit.as_dict()))
-    database = Path(str(result.dataset.path_to_db))
-    png = database.parent / f"run{result.dataset.captured_run_id}.png"
-    plot(v, y, fit, settings, png)
-    out: dict[str, Any] = {
-        "experiment": "micromotion",
-        "run_id": result.dataset.captured_run_id,
-        "database": str(database),
-        "png": str(png),
-        "points": len(values),
-        "pauses": len(result.pauses),
-        "fit": fit.as_dict(),
-    }
+    fit = fit_and_check(
+        parabola,
+        v,
+        y,
+        ["peak", "v0", "curvature"],
+        guess,
+        check=lambda f: "" if f.values["curvature"] > 0 else "no fluorescence maximum",
+        sigma=poisson,
+    )
+    derived: dict[str, float] = {}
     if fit.converged:
-        out["compensation_voltage_V"] = fit.values["v0"]
-        out["compensation_voltage_error_V"] = fit.errors["v0"]
-    return out
-
-
-def plot(
-    v: npt.NDArray[np.float64],
-    y: npt.NDArray[np.float64],
-    fit: Fit,
-    settings: MicromotionSettings,
-    path: Path,
-) -> None:
-    """The counts and the fitted parabola, as a PNG beside the dataset."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(6, 4))
-    axes = figure.add_subplot()
-    axes.plot(v, y, "o", label="fluorescence")
-    if fit.converged:
-        fine = np.linspace(v.min(), v.max(), 200)
-        params = fit.values
-        label = f"V0 = {params['v0']:.4f} ± {fit.errors['v0']:.4f} V"
-        axes.plot(
-            fine, parabola(fine, params["peak"], params["v0"], params["curvature"]), label=label
-        )
-    else:
-        axes.set_title(fit.message[:80])
-    axes.set_xlabel(f"dc_electrodes {settings.electrode} voltage (V)")
-    axes.set_ylabel("fluorescence (counts/s)")
-    axes.legend()
-    figure.savefig(path, dpi=100)
+        derived = {
+            "compensation_voltage_V": fit.values["v0"],
+            "compensation_voltage_error_V": fit.errors["v0"],
+        }
+    return finish(
+        lab,
+        "micromotion",
+        result,
+        v,
+        y,
+        fit=fit,
+        model=parabola,
+        x_label=f"dc_electrodes {settings.electrode} voltage (V)",
+        y_label="fluorescence (counts/s)",
+        derived=derived,
+    )
