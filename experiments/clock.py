@@ -22,7 +22,7 @@ import numpy as np
 import numpy.typing as npt
 from qcodes.parameters import Parameter
 
-from ionpilot.experiments.clock_laser import ClockLaserLoan, clock_laser
+from ionpilot.experiments.clock_laser import clock_laser
 from ionpilot.experiments.fitting import Fit, binomial_sigma
 from ionpilot.experiments.pulses import SequencerJobs, clock_probe, excitation
 from ionpilot.experiments.standard import (
@@ -340,7 +340,7 @@ def ramsey(lab: Lab, settings: RamseySettings, progress: Progress | None = None)
                 (0.0, settings.pulse_time, amplitude, 0.0),
                 (float(free.get()), settings.pulse_time, amplitude, 0.0),
             ]
-            line = _line(loan) + settings.detuning
+            line = loan.line_aom_hz() + settings.detuning
             schedule = clock_probe(device, pulses, line)
             return excitation(jobs.run_schedule(schedule, settings.shots, loan.lease))
 
@@ -391,7 +391,3 @@ def ramsey(lab: Lab, settings: RamseySettings, progress: Progress | None = None)
         calibrations=cals,
         x_scale=1e3,
     )
-
-
-def _line(loan: ClockLaserLoan) -> float:
-    return loan.line_aom_hz()
