@@ -42,7 +42,6 @@ import itertools
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -55,7 +54,6 @@ from ionpilot.access import as_principal
 from ionpilot.bus.client import CommandClient
 from ionpilot.bus.codec import BusError
 from ionpilot.config import LabConfig, load_config
-from ionpilot.drivers.hardware import MODELS
 from ionpilot.sequencer.qasm import parse_qasm
 from ionpilot.sequencer.runner import compile_program, run_program
 from ionpilot.sequencer.service import SequencerService
@@ -67,45 +65,9 @@ SEQUENCER = SequencerService.PROCESS
 BELL = ROOT / "tests/sequencer/qasm/bell_v2.qasm"
 TARGET = 0.8
 OWNER = "bench-trap"
-ADDRESS_FORMS = {
-    "visa-socket": "TCPIP0::127.0.0.1::{}::SOCKET",
-    "telnet": "TCPIP0::127.0.0.1::{}::SOCKET",
-    "serial-socket": "socket://127.0.0.1:{}",
-    "xmlrpc": "http://127.0.0.1:{}/RPC2",
-    "tcp-json": "tcp://127.0.0.1:{}",
-}
 
-
-def free_ports(n: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(n)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
-def write_lab(base: Path, tmp: Path, ions: int) -> Path:
-    """`base` with every port moved to a free one, data in `tmp`, `ions` ions, no CURVE."""
-    config = load_config(base)
-    ports = iter(free_ports(2 + len(config.processes) + len(config.instruments)))
-    lines = [
-        f"include: {base.resolve()}",
-        f"lab: {{name: bench-trap, data_dir: {tmp / 'var'}}}",
-        f"bus: {{publish_port: {next(ports)}, subscribe_port: {next(ports)}, "
-        "security: {curve: false}}",
-        f"sim: {{n_ions: {ions}}}",
-        "processes:",
-        *(f"  {p}: {{command_port: {next(ports)}}}" for p in config.processes),
-        "instruments:",
-    ]
-    for name, inst in config.instruments.items():
-        address = ADDRESS_FORMS[MODELS[inst.model].transport].format(next(ports))
-        lines.append(f"  {name}: {{address: '{address}'}}")
-    path = tmp / "lab.yaml"
-    path.write_text("\n".join(lines) + "\n")
-    return path
+sys.path.insert(0, str(ROOT / "tests" / "foundation"))
+from labprocs import lab_on_free_ports  # type: ignore[import-not-found]  # noqa: E402
 
 
 def wait_for(what: str, probe: Callable[[], Any], timeout_s: float) -> Any:
@@ -408,7 +370,13 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench-trap-") as tmp:
         base = load_config(args.config)
         ions = max(args.ions, base.sim.n_ions)
-        lab = write_lab(Path(args.config), Path(tmp), ions)
+        lab = lab_on_free_ports(
+            Path(tmp),
+            "bench-trap",
+            [f"sim: {{n_ions: {ions}}}"],
+            secured=False,
+            base=Path(args.config),
+        )
         config = load_config(lab)
         log = open(Path(tmp) / "up.log", "w")  # noqa: SIM115 (closed below)
         up = subprocess.Popen(

@@ -67,15 +67,21 @@ def free_ports(n: int) -> list[int]:
 
 
 def lab_on_free_ports(
-    tmp: Path, name: str, extra: Sequence[str] = (), *, secured: bool = True
+    tmp: Path,
+    name: str,
+    extra: Sequence[str] = (),
+    *,
+    secured: bool = True,
+    base: Path = SIM_LAB,
 ) -> Path:
-    """A lab file including the default one with every port moved to a free one, its data in
-    tmp, plus `extra` top-level YAML lines; returns its path. `secured=False` turns the bus's
-    CURVE off explicitly (a test of something else that publishes topics no process owns)."""
-    config = load_config(SIM_LAB)
+    """A lab file including `base` (the default lab) with every port moved to a free one, its
+    data in tmp, plus `extra` top-level YAML lines; returns its path. `secured=False` turns the
+    bus's CURVE off explicitly (a test of something else that publishes topics no process
+    owns)."""
+    config = load_config(base)
     ports = iter(free_ports(2 + len(config.processes) + len(config.instruments)))
     lines = [
-        f"include: {SIM_LAB}",
+        f"include: {base.resolve()}",
         f"lab: {{name: {name}, data_dir: {tmp / 'var'}}}",
         f"bus: {{publish_port: {next(ports)}, subscribe_port: {next(ports)}"
         + ("}" if secured else ", security: {curve: false}}"),
